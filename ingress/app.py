@@ -1,0 +1,65 @@
+"""`create_app(settings)`: the Litestar application of one ingress process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import HttpMethod, Litestar, Request, Response, route
+
+from ingress.api import Resources, build_routes, health_routes
+from ingress.hooks import Hooks
+from ingress.problems import make_handlers
+from ingress.publishing import InvocationPublisher
+from ingress.registry import TriggerRegistry
+from ingress.replies import ReplyWaiter
+from shared.db.notify import follow
+from shared.db.pool import create_pool
+from shared.logs import setup_logging
+from shared.settings import Settings, load_settings
+
+HOOK_METHODS: list[HttpMethod] = [HttpMethod.GET, HttpMethod.POST, HttpMethod.PUT, HttpMethod.PATCH, HttpMethod.DELETE]
+
+
+def create_app(settings: Settings) -> Litestar:
+    """Wire the registry, the publisher and the routes; resources open in the lifespan."""
+    res = Resources()
+
+    @asynccontextmanager
+    async def resources(_: Litestar) -> AsyncIterator[None]:
+        res.pool = await create_pool(settings.database_url, min_size=1, max_size=5)
+        res.registry = TriggerRegistry(res.pool)
+        waiter = ReplyWaiter()
+        res.publisher = InvocationPublisher(settings, waiter)
+        await res.registry.reload()
+        follower = asyncio.create_task(follow(settings.database_url, res.registry.reload), name="registry")
+        await res.publisher.start()
+        res.hooks = Hooks(res.registry, res.publisher, waiter)
+        try:
+            yield
+        finally:
+            follower.cancel()
+            await res.publisher.close()
+            await res.pool.close()
+
+    @route("/hooks/{workspace:str}/{trigger:str}", http_method=HOOK_METHODS, request_max_body_size=None)
+    async def hook(request: Request[Any, Any, Any], workspace: str, trigger: str) -> Response[bytes]:
+        return await res.hooks.handle(request, workspace, trigger)
+
+    app = Litestar(
+        route_handlers=[hook, *build_routes(res, settings.admin_token), *health_routes(res)],
+        lifespan=[resources],
+        exception_handlers=make_handlers(settings.retry_after),
+        openapi_config=None,
+        debug=False,
+    )
+    return app
+
+
+def app_from_env() -> Litestar:
+    """Factory for uvicorn: each server process reads its settings once here."""
+    settings = load_settings()
+    setup_logging("ingress", settings.log_level, settings.log_json)
+    return create_app(settings)

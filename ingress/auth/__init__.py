@@ -1,0 +1,1 @@
+"""Caller authentication for triggers: one verifier a module."""

@@ -1,0 +1,149 @@
+"""From an HTTP request to `RequestData`: bounded body read, query typing, body by content type."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+import msgspec
+
+from ingress.errors import BodyTooLarge, InvalidParameter, MalformedBody, UnsupportedMediaType
+from shared.messages import BodyKind
+from shared.spec.model import BodyRules, QueryParam
+
+_json_decode = msgspec.json.decode
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+async def read_body(stream: AsyncIterator[bytes], content_length: str | None, limit: int) -> bytes:
+    """Read at most `limit` bytes; refuse before reading when Content-Length says more."""
+    if content_length is not None:
+        try:
+            declared = int(content_length)
+        except ValueError:
+            raise MalformedBody("Content-Length is not a number") from None
+        if declared > limit:
+            raise BodyTooLarge(f"the body has {declared} bytes; this trigger takes at most {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in stream:
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"the body exceeds {limit} bytes, the limit of this trigger")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def media_type(content_type: str | None) -> str:
+    """`application/json; charset=utf-8` -> `application/json`."""
+    if not content_type:
+        return ""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def check_content_type(rules: BodyRules, mtype: str, has_body: bool) -> None:
+    """415 when the trigger lists content types and this body's is not one of them."""
+    if rules.content_types is None or not has_body:
+        return
+    if mtype not in rules.content_types:
+        raise UnsupportedMediaType(
+            f"content type {mtype or '(none)'!r} is not accepted; use {', '.join(rules.content_types)}"
+        )
+
+
+def parse_body(body: bytes, mtype: str, content_type: str | None) -> tuple[BodyKind, Any]:
+    """JSON parsed, forms parsed, XML and text kept as text, anything else as bytes."""
+    if not body:
+        return "empty", None
+    if mtype == "application/json" or mtype.endswith("+json"):
+        try:
+            return "json", _json_decode(body)
+        except msgspec.DecodeError as exc:
+            raise MalformedBody(f"the body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise MalformedBody("the body is not valid JSON: nested too deeply") from None
+    if mtype == "application/x-www-form-urlencoded":
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedBody("the form body is not UTF-8") from None
+        return "form", _multi(parse_qsl(text, keep_blank_values=True))
+    if mtype.startswith("text/") or mtype.endswith("/xml") or mtype.endswith("+xml"):
+        try:
+            return "text", body.decode(_charset(content_type))
+        except (UnicodeDecodeError, LookupError):
+            return "bytes", body
+    return "bytes", body
+
+
+def _charset(content_type: str | None) -> str:
+    for part in (content_type or "").split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "charset" and value:
+            return value.strip('"')
+    return "utf-8"
+
+
+def _multi(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Single values as strings, repeated names as lists."""
+    out: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in out:
+            previous = out[name]
+            out[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            out[name] = value
+    return out
+
+
+def parse_query(query_string: str, declared: Mapping[str, QueryParam], extra: str) -> dict[str, Any]:
+    """Typed declared parameters (defaults filled in), the others passed through or refused."""
+    raw = _multi(parse_qsl(query_string, keep_blank_values=True)) if query_string else {}
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        param = declared.get(name)
+        if param is None:
+            if extra == "reject":
+                raise InvalidParameter(f"query parameter {name!r} is not accepted here", name)
+            out[name] = value
+        else:
+            out[name] = _typed(name, value, param)
+    for name, param in declared.items():
+        if name in out:
+            continue
+        if param.required:
+            raise InvalidParameter(f"query parameter {name!r} is required", name)
+        if param.default is not None:
+            out[name] = param.default
+    return out
+
+
+def _typed(name: str, value: Any, param: QueryParam) -> Any:
+    if isinstance(value, list):
+        raise InvalidParameter(f"query parameter {name!r} is given more than once", name)
+    text: str = value
+    if param.type == "string":
+        return text
+    if param.type == "integer":
+        try:
+            return int(text)
+        except ValueError:
+            raise InvalidParameter(
+                f"query parameter {name!r} must be an integer, got {text!r}", name
+            ) from None
+    if param.type == "number":
+        try:
+            number = float(text)
+        except ValueError:
+            number = float("nan")
+        if number != number or number in (float("inf"), float("-inf")):
+            raise InvalidParameter(f"query parameter {name!r} must be a number, got {text!r}", name)
+        return number
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise InvalidParameter(f"query parameter {name!r} must be true or false, got {text!r}", name)

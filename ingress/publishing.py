@@ -1,0 +1,67 @@
+"""The ingress's broker side: one confirm channel per process, replies consumed on it.
+
+Direct reply-to only delivers to the channel that published the request, so the channel
+that publishes work with confirms also consumes `amq.rabbitmq.reply-to`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aio_pika
+from aio_pika.abc import AbstractExchange, AbstractRobustConnection, DeliveryMode
+
+from ingress.replies import REPLY_TO, ReplyWaiter
+from shared import topology
+from shared.broker import BrokerLink, open_confirm_channel, publish_confirmed
+from shared.errors import BrokerUnavailable
+from shared.messages import Invocation, invocation_encoder
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class InvocationPublisher:
+    """Publishes invocations with confirms; request-response ones ask for a reply."""
+
+    def __init__(self, settings: Settings, waiter: ReplyWaiter) -> None:
+        self._settings = settings
+        self._waiter = waiter
+        self._link = BrokerLink(settings.amqp_url, "hookline-ingress", settings.heartbeat)
+        self._link.on_connect(self._on_connect)
+        self._exchange: AbstractExchange | None = None
+
+    async def start(self) -> None:
+        # Serve even while the broker is down: calls get 503 until it answers.
+        await self._link.start(wait=5)
+
+    async def close(self) -> None:
+        await self._link.close()
+
+    @property
+    def ready(self) -> bool:
+        return self._exchange is not None and self._link.ready
+
+    async def _on_connect(self, connection: AbstractRobustConnection) -> None:
+        channel = await open_confirm_channel(connection)
+        replies = await channel.get_queue(REPLY_TO, ensure=False)
+        await replies.consume(self._waiter.on_message, no_ack=True)
+        connection.close_callbacks.add(self._waiter.fail_all)
+        self._exchange = await channel.get_exchange(
+            topology.invocations_exchange(self._settings.amqp_prefix), ensure=False
+        )
+
+    async def publish(self, invocation: Invocation, routing_key: str, want_reply: bool) -> None:
+        """Return once the broker confirmed; raise BrokerUnavailable (or a subclass) if not."""
+        if self._exchange is None or not self._link.ready:
+            raise BrokerUnavailable("the broker is unreachable")
+        message = aio_pika.Message(
+            invocation_encoder.encode(invocation),
+            delivery_mode=DeliveryMode.PERSISTENT,
+            message_id=invocation.id,
+            correlation_id=invocation.id if want_reply else None,
+            reply_to=REPLY_TO if want_reply else None,
+            content_type="application/msgpack",
+            type="hookline.invocation",
+        )
+        await publish_confirmed(self._exchange, message, routing_key, self._settings.publish_timeout)

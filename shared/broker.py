@@ -1,0 +1,132 @@
+"""RabbitMQ access: a connection that heals itself, and confirmed publishes with a deadline.
+
+aio-pika's robust connection reconnects after a drop, but its first connect fails if the
+broker is down; `BrokerLink` keeps trying in the background so a service can start (and
+answer 503) before the broker is up. Library errors become `BrokerUnavailable` here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError, PublishError
+
+from shared.errors import BrokerUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(BrokerUnavailable):
+    """Raised when the broker refused a publish because the queue is at its bound."""
+
+    problem_type = "queue-full"
+
+
+class NotRouted(BrokerUnavailable):
+    """Raised when no queue is bound for the message yet (the dispatcher has not caught up)."""
+
+    problem_type = "trigger-not-ready"
+
+
+OnConnect = Callable[[AbstractRobustConnection], Awaitable[None]]
+
+
+class BrokerLink:
+    """One robust connection, opened in the background until the broker answers."""
+
+    def __init__(self, url: str, name: str, heartbeat: int = 15) -> None:
+        self._url = url
+        self._name = name
+        self._heartbeat = heartbeat
+        self.connection: AbstractRobustConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._on_connect: list[OnConnect] = []
+
+    def on_connect(self, callback: OnConnect) -> None:
+        """Run `callback(connection)` once, when the first connection is made."""
+        self._on_connect.append(callback)
+
+    async def start(self, wait: float | None = None) -> None:
+        """Start connecting; with `wait`, give up waiting (not connecting) after that long."""
+        self._task = asyncio.create_task(self._connect_loop(), name=f"{self._name}-connect")
+        if wait is not None:
+            try:
+                await asyncio.wait_for(self._ready.wait(), wait)
+            except TimeoutError:
+                log.warning("broker not reachable yet; still trying", extra={"service": self._name})
+
+    async def wait_ready(self) -> None:
+        """Return once connected (and the on_connect callbacks ran)."""
+        await self._ready.wait()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the connection is open right now."""
+        return self._ready.is_set() and self.connection is not None and not self.connection.is_closed
+
+    async def _connect_loop(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                connection = await aio_pika.connect_robust(
+                    self._url,
+                    client_properties={"connection_name": self._name},
+                    heartbeat=self._heartbeat,
+                    timeout=5,
+                )
+                break
+            except CONNECTION_EXCEPTIONS as exc:
+                log.info("broker unreachable (%s), retrying in %.1fs", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.connection = connection
+        for callback in self._on_connect:
+            await callback(connection)
+        self._ready.set()
+
+    async def close(self) -> None:
+        """Stop connecting and close the connection."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.connection is not None:
+            await self.connection.close()
+
+
+async def open_confirm_channel(connection: AbstractRobustConnection) -> AbstractRobustChannel:
+    """A channel whose publishes are confirmed and whose unroutable publishes raise."""
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    return channel
+
+
+async def publish_confirmed(
+    exchange: aio_pika.abc.AbstractExchange,
+    message: aio_pika.Message,
+    routing_key: str,
+    deadline: float,
+) -> None:
+    """Publish persistent and mandatory, and return only once the broker confirmed it.
+
+    A nack means the bounded queue refused it (QueueFull); a return means nothing is bound
+    for it (NotRouted); no answer within `deadline` seconds (a blocked or frozen broker) or a closed
+    channel means BrokerUnavailable. The caller answers 503 for all of them.
+    """
+    try:
+        async with asyncio.timeout(deadline):
+            await exchange.publish(message, routing_key, mandatory=True)
+    except PublishError:
+        raise NotRouted("no queue is bound for this trigger yet") from None
+    except DeliveryError:
+        raise QueueFull("the trigger's queue is full") from None
+    except TimeoutError:
+        raise BrokerUnavailable("the broker did not confirm in time") from None
+    except (*CONNECTION_EXCEPTIONS, aiormq.exceptions.AMQPError) as exc:
+        raise BrokerUnavailable(f"the broker is unreachable ({type(exc).__name__})") from None

@@ -1,0 +1,147 @@
+"""The run log: one row per invocation, written in batches by workers, read by operators."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import asyncpg
+import msgspec
+
+from shared.db.pool import Connection
+from shared.errors import NotFound
+
+Status = Literal["running", "succeeded", "failed", "dead"]
+_encode = msgspec.json.Encoder().encode
+
+
+class ExecutionRecord(msgspec.Struct, kw_only=True):
+    """What a worker writes after a run (times are UNIX seconds)."""
+
+    id: str
+    workspace: str
+    trigger: str
+    version: int
+    status: Status
+    attempts: int
+    received_at: float
+    started_at: float
+    finished_at: float | None
+    request: Any
+    output: Any = None
+    response: Any = None
+    steps: list[Any] = []
+    error: str | None = None
+    replay_of: str | None = None
+
+
+# One statement for a whole batch: arrays in, one row each out of unnest. A redelivered
+# invocation finds its row and adds an attempt instead of creating a second record.
+_UPSERT = """
+insert into executions (id, workspace, trigger, trigger_version, status, attempts, received_at,
+                        started_at, finished_at, request, output, response, steps, error, replay_of)
+select id, workspace, trigger, version, status, attempts, to_timestamp(received_at),
+       to_timestamp(started_at), to_timestamp(finished_at), request::jsonb, output::jsonb,
+       response::jsonb, steps::jsonb, error, replay_of
+from unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::float8[],
+            $8::float8[], $9::float8[], $10::text[], $11::text[], $12::text[], $13::text[],
+            $14::text[], $15::uuid[])
+     as r(id, workspace, trigger, version, status, attempts, received_at, started_at,
+          finished_at, request, output, response, steps, error, replay_of)
+on conflict (id) do update set
+    status = excluded.status,
+    attempts = greatest(executions.attempts + 1, excluded.attempts),
+    started_at = excluded.started_at,
+    finished_at = excluded.finished_at,
+    output = excluded.output,
+    response = excluded.response,
+    steps = excluded.steps,
+    error = excluded.error
+"""
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else _encode(value).decode()
+
+
+async def record_executions(connection: Connection, records: list[ExecutionRecord]) -> None:
+    """Upsert a batch of executions in one statement (one commit for all of them)."""
+    columns: list[list[Any]] = [[] for _ in range(15)]
+    for r in records:
+        row = (
+            r.id,
+            r.workspace,
+            r.trigger,
+            r.version,
+            r.status,
+            r.attempts,
+            r.received_at,
+            r.started_at,
+            r.finished_at,
+            _encode(r.request).decode(),
+            _json(r.output),
+            _json(r.response),
+            _encode(r.steps).decode(),
+            r.error,
+            r.replay_of,
+        )
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    await connection.execute(_UPSERT, *columns)
+
+
+class Execution(msgspec.Struct, kw_only=True):
+    """An execution as operators see it (`hookline executions show`, the API)."""
+
+    id: str
+    workspace: str
+    trigger: str
+    trigger_version: int
+    status: Status
+    attempts: int
+    received_at: datetime
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: float | None
+    request: Any
+    output: Any
+    response: Any
+    steps: list[Any]
+    error: str | None
+    replay_of: str | None
+
+
+async def get_execution(connection: Connection, execution_id: str) -> Execution:
+    """One execution by id; NotFound when no worker has recorded it (yet)."""
+    try:
+        key = uuid.UUID(execution_id)
+    except ValueError:
+        raise NotFound(f"no execution {execution_id!r}: not an execution id") from None
+    row = await connection.fetchrow("select * from executions where id = $1", key)
+    if row is None:
+        raise NotFound(f"no execution {execution_id} (a queued execution appears once a worker runs it)")
+    return _execution(row)
+
+
+def _execution(row: asyncpg.Record) -> Execution:
+    finished = row["finished_at"]
+    duration = (finished - row["started_at"]).total_seconds() * 1000 if finished else None
+    return Execution(
+        id=str(row["id"]),
+        workspace=row["workspace"],
+        trigger=row["trigger"],
+        trigger_version=row["trigger_version"],
+        status=row["status"],
+        attempts=row["attempts"],
+        received_at=row["received_at"].astimezone(UTC),
+        started_at=row["started_at"].astimezone(UTC),
+        finished_at=finished.astimezone(UTC) if finished else None,
+        duration_ms=round(duration, 3) if duration is not None else None,
+        request=row["request"],
+        output=row["output"],
+        response=row["response"],
+        steps=row["steps"],
+        error=row["error"],
+        replay_of=str(row["replay_of"]) if row["replay_of"] else None,
+    )

@@ -1,0 +1,77 @@
+"""The asyncpg pool: JSON codecs through msgspec, errors translated at the boundary."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeAlias
+
+import asyncpg
+import msgspec
+from asyncpg.pool import PoolConnectionProxy
+
+from shared.errors import DatabaseUnavailable
+
+# What a lost or refused database connection raises; each becomes DatabaseUnavailable.
+DB_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    TimeoutError,
+)
+
+# What query functions take: a plain connection or one borrowed from a pool.
+Connection: TypeAlias = (
+    "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+)
+
+_json_encode = msgspec.json.Encoder().encode
+
+
+def _encode_json(value: Any) -> str:
+    return _json_encode(value).decode()
+
+
+async def init_connection(connection: asyncpg.Connection) -> None:
+    """jsonb in and out through msgspec."""
+    await connection.set_type_codec(
+        "jsonb", encoder=_encode_json, decoder=msgspec.json.decode, schema="pg_catalog"
+    )
+
+
+async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """Open a pool, or raise DatabaseUnavailable with the reason."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=init_connection,
+            timeout=10,
+            command_timeout=60,
+        )
+    except DB_ERRORS as exc:
+        raise DatabaseUnavailable(f"cannot reach PostgreSQL: {exc}") from None
+    assert pool is not None
+    return pool
+
+
+@asynccontextmanager
+async def connect(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """One connection for a CLI command."""
+    try:
+        connection = await asyncpg.connect(dsn, timeout=10)
+    except DB_ERRORS as exc:
+        raise DatabaseUnavailable(f"cannot reach PostgreSQL: {exc}") from None
+    except asyncpg.exceptions.InvalidCatalogNameError as exc:
+        raise DatabaseUnavailable(f"cannot reach PostgreSQL: {exc}") from None
+    try:
+        await init_connection(connection)
+        yield connection
+    finally:
+        await connection.close()

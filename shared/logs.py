@@ -1,0 +1,79 @@
+"""Structured logs: one JSON object per line, with the run's ids when there is a run."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import msgspec
+
+_encode = msgspec.json.Encoder().encode
+# Fields a log call may pass with `extra=`; anything else is ignored, so a body or a secret
+# can never reach a log line by accident.
+FIELDS = (
+    "service",
+    "workspace",
+    "trigger",
+    "execution_id",
+    "attempt",
+    "status",
+    "duration_ms",
+    "queue",
+    "reason",
+    "count",
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """`{"ts": ..., "level": ..., "logger": ..., "msg": ..., <FIELDS>}`."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for name in FIELDS:
+            value = record.__dict__.get(name)
+            if value is not None:
+                line[name] = value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return _encode(line).decode()
+
+
+class TextFormatter(logging.Formatter):
+    """A readable line for a terminal: time, service, message, then the ids."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        ids = " ".join(f"{n}={record.__dict__[n]}" for n in FIELDS if record.__dict__.get(n) is not None)
+        text = f"{stamp} {self.service:<10} {record.levelname.lower():<7} {record.getMessage()}"
+        if ids:
+            text += f"  {ids}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def setup_logging(service: str, level: str = "INFO", json: bool = True) -> None:
+    """Send every logger's records to stderr in one format."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(service) if json else TextFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("aiormq", "aio_pika"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

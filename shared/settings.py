@@ -1,0 +1,127 @@
+"""Settings: read once from HOOKLINE_* variables (or the stack `hookline up` recorded)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+from shared.errors import ConfigError
+
+STATE_DIR = Path(".hookline")
+STACK_FILE = "stack.json"
+
+
+class Stack(msgspec.Struct, kw_only=True):
+    """What `hookline up` records so a second terminal reaches the same stack."""
+
+    amqp_url: str
+    database_url: str
+    admin_token: str
+    port: int
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every setting of every service; built in main() and passed down."""
+
+    database_url: str
+    amqp_url: str
+    amqp_prefix: str = "hookline"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_token: str | None = None
+    ingress_workers: int = 1
+    worker_concurrency: int = 32
+    publish_timeout: float = 5.0
+    retry_after: int = 5
+    work_queue_max_length: int = 1_000_000
+    delivery_limit: int = 10
+    heartbeat: int = 15
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def public_url(self) -> str:
+        """Base URL of the ingress as callers see it."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+
+_INTS = (
+    "port",
+    "ingress_workers",
+    "worker_concurrency",
+    "retry_after",
+    "work_queue_max_length",
+    "heartbeat",
+    "delivery_limit",
+)
+_FLOATS = ("publish_timeout",)
+_BOOLS = ("log_json",)
+
+
+def read_stack(state_dir: Path = STATE_DIR) -> Stack | None:
+    """The stack a running `hookline up` recorded in this folder, if any."""
+    path = state_dir / STACK_FILE
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=Stack)
+    except FileNotFoundError:
+        return None
+    except (msgspec.DecodeError, OSError) as exc:
+        raise ConfigError(f"{path}: unreadable ({exc}); delete it and run `make run` again") from None
+
+
+def write_stack(stack: Stack, state_dir: Path = STATE_DIR) -> None:
+    """Record the running stack (only the owner may read it: it holds the admin token)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / STACK_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(msgspec.json.encode(stack))
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, state_dir: Path = STATE_DIR, **overrides: object
+) -> Settings:
+    """Settings from HOOKLINE_* variables, falling back to the stack `hookline up` recorded."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for field in Settings.__struct_fields__:
+        raw = env.get(f"HOOKLINE_{field.upper()}")
+        if raw is None or raw == "":
+            continue
+        values[field] = _parse(field, raw)
+    stack = read_stack(state_dir) if ("amqp_url" not in values or "database_url" not in values) else None
+    if stack is not None:
+        values.setdefault("amqp_url", stack.amqp_url)
+        values.setdefault("database_url", stack.database_url)
+        values.setdefault("admin_token", stack.admin_token)
+        values.setdefault("port", stack.port)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for required in ("database_url", "amqp_url"):
+        if required not in values:
+            raise ConfigError(
+                f"HOOKLINE_{required.upper()} is not set and no stack runs here: "
+                "start one with `make run` or set the variable"
+            )
+    try:
+        return msgspec.convert(values, Settings)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid setting: {exc}") from None
+
+
+def _parse(field: str, raw: str) -> object:
+    try:
+        if field in _INTS:
+            return int(raw)
+        if field in _FLOATS:
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"HOOKLINE_{field.upper()}={raw!r} is not a number") from None
+    if field in _BOOLS:
+        if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise ConfigError(f"HOOKLINE_{field.upper()}={raw!r} is not true or false")
+        return raw.lower() in ("1", "true", "yes")
+    return raw

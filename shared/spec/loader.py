@@ -1,0 +1,147 @@
+"""Read trigger files (YAML or JSON, one or many documents) into Workspace Structs.
+
+Steps are written with their kind as the key; `normalise_steps` rewrites each one to carry
+`kind` so that msgspec's tagged union can decode it. Decoding errors come back with a JSON
+path; `describe_path` turns it into "trigger create-customer, step create, field url".
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from shared.errors import SpecError
+from shared.spec.model import Workspace
+from shared.spec.types import dec_hook
+
+STEP_KINDS = ("map", "respond", "http", "sql", "condition", "python")
+
+
+def load_file(path: Path) -> list[Workspace]:
+    """Load every document of a YAML or JSON file; SpecError names the file and the place."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
+    return load_text(text, source=str(path))
+
+
+def load_text(text: str, source: str = "<input>") -> list[Workspace]:
+    """Load every document of a YAML (or JSON, a subset of YAML) text."""
+    try:
+        documents = [d for d in yaml.load_all(text, Loader=yaml.CSafeLoader) if d is not None]
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{source}: not valid YAML or JSON: {_one_line(exc)}") from None
+    except RecursionError:
+        raise SpecError(f"{source}: nested too deeply") from None
+    if not documents:
+        raise SpecError(f"{source}: no documents")
+    return [
+        load_document(doc, f"{source}" + (f", document {i + 1}" if len(documents) > 1 else ""))
+        for i, doc in enumerate(documents)
+    ]
+
+
+def load_document(document: object, source: str = "<input>") -> Workspace:
+    """Validate one decoded document into a Workspace."""
+    if not isinstance(document, dict):
+        raise SpecError(f"{source}: a document must be a mapping with `workspace` and `triggers`")
+    normalised = _normalise(document, source)
+    try:
+        return msgspec.convert(normalised, Workspace, dec_hook=dec_hook)
+    except msgspec.ValidationError as exc:
+        raise SpecError(f"{source}: {describe_error(str(exc), normalised)}") from None
+
+
+def _normalise(document: dict[str, Any], source: str) -> dict[str, Any]:
+    triggers = document.get("triggers")
+    if not isinstance(triggers, list):
+        return document
+    out = dict(document)
+    out["triggers"] = [_normalise_trigger(t, source) if isinstance(t, dict) else t for t in triggers]
+    return out
+
+
+def _normalise_trigger(trigger: dict[str, Any], source: str) -> dict[str, Any]:
+    workflow = trigger.get("workflow")
+    if not isinstance(workflow, list):
+        return trigger
+    where = f"{source}: trigger {trigger.get('name', '?')}"
+    return {**trigger, "workflow": normalise_steps(workflow, where)}
+
+
+def normalise_steps(steps: list[Any], where: str) -> list[Any]:
+    """Give each step `kind` (the one key naming its kind) and an `id` if it has none."""
+    out: list[Any] = []
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict):
+            raise SpecError(f"{where}, step {index + 1}: a step must be a mapping")
+        kinds = [k for k in step if k in STEP_KINDS]
+        if len(kinds) != 1:
+            others = sorted(k for k in step if k != "id")
+            label = step.get("id", index + 1)
+            if not kinds:
+                raise SpecError(
+                    f"{where}, step {label}: unknown step kind (keys: {', '.join(others)}); "
+                    f"expected one of {', '.join(STEP_KINDS)}"
+                )
+            raise SpecError(f"{where}, step {label}: one step has several kinds: {', '.join(kinds)}")
+        kind = kinds[0]
+        body = {**step, "kind": kind}
+        body.setdefault("id", f"{kind}_{index + 1}")
+        if kind == "condition" and isinstance(step[kind], dict):
+            body[kind] = _normalise_branches(step[kind], f"{where}, step {body['id']}")
+        out.append(body)
+    return out
+
+
+def _normalise_branches(condition: dict[str, Any], where: str) -> dict[str, Any]:
+    out = dict(condition)
+    for branch in ("then", "else"):
+        if isinstance(out.get(branch), list):
+            out[branch] = normalise_steps(out[branch], f"{where}, {branch}")
+    return out
+
+
+_PATH = re.compile(r" - at `(\$[^`]*)`$")
+_SEGMENT = re.compile(r"\.([A-Za-z_][\w-]*)|\[(\d+)\]|\[('[^']*')\]")
+
+
+def describe_error(message: str, document: dict[str, Any]) -> str:
+    """Rewrite msgspec's `... - at $.triggers[0].workflow[1].respond.status` for people."""
+    match = _PATH.search(message)
+    if not match:
+        return message
+    text = message[: match.start()]
+    parts: list[str] = []
+    node: Any = document
+    fields: list[str] = []
+    for name, index, quoted in _SEGMENT.findall(match[1][1:]):
+        key: str | int = int(index) if index else (quoted.strip("'") if quoted else name)
+        if isinstance(node, list) and isinstance(key, int) and key < len(node):
+            item = node[key]
+            if fields and fields[-1] == "triggers" and isinstance(item, dict):
+                fields.pop()
+                parts.append(f"trigger {item.get('name', key)}")
+            elif fields and fields[-1] in ("workflow", "then", "else") and isinstance(item, dict):
+                container = fields.pop()
+                if container != "workflow":
+                    parts.append(container)
+                parts.append(f"step {item.get('id', key + 1)}")
+            else:
+                fields.append(f"[{key}]")
+            node = item
+            continue
+        fields.append(str(key))
+        node = node.get(key) if isinstance(node, dict) else None
+    if fields:
+        parts.append("field " + ".".join(fields).replace(".[", "["))
+    return ", ".join(parts) + ": " + text if parts else text
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())

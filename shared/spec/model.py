@@ -1,0 +1,209 @@
+"""The trigger file as msgspec Structs: decoding a document is validating it.
+
+Names follow ../DESIGN.md "The trigger file". Steps are written with their kind as the key
+(`respond: {...}`); the loader rewrites each to `{"kind": "respond", ...}` before decoding.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from shared.spec.types import Duration
+
+Name = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        description="lower-case letters, digits, '-' and '_', at most 63 characters",
+    ),
+]
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+StepId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
+
+
+class Spec(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Base of every trigger-file Struct: unknown keys are errors, values are immutable."""
+
+
+# --- authentication -------------------------------------------------------------------
+
+
+class NoAuth(Spec, tag="none", tag_field="type", frozen=True):
+    """Anyone may call the trigger (must be chosen explicitly)."""
+
+
+class ApiKeyAuth(Spec, tag="api_key", tag_field="type", frozen=True):
+    """Callers send one of the trigger's API keys in `X-API-Key` or `Authorization: Bearer`."""
+
+
+class BasicAuth(Spec, tag="basic", tag_field="type", frozen=True):
+    """HTTP Basic: a username and a password (`${env:NAME}`), stored hashed."""
+
+    username: str
+    password: str
+    realm: str = "hookline"
+
+
+class HmacAuth(Spec, tag="hmac", tag_field="type", frozen=True):
+    """A signature of the raw body with a shared secret, as GitHub, Stripe and others send."""
+
+    secret: str | list[str]
+    preset: Literal["github", "stripe", "shopify", "slack", "standard-webhooks"] | None = None
+    header: str | None = None
+    algorithm: Literal["sha256", "sha1", "sha512"] = "sha256"
+    encoding: Literal["hex", "base64"] = "hex"
+    prefix: str = ""
+    timestamp_header: str | None = None
+    signed_content: str | None = None
+    tolerance: Duration = Duration(300)
+
+    def __post_init__(self) -> None:
+        if self.preset is None and self.header is None:
+            raise ValueError("hmac needs a `preset` or a `header`")
+
+
+Auth = NoAuth | ApiKeyAuth | BasicAuth | HmacAuth
+
+
+# --- request handling -----------------------------------------------------------------
+
+
+class QueryParam(Spec, frozen=True):
+    """A declared query parameter: its type, whether it is required, its default."""
+
+    type: Literal["string", "integer", "number", "boolean"] = "string"
+    required: bool = False
+    default: str | int | float | bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.required and self.default is not None:
+            raise ValueError("a required parameter cannot have a default")
+
+
+class BodyRules(Spec, frozen=True):
+    """Limits on the request body."""
+
+    max_bytes: Annotated[int, msgspec.Meta(gt=0)] = 1_048_576
+    content_types: list[str] | None = None
+
+
+class Idempotency(Spec, frozen=True):
+    """A repeated call with the same key inside the window does not run again."""
+
+    header: str = "Idempotency-Key"
+    window: Duration = Duration(86400)
+
+
+class RateLimit(Spec, frozen=True):
+    """Requests per API key: `per_key` every `per`, with bursts up to `burst`."""
+
+    per_key: Annotated[int, msgspec.Meta(gt=0)]
+    per: Duration = Duration(1)
+    burst: Annotated[int, msgspec.Meta(gt=0)] | None = None
+
+
+class Retry(Spec, frozen=True):
+    """How often a failed run is tried again, and what happens when attempts run out."""
+
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
+    backoff: Duration = Duration(1)
+    max_backoff: Duration = Duration(300)
+    on_exhausted: Literal["skip", "stop"] = "skip"
+
+
+class OrderingKey(Spec, frozen=True):
+    """Order kept per key (an expression over the request), spread over N partitions."""
+
+    key: str
+    partitions: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+
+
+class Response(Spec, frozen=True):
+    """The answer to an async call (expressions may use `execution` and `request`)."""
+
+    status: Annotated[int, msgspec.Meta(ge=200, le=299)] = 202
+    headers: dict[str, str] = {}
+    body: Any = None
+
+
+# --- workflow -------------------------------------------------------------------------
+
+
+class RespondSpec(Spec, frozen=True):
+    """What a `respond` step answers: status, headers and body (expressions allowed)."""
+
+    status: int | str = 200
+    headers: dict[str, str] = {}
+    body: Any = None
+
+
+class StepBase(Spec, tag_field="kind", frozen=True):
+    """Fields every step has."""
+
+    id: StepId
+
+
+class MapStep(StepBase, tag="map", frozen=True):
+    """Build a value from expressions; it becomes the step's output."""
+
+    map: Any
+
+
+class RespondStep(StepBase, tag="respond", frozen=True):
+    """Set the answer to a request-response call and end the run."""
+
+    respond: RespondSpec
+
+
+Step = MapStep | RespondStep
+
+
+# --- trigger and workspace ------------------------------------------------------------
+
+
+class Trigger(Spec, frozen=True):
+    """One webhook endpoint, /hooks/{workspace}/{name}, and its workflow."""
+
+    name: Name
+    auth: Auth
+    methods: list[Method] = msgspec.field(default_factory=lambda: ["POST"])
+    mode: Literal["async", "request_response"] = "async"
+    timeout: Duration = Duration(30)
+    on_timeout: Literal["error", "accept"] = "error"
+    ordered: bool | OrderingKey = False
+    query: dict[str, QueryParam] = {}
+    extra_query: Literal["pass", "reject"] = "pass"
+    headers: list[str] = []
+    body: BodyRules = BodyRules()
+    idempotency: Idempotency | None = None
+    rate_limit: RateLimit | None = None
+    retry: Retry = Retry()
+    response: Response = Response()
+    workflow: list[Step] = []
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.methods:
+            raise ValueError("`methods` must list at least one method")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError("`methods` lists a method twice")
+        ids = [step.id for step in self.workflow]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate step id {duplicates[0]!r}")
+
+
+class Workspace(Spec, frozen=True):
+    """One document of a trigger file: a workspace and its triggers."""
+
+    workspace: Name
+    triggers: list[Trigger] = []
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.triggers]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate trigger name {duplicates[0]!r}")

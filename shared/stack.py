@@ -1,0 +1,212 @@
+"""`hookline up`: the whole pipeline on this machine, for a newcomer, with no configuration.
+
+Uses HOOKLINE_AMQP_URL / HOOKLINE_DATABASE_URL when set; otherwise starts RabbitMQ and
+PostgreSQL as local processes with their data under `.hookline/` (kept between runs).
+Then it migrates, applies the example triggers, creates a demo API key, starts the
+dispatcher, the workers and the ingress, and waits. Ctrl-C stops everything it started,
+in order: ingress first (no new calls), then workers (finish in-flight runs), dispatcher,
+and the servers last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+from shared.db.migrate import migrate
+from shared.db.pool import connect
+from shared.db.registry import apply_workspace, create_key, revoke_keys_labelled
+from shared.errors import HooklineError
+from shared.localservers import LocalPostgres, LocalRabbitMQ
+from shared.localservers.processes import _die_with_parent
+from shared.settings import STATE_DIR, Stack, write_stack
+from shared.spec.loader import load_file
+from shared.spec.model import ApiKeyAuth
+
+DEMO_KEY_LABEL = "demo key (hookline up)"
+
+
+class Stopping(Exception):
+    """Raised inside the wait loop when Ctrl-C or SIGTERM arrives."""
+
+
+def run_stack(workers: int, examples: Path) -> int:
+    """Bring everything up, wait for Ctrl-C, bring everything down."""
+    state = STATE_DIR.resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    port = int(os.environ.get("HOOKLINE_PORT", "8080"))
+    servers: list[LocalRabbitMQ | LocalPostgres] = []
+    services: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        raise Stopping(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        amqp_url = os.environ.get("HOOKLINE_AMQP_URL") or _start(LocalRabbitMQ(state / "rabbitmq"), servers)
+        database_url = os.environ.get("HOOKLINE_DATABASE_URL") or _start(
+            LocalPostgres(state / "postgres"), servers
+        )
+        admin_token = os.environ.get("HOOKLINE_ADMIN_TOKEN") or _admin_token(state)
+        keys, triggers = asyncio.run(_prepare(database_url, sorted(examples.glob("*.y*ml"))))
+        env = {
+            **os.environ,
+            "HOOKLINE_AMQP_URL": amqp_url,
+            "HOOKLINE_DATABASE_URL": database_url,
+            "HOOKLINE_ADMIN_TOKEN": admin_token,
+            "HOOKLINE_PORT": str(port),
+            "HOOKLINE_LOG_JSON": os.environ.get("HOOKLINE_LOG_JSON", "false"),
+        }
+        services.append(("dispatcher", _service(["dispatcher"], env)))
+        for _ in range(workers):
+            services.append(("worker", _service(["worker"], env)))
+        services.append(("ingress", _service(["ingress"], env)))
+        _wait_until_ready(port, services)
+        write_stack(Stack(amqp_url=amqp_url, database_url=database_url, admin_token=admin_token, port=port))
+        _banner(port, keys, triggers, admin_token)
+        while True:
+            for name, process in services:
+                if process.poll() is not None:
+                    print(f"hookline up: {name} exited with code {process.returncode}; stopping",
+                          file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+    except Stopping:
+        print("\nhookline up: stopping...", file=sys.stderr)
+        return 0
+    except HooklineError as exc:
+        print(f"hookline up: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        # A second Ctrl-C must not interrupt the orderly stop.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        (state / "stack.json").unlink(missing_ok=True)
+        _stop_services(services)
+        for server in reversed(servers):
+            server.stop()
+        print("hookline up: stopped", file=sys.stderr)
+
+
+def _start(server: LocalRabbitMQ | LocalPostgres, started: list[LocalRabbitMQ | LocalPostgres]) -> str:
+    name = "RabbitMQ" if isinstance(server, LocalRabbitMQ) else "PostgreSQL"
+    print(f"hookline up: starting {name} (data in {STATE_DIR}/)...", file=sys.stderr)
+    started.append(server)
+    return server.start()
+
+
+def _admin_token(state: Path) -> str:
+    """The admin token of this folder's stack, made once and kept (owner-readable only)."""
+    path = state / "admin-token"
+    if path.exists():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    return token
+
+
+async def _prepare(database_url: str, files: list[Path]) -> tuple[dict[str, str], list[str]]:
+    """Migrate, apply the examples, and make a fresh demo key for their API-key triggers."""
+    workspaces = [ws for path in files for ws in load_file(path)]
+    urls = []
+    async with connect(database_url) as connection:
+        await migrate(connection)
+        async with connection.transaction():
+            for workspace in workspaces:
+                await apply_workspace(connection, workspace)
+        keyed: dict[str, list[str]] = {}
+        for workspace in workspaces:
+            for trigger in workspace.triggers:
+                urls.append(f"/hooks/{workspace.workspace}/{trigger.name}  ({trigger.mode})")
+                if isinstance(trigger.auth, ApiKeyAuth):
+                    keyed.setdefault(workspace.workspace, []).append(trigger.name)
+        keys = {}
+        for workspace_name, names in keyed.items():
+            # One demo key per run: the previous run's is revoked, this one is printed.
+            await revoke_keys_labelled(connection, workspace_name, DEMO_KEY_LABEL)
+            keys[workspace_name] = (await create_key(connection, workspace_name, names, DEMO_KEY_LABEL)).key
+    return keys, urls
+
+
+def _service(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # Own process group: Ctrl-C reaches only `up`, which stops the services in order.
+    # PDEATHSIG: if `up` itself is killed, the services go too.
+    return subprocess.Popen(
+        [sys.executable, "-m", *args],
+        env=env,
+        process_group=0,
+        preexec_fn=functools.partial(_die_with_parent, signal.SIGTERM, os.getpid()),  # noqa: PLW1509
+    )
+
+
+def _wait_until_ready(port: int, services: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for name, process in services:
+            if process.poll() is not None:
+                raise HooklineError(f"{name} exited with code {process.returncode} while starting")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as answer:  # noqa: S310
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise HooklineError(f"the ingress did not become ready on port {port} within 60 s")
+
+
+def _stop_services(services: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    # Ingress first (no new calls), then workers (finish in flight), dispatcher last.
+    order = ["ingress", "worker", "dispatcher"]
+    for name in order:
+        group = [p for n, p in services if n == name and p.poll() is None]
+        for process in group:
+            process.send_signal(signal.SIGTERM)
+        for process in group:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _banner(port: int, keys: dict[str, str], urls: list[str], admin_token: str) -> None:
+    base = f"http://127.0.0.1:{port}"
+    lines = [
+        "",
+        f"hookline is up on {base}",
+        "",
+        "Webhook URLs:",
+        *[f"  {base}{url}" for url in urls],
+        "",
+    ]
+    for workspace, workspace_key in keys.items():
+        lines.append(f"API key for workspace {workspace} (shown once): {workspace_key}")
+    key = keys.get("demo")
+    if key:
+        lines += [
+            "",
+            "Try it:",
+            f"  curl -s -X POST -H 'X-API-Key: {key}' -H 'Content-Type: application/json' \\",
+            f"       -d '{{\"a\":1}}' '{base}/hooks/demo/echo?x=1'",
+            f"  curl -s -X POST -H 'X-API-Key: {key}' -H 'Content-Type: application/json' \\",
+            f"       -d '{{\"a\":1}}' '{base}/hooks/demo/inbox'",
+            "  .venv/bin/hookline executions show <execution_id>",
+            "",
+        ]
+    lines += [f"Admin token (management API): {admin_token}", "Press Ctrl-C to stop.", ""]
+    print("\n".join(lines), flush=True)
+
+

@@ -1,0 +1,81 @@
+"""Group commit of execution records: callers wait for their row to be durable.
+
+Runs that finish while a write is in flight are written together by the next one, so the
+database sees one statement per batch instead of one per execution; there is no timer, so
+an idle worker writes a single record at once. While PostgreSQL is away the batch is
+retried with backoff and nobody's future resolves: the caller never acks unrecorded work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
+from shared.db.executions import ExecutionRecord, record_executions
+from shared.db.pool import DB_ERRORS
+
+log = logging.getLogger(__name__)
+
+
+class Recorder:
+    """Writes ExecutionRecords in batches; `record()` returns once the row is committed."""
+
+    def __init__(self, pool: asyncpg.Pool, max_batch: int = 500) -> None:
+        self._pool = pool
+        self._max_batch = max_batch
+        self._pending: list[tuple[ExecutionRecord, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="recorder")
+
+    async def record(self, record: ExecutionRecord) -> None:
+        """Queue one record and wait until it is committed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((record, future))
+        self._wake.set()
+        await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                await self._write(batch)
+
+    async def _write(self, batch: list[tuple[ExecutionRecord, asyncio.Future[None]]]) -> None:
+        # A later record of the same execution (a fast redelivery) wins within a batch.
+        latest = {record.id: record for record, _ in batch}
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(DB_ERRORS),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            before_sleep=lambda state: log.warning(
+                "cannot record %d executions (%s); retrying",
+                len(latest),
+                type(state.outcome.exception()).__name__ if state.outcome else "?",
+                extra={"count": len(latest)},
+            ),
+        ):
+            with attempt:
+                async with self._pool.acquire() as connection:
+                    await record_executions(connection, list(latest.values()))
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    async def close(self) -> None:
+        """Stop writing; records still pending are not acknowledged by their callers."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for _, future in self._pending:
+            future.cancel()
+        self._pending.clear()

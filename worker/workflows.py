@@ -1,0 +1,39 @@
+"""Compiled workflows by trigger version; versions never change, so they are cached for good."""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
+from shared.db.pool import DB_ERRORS
+from shared.db.registry import trigger_version
+from worker.engine import Workflow
+
+log = logging.getLogger(__name__)
+
+
+class WorkflowCache:
+    """Fetches a trigger version once and keeps its compiled workflow."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._cache: dict[tuple[str, str, int], Workflow] = {}
+
+    async def get(self, workspace: str, trigger: str, version: int) -> Workflow:
+        key = (workspace, trigger, version)
+        workflow = self._cache.get(key)
+        if workflow is not None:
+            return workflow
+        # While PostgreSQL is away the delivery waits here, unacknowledged.
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(DB_ERRORS),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            before_sleep=lambda _: log.warning("cannot load trigger %s/%s; retrying", workspace, trigger),
+        ):
+            with attempt:
+                async with self._pool.acquire() as connection:
+                    spec = await trigger_version(connection, workspace, trigger, version)
+        workflow = self._cache[key] = Workflow(spec)
+        return workflow
