@@ -77,10 +77,6 @@ class QueryParam(Spec, frozen=True):
     required: bool = False
     default: str | int | float | bool | None = None
 
-    def __post_init__(self) -> None:
-        if self.required and self.default is not None:
-            raise ValueError("a required parameter cannot have a default")
-
 
 class BodyRules(Spec, frozen=True):
     """Limits on the request body."""
@@ -189,6 +185,9 @@ class Trigger(Spec, frozen=True):
             raise ValueError("`methods` must list at least one method")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError("`methods` lists a method twice")
+        for name, param in self.query.items():
+            if param.required and param.default is not None:
+                raise ValueError(f"query parameter {name!r}: a required parameter cannot have a default")
         ids = [step.id for step in self.workflow]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:

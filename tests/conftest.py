@@ -1,0 +1,152 @@
+"""The servers every integration test shares, and a database and broker prefix per session.
+
+`amqp_url` / `database_url` come from HOOKLINE_TEST_AMQP_URL / HOOKLINE_TEST_DATABASE_URL,
+else testcontainers when a Docker engine answers, else private server processes started in
+a temporary folder (see tests/servers.py). Each session gets its own database and its own
+queue-name prefix, so nothing is left in (or read from) servers it did not start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aio_pika
+import asyncpg
+import pytest
+
+from shared.db.migrate import migrate
+from shared.db.pool import connect
+from tests import servers
+from tests.stack import Services, services
+
+
+@pytest.fixture(scope="session")
+def server_dir() -> Iterator[Path]:
+    """A folder the rabbitmq and postgres users may enter (pytest's tmp_path is 0700)."""
+    folder = Path(tempfile.mkdtemp(prefix="hookline-tests-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def amqp_server_url(server_dir: Path) -> Iterator[str]:
+    with servers.amqp_server(server_dir / "rabbitmq") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(server_dir: Path) -> Iterator[str]:
+    with servers.postgres_server(server_dir / "postgres") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def amqp_prefix(amqp_server_url: str) -> Iterator[str]:
+    """Queue names of this session start with it; its queues are deleted at the end."""
+    prefix = f"hltest-{uuid.uuid4().hex[:8]}"
+    yield prefix
+    asyncio.run(_delete_queues(amqp_server_url, prefix))
+
+
+async def _delete_queues(url: str, prefix: str) -> None:
+    from shared import topology  # noqa: PLC0415
+
+    connection = await aio_pika.connect(url)
+    async with connection:
+        for name in (topology.work_queue_name(prefix), topology.dead_letter_queue_name(prefix)):
+            channel = await connection.channel()
+            try:
+                await channel.queue_delete(name)
+            except aio_pika.exceptions.AMQPError:
+                pass
+        channel = await connection.channel()
+        for exchange in (topology.invocations_exchange(prefix), topology.dead_letter_exchange(prefix)):
+            try:
+                await channel.exchange_delete(exchange)
+            except aio_pika.exceptions.AMQPError:
+                channel = await connection.channel()
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh, migrated database of this session, dropped at the end."""
+    name = f"hookline_test_{uuid.uuid4().hex[:8]}"
+    admin_url = postgres_server_url
+    asyncio.run(_create_database(admin_url, name))
+    url = _with_database(admin_url, name)
+    asyncio.run(_migrate(url))
+    yield url
+    asyncio.run(_drop_database(admin_url, name))
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def _create_database(url: str, name: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(f'create database "{name}"')
+    finally:
+        await connection.close()
+
+
+async def _drop_database(url: str, name: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(f'drop database if exists "{name}" with (force)')
+    finally:
+        await connection.close()
+
+
+async def _migrate(url: str) -> None:
+    async with connect(url) as connection:
+        await migrate(connection)
+
+
+@pytest.fixture(scope="session")
+def amqp_url(amqp_server_url: str) -> str:
+    return amqp_server_url
+
+
+@pytest.fixture(scope="session")
+def log_dir(server_dir: Path) -> Path:
+    folder = server_dir / "logs"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def stack(amqp_url: str, database_url: str, amqp_prefix: str, log_dir: Path) -> Iterator[Services]:
+    """Dispatcher, two workers and an ingress, shared by the session's integration tests."""
+    with services(amqp_url, database_url, log_dir, workers=2, prefix=amqp_prefix) as running:
+        yield running
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the session's database."""
+    async with connect(database_url) as connection:
+        yield connection
+
+
+@pytest.fixture
+def workspace() -> str:
+    """A workspace name of this test alone."""
+    return f"ws-{uuid.uuid4().hex[:10]}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests under tests/integration are integration tests."""
+    for item in items:
+        if "integration" in Path(str(item.fspath)).parts:
+            item.add_marker(pytest.mark.integration)
+
+

@@ -1,0 +1,51 @@
+"""Small helpers the tests share: apply a trigger file, make a key, wait for a record."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from shared.db.executions import Execution, get_execution
+from shared.db.pool import Connection
+from shared.db.registry import CreatedKey, apply_workspace, create_key
+from shared.errors import NotFound
+from shared.spec.loader import load_text
+
+T = TypeVar("T")
+
+
+async def apply_yaml(connection: Connection, text: str) -> None:
+    for workspace in load_text(text):
+        await apply_workspace(connection, workspace)
+
+
+async def new_key(connection: Connection, workspace: str, *triggers: str, label: str = "test") -> CreatedKey:
+    return await create_key(connection, workspace, list(triggers), label)
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 10, every: float = 0.05) -> T:
+    """Poll `probe` until it returns something other than None; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = await probe()
+        except AssertionError as exc:
+            last_error, value = exc, None
+        if value is not None:
+            return value
+        await asyncio.sleep(every)
+    raise AssertionError(f"not reached within {timeout} s") from last_error
+
+
+async def finished_execution(connection: Connection, execution_id: str, timeout: float = 10) -> Execution:
+    async def probe() -> Execution | None:
+        try:
+            execution = await get_execution(connection, execution_id)
+        except NotFound:
+            return None
+        return execution if execution.status in ("succeeded", "failed", "dead") else None
+
+    return await eventually(probe, timeout)

@@ -1,0 +1,100 @@
+"""The trigger file: valid documents load, every mistake is named by file, trigger, step, field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.errors import SpecError
+from shared.spec.loader import load_file, load_text
+from shared.spec.model import ApiKeyAuth, MapStep, OrderingKey, RespondStep
+
+GOOD = """
+workspace: demo
+triggers:
+  - name: echo
+    auth: {type: api_key}
+    mode: request_response
+    timeout: 10s
+    query:
+      customerid: {type: integer, required: true}
+    ordered: {key: "request.body.customer_id", partitions: 4}
+    workflow:
+      - id: payload
+        map: {id: "{{ request.query.customerid }}"}
+      - respond: {status: 200, body: "{{ steps.payload.output }}"}
+"""
+
+
+def test_a_valid_file_loads_with_defaults_filled_in() -> None:
+    [workspace] = load_text(GOOD)
+    [trigger] = workspace.triggers
+    assert trigger.auth == ApiKeyAuth()
+    assert trigger.timeout == 10.0
+    assert trigger.methods == ["POST"]
+    assert trigger.ordered == OrderingKey(key="request.body.customer_id", partitions=4)
+    assert trigger.body.max_bytes == 1_048_576
+    assert isinstance(trigger.workflow[0], MapStep)
+    assert isinstance(trigger.workflow[1], RespondStep)
+    assert trigger.workflow[1].id == "respond_2"
+
+
+def test_several_documents_in_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "two.yaml"
+    path.write_text(GOOD + "\n---\n" + GOOD.replace("workspace: demo", "workspace: other"))
+    assert [w.workspace for w in load_file(path)] == ["demo", "other"]
+
+
+def test_json_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "t.json"
+    path.write_text('{"workspace": "j", "triggers": [{"name": "t", "auth": {"type": "none"}}]}')
+    [workspace] = load_file(path)
+    assert workspace.triggers[0].name == "t"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("status: 200", "status: [1]"),
+         "f.yaml: trigger echo, step respond_2, field respond.status: Expected `int | str`, got `array`"),
+        (("auth: {type: api_key}", "auth: {type: apikey}"),
+         "f.yaml: trigger echo, field auth.type: Invalid value 'apikey'"),
+        (("timeout: 10s", "timeout: 10x"),
+         "f.yaml: trigger echo, field timeout: invalid duration '10x': use a number of seconds or 500ms, 10s, 5m, 24h"),
+        (("respond:", "respnd:"),
+         "f.yaml: trigger echo, step 2: unknown step kind (keys: respnd); "
+         "expected one of map, respond, http, sql, condition, python"),
+        (("mode:", "mdoe:"), "f.yaml: trigger echo: Object contains unknown field `mdoe`"),
+        (("name: echo", "name: Echo!"),
+         "f.yaml: trigger Echo!, field name: Expected `str` matching regex '^[a-z0-9][a-z0-9_-]{0,62}$'"),
+        (("{type: integer, required: true}", "{type: integer, required: true, default: 3}"),
+         "f.yaml: trigger echo: query parameter 'customerid': a required parameter cannot have a default"),
+        (("- respond:", "- id: payload\n        respond:"),
+         "f.yaml: trigger echo: duplicate step id 'payload'"),
+        (("    auth: {type: api_key}\n", ""), "f.yaml: trigger echo: Object missing required field `auth`"),
+        (("partitions: 4", "partitions: 0"),
+         "f.yaml: trigger echo, field ordered.partitions: Expected `int` >= 1"),
+    ],
+)
+def test_each_mistake_is_reported_with_its_place(change: tuple[str, str], message: str) -> None:
+    old, new = change
+    assert old in GOOD
+    with pytest.raises(SpecError) as raised:
+        load_text(GOOD.replace(old, new, 1), source="f.yaml")
+    assert str(raised.value) == message
+
+
+def test_broken_yaml_names_the_file() -> None:
+    with pytest.raises(SpecError, match=r"^f.yaml: not valid YAML or JSON: "):
+        load_text("workspace: [unclosed", source="f.yaml")
+
+
+def test_deeply_nested_input_is_a_spec_error_not_a_crash() -> None:
+    with pytest.raises(SpecError):
+        load_text("[" * 5000, source="deep.yaml")
+
+
+def test_a_document_that_is_not_a_mapping() -> None:
+    with pytest.raises(SpecError, match="a document must be a mapping"):
+        load_text("- just\n- a list\n", source="f.yaml")
