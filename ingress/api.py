@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 from typing import Any
 
 import asyncpg
@@ -10,7 +11,7 @@ import msgspec
 from litestar import Request, Response, get
 
 from ingress.errors import AdminUnauthorized
-from ingress.hooks import Hooks, authenticate
+from ingress.hooks import Hooks
 from ingress.publishing import InvocationPublisher
 from ingress.registry import TriggerRegistry
 from shared.db.executions import get_execution
@@ -62,7 +63,9 @@ def build_routes(res: Resources, admin_token: str | None) -> list[Any]:
         request: Request[Any, Any, Any], workspace: str, trigger: str, execution_id: str
     ) -> Response[bytes]:
         entry = res.hooks.lookup(workspace, trigger)
-        authenticate(entry, request.headers)
+        # Authenticated like the trigger; a signed trigger's caller signs the empty body.
+        await entry.auth.before_body(request.headers)
+        entry.auth.after_body(b"", request.headers, time.time())
         body = await fetch_execution(res.pool, execution_id)
         found = msgspec.json.decode(body)
         if found["workspace"] != workspace or found["trigger"] != trigger:

@@ -20,7 +20,13 @@ from shared.db.pool import create_pool
 from shared.logs import setup_logging
 from shared.settings import Settings, load_settings
 
-HOOK_METHODS: list[HttpMethod] = [HttpMethod.GET, HttpMethod.POST, HttpMethod.PUT, HttpMethod.PATCH, HttpMethod.DELETE]
+HOOK_METHODS: list[HttpMethod] = [
+    HttpMethod.GET,
+    HttpMethod.POST,
+    HttpMethod.PUT,
+    HttpMethod.PATCH,
+    HttpMethod.DELETE,
+]
 
 
 def create_app(settings: Settings) -> Litestar:

@@ -91,3 +91,9 @@ class AdminUnauthorized(HooklineError):
     """Raised when the management API's token is missing or wrong."""
 
     problem_type = "unauthorized"
+
+
+class TriggerMisconfigured(HooklineError):
+    """Raised when a trigger cannot serve calls (e.g. its secret's variable is not set here)."""
+
+    problem_type = "trigger-misconfigured"

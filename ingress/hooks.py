@@ -13,8 +13,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 
-from ingress.auth.api_key import verify_api_key
-from ingress.errors import MethodNotAllowed, ReplyTimeout, TriggerNotFound, Unauthorized
+from ingress.errors import MethodNotAllowed, ReplyTimeout, TriggerNotFound
 from ingress.parse import check_content_type, media_type, parse_body, parse_query, read_body
 from ingress.publishing import InvocationPublisher
 from ingress.registry import TriggerEntry, TriggerRegistry
@@ -22,7 +21,6 @@ from ingress.replies import ReplyWaiter
 from shared.expressions import render
 from shared.ids import uuid7
 from shared.messages import Invocation, Reply, RequestData
-from shared.spec.model import ApiKeyAuth, NoAuth
 
 _json = msgspec.json.Encoder()
 _to_builtins = msgspec.to_builtins
@@ -49,9 +47,10 @@ class Hooks:
         if request.method not in entry.methods:
             raise MethodNotAllowed(request.method, entry.allow)
         headers = request.headers
-        authenticate(entry, headers)
+        await entry.auth.before_body(headers)
         rules = entry.spec.body
         body = await read_body(request.stream(), headers.get("content-length"), rules.max_bytes)
+        entry.auth.after_body(body, headers, time.time())
         content_type = headers.get("content-type")
         mtype = media_type(content_type)
         check_content_type(rules, mtype, bool(body))
@@ -95,15 +94,6 @@ class Hooks:
         finally:
             future.cancel()
         return reply_response(reply)
-
-
-def authenticate(entry: TriggerEntry, headers: Any) -> None:
-    """Raise Unauthorized unless the call carries what the trigger's auth asks for."""
-    auth = entry.spec.auth
-    if isinstance(auth, ApiKeyAuth):
-        verify_api_key(headers, entry.key_digests)
-    elif not isinstance(auth, NoAuth):
-        raise Unauthorized("unsupported-auth")
 
 
 def status_url(entry: TriggerEntry, execution_id: str) -> str:

@@ -32,6 +32,7 @@ STATUS: dict[type[HooklineError], tuple[int, str]] = {
     errors.UnsupportedMediaType: (415, "Unsupported media type"),
     errors.ReplyTimeout: (504, "The workflow did not answer in time"),
     errors.ReplyLost: (503, "The answer was lost"),
+    errors.TriggerMisconfigured: (503, "Trigger misconfigured"),
     QueueFull: (503, "Too much work queued"),
     NotRouted: (503, "Trigger not ready"),
     BrokerUnavailable: (503, "Broker unavailable"),

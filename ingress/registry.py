@@ -7,15 +7,24 @@ stops working within the notification's round trip, well under a second).
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from ingress.auth import Authenticator, Misconfigured, Open
+from ingress.auth.api_key import ApiKeys
+from ingress.auth.basic import BasicCredentials
+from ingress.auth.hmac import HmacSignature
 from shared import topology
 from shared.db.registry import RegistryRow, load_registry
 from shared.expressions import compile_template
-from shared.spec.model import Trigger
+from shared.signatures.presets import scheme_from_spec
+from shared.signatures.verify import secret_bytes
+from shared.spec.model import ApiKeyAuth, Auth, BasicAuth, HmacAuth, Trigger
+from shared.spec.secrets import MissingSecret, resolve
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +44,14 @@ class TriggerEntry:
     headers: tuple[str, ...]
     response_body: Any
     response_headers: Any
+    auth: Authenticator
 
     @classmethod
-    def from_row(cls, row: RegistryRow) -> TriggerEntry:
+    def from_row(cls, row: RegistryRow, environ: Mapping[str, str]) -> TriggerEntry:
         spec = row.spec
+        auth = authenticator_for(spec.auth, row.key_digests, environ)
         # Credentials never travel to the workflow, whatever the trigger file lists.
-        never = {"authorization", "x-api-key", "cookie", "proxy-authorization"}
+        never = {"authorization", "x-api-key", "cookie", "proxy-authorization", *auth.credential_headers}
         return cls(
             workspace=row.workspace,
             name=row.name,
@@ -53,14 +64,37 @@ class TriggerEntry:
             headers=tuple(h.lower() for h in spec.headers if h.lower() not in never),
             response_body=compile_template(spec.response.body),
             response_headers=compile_template(spec.response.headers),
+            auth=auth,
         )
+
+
+def authenticator_for(auth: Auth, digests: frozenset[bytes], environ: Mapping[str, str]) -> Authenticator:
+    """The verifier a trigger's `auth` asks for, with its secrets resolved from `environ`."""
+    if isinstance(auth, ApiKeyAuth):
+        return ApiKeys(digests)
+    if isinstance(auth, BasicAuth):
+        assert auth.password_hash is not None  # sealed at apply
+        return BasicCredentials(auth.username, auth.password_hash, auth.realm)
+    if isinstance(auth, HmacAuth):
+        scheme = scheme_from_spec(auth)
+        try:
+            secrets = [
+                secret_bytes(scheme, resolve(s, environ))
+                for s in ([auth.secret] if isinstance(auth.secret, str) else auth.secret)
+            ]
+        except MissingSecret as exc:
+            log.error("hmac secret unavailable: %s", exc)
+            return Misconfigured(str(exc))
+        return HmacSignature(scheme, secrets)
+    return Open()
 
 
 class TriggerRegistry:
     """(workspace, trigger) -> TriggerEntry, replaced as a whole on every reload."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, environ: Mapping[str, str] | None = None) -> None:
         self._pool = pool
+        self._environ = os.environ if environ is None else environ
         self._entries: dict[tuple[str, str], TriggerEntry] = {}
         self.loaded = False
 
@@ -74,7 +108,7 @@ class TriggerRegistry:
         entries = {}
         for row in rows:
             try:
-                entries[(row.workspace, row.name)] = TriggerEntry.from_row(row)
+                entries[(row.workspace, row.name)] = TriggerEntry.from_row(row, self._environ)
             except ValueError:
                 # Validated at apply; a stored spec that no longer compiles is skipped, loudly.
                 log.exception("trigger %s/%s cannot be loaded", row.workspace, row.name)

@@ -22,9 +22,10 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
+from shared.db.keys import create_key, revoke_keys_labelled
 from shared.db.migrate import migrate
 from shared.db.pool import connect
-from shared.db.registry import apply_workspace, create_key, revoke_keys_labelled
+from shared.db.registry import apply_workspace
 from shared.errors import HooklineError
 from shared.localservers import LocalPostgres, LocalRabbitMQ
 from shared.localservers.processes import _die_with_parent
@@ -77,8 +78,10 @@ def run_stack(workers: int, examples: Path) -> int:
         while True:
             for name, process in services:
                 if process.poll() is not None:
-                    print(f"hookline up: {name} exited with code {process.returncode}; stopping",
-                          file=sys.stderr)
+                    print(
+                        f"hookline up: {name} exited with code {process.returncode}; stopping",
+                        file=sys.stderr,
+                    )
                     return 1
             time.sleep(0.5)
     except Stopping:
@@ -147,7 +150,7 @@ def _service(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", *args],
         env=env,
         process_group=0,
-        preexec_fn=functools.partial(_die_with_parent, signal.SIGTERM, os.getpid()),  # noqa: PLW1509
+        preexec_fn=functools.partial(_die_with_parent, signal.SIGTERM, os.getpid()),
     )
 
 
@@ -158,7 +161,7 @@ def _wait_until_ready(port: int, services: list[tuple[str, subprocess.Popen[byte
             if process.poll() is not None:
                 raise HooklineError(f"{name} exited with code {process.returncode} while starting")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as answer:  # noqa: S310
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as answer:
                 if answer.status == 200:
                     return
         except OSError:
@@ -208,5 +211,3 @@ def _banner(port: int, keys: dict[str, str], urls: list[str], admin_token: str) 
         ]
     lines += [f"Admin token (management API): {admin_token}", "Press Ctrl-C to stop.", ""]
     print("\n".join(lines), flush=True)
-
-

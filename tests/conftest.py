@@ -9,6 +9,7 @@ queue-name prefix, so nothing is left in (or read from) servers it did not start
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
 import uuid
@@ -55,16 +56,14 @@ def amqp_prefix(amqp_server_url: str) -> Iterator[str]:
 
 
 async def _delete_queues(url: str, prefix: str) -> None:
-    from shared import topology  # noqa: PLC0415
+    from shared import topology
 
     connection = await aio_pika.connect(url)
     async with connection:
         for name in (topology.work_queue_name(prefix), topology.dead_letter_queue_name(prefix)):
             channel = await connection.channel()
-            try:
+            with contextlib.suppress(aio_pika.exceptions.AMQPError):
                 await channel.queue_delete(name)
-            except aio_pika.exceptions.AMQPError:
-                pass
         channel = await connection.channel()
         for exchange in (topology.invocations_exchange(prefix), topology.dead_letter_exchange(prefix)):
             try:
@@ -148,5 +147,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "integration" in Path(str(item.fspath)).parts:
             item.add_marker(pytest.mark.integration)
-
-

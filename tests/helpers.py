@@ -8,8 +8,9 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from shared.db.executions import Execution, get_execution
+from shared.db.keys import CreatedKey, create_key
 from shared.db.pool import Connection
-from shared.db.registry import CreatedKey, apply_workspace, create_key
+from shared.db.registry import apply_workspace
 from shared.errors import NotFound
 from shared.spec.loader import load_text
 

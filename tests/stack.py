@@ -42,7 +42,11 @@ class Services:
         module = name.split("-")[0]
         log = (self.log_dir / f"{name}.log").open("ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", module, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+            [sys.executable, "-m", module, *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
         self.processes[name] = process
         return process
@@ -59,7 +63,9 @@ class Services:
             raise
 
     def stop_all(self) -> None:
-        for name in sorted(self.processes, key=lambda n: ("ingress", "worker", "dispatcher").index(n.split("-")[0])):
+        for name in sorted(
+            self.processes, key=lambda n: ("ingress", "worker", "dispatcher").index(n.split("-")[0])
+        ):
             self.stop(name)
 
     def log(self, name: str) -> str:
@@ -83,7 +89,13 @@ class Services:
 
 @contextmanager
 def services(
-    amqp_url: str, database_url: str, log_dir: Path, *, workers: int = 2, prefix: str, extra_env: dict[str, str] | None = None
+    amqp_url: str,
+    database_url: str,
+    log_dir: Path,
+    *,
+    workers: int = 2,
+    prefix: str,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Services]:
     """Dispatcher, workers and ingress on a free port; stopped (SIGTERM) afterwards."""
     env = {

@@ -17,12 +17,16 @@ def test_a_whole_expression_keeps_its_type() -> None:
 
 
 def test_text_around_expressions_makes_a_string() -> None:
-    template = compile_template("x={{ request.query.x }}, a={{ request.body.a }}, items={{ request.body.items }}")
+    template = compile_template(
+        "x={{ request.query.x }}, a={{ request.body.a }}, items={{ request.body.items }}"
+    )
     assert render(template, DATA) == 'x=1, a=1, items=[{"n":2},{"n":3}]'
 
 
 def test_templates_inside_objects_and_lists() -> None:
-    template = compile_template({"id": "{{ request.body.a }}", "list": ["{{ request.query.x }}", 5], "fixed": True})
+    template = compile_template(
+        {"id": "{{ request.body.a }}", "list": ["{{ request.query.x }}", 5], "fixed": True}
+    )
     assert render(template, DATA) == {"id": 1, "list": ["1", 5], "fixed": True}
 
 

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingress.auth.presets import PRESETS, scheme_from_spec
-from ingress.auth.signature_scheme import SignatureScheme, compile_template
-from ingress.auth.signatures import SignatureInvalid, secret_bytes, sign, verify
 from shared.errors import HooklineError
+from shared.signatures.presets import PRESETS, scheme_from_spec
+from shared.signatures.scheme import SignatureScheme, compile_template
+from shared.signatures.verify import SignatureInvalid, secret_bytes, sign, verify
 from shared.spec.model import HmacAuth
 from shared.spec.types import Duration
 
@@ -91,9 +91,7 @@ def test_github_published_example_verifies() -> None:
     headers = {"x-hub-signature-256": GITHUB_SIGNATURE}
 
     verify(GITHUB, [secret_bytes(GITHUB, GITHUB_SECRET)], GITHUB_BODY, headers, NOW)
-    assert sign(GITHUB, GITHUB_SECRET.encode(), GITHUB_BODY, NOW) == {
-        "X-Hub-Signature-256": GITHUB_SIGNATURE
-    }
+    assert sign(GITHUB, GITHUB_SECRET.encode(), GITHUB_BODY, NOW) == {"X-Hub-Signature-256": GITHUB_SIGNATURE}
 
 
 def test_standard_webhooks_published_example_verifies() -> None:
@@ -189,9 +187,7 @@ def test_signature_without_its_prefix_is_refused_as_bad_encoding() -> None:
 
 def test_digest_of_another_algorithm_is_refused_as_bad_encoding() -> None:
     sha1 = hmac.new(b"k", BODY, hashlib.sha1).hexdigest()
-    assert refusal(GITHUB, b"k", BODY, {"X-Hub-Signature-256": f"sha256={sha1}"}) == (
-        "bad-encoding"
-    )
+    assert refusal(GITHUB, b"k", BODY, {"X-Hub-Signature-256": f"sha256={sha1}"}) == ("bad-encoding")
 
 
 def test_header_with_only_other_signature_versions_is_refused_as_bad_encoding() -> None:
@@ -367,9 +363,7 @@ def test_sign_needs_a_message_id_when_the_scheme_signs_one() -> None:
 
 def test_sign_needs_the_headers_the_template_signs() -> None:
     scheme = SignatureScheme(header="X-Sig", signed_content="{header:X-Tenant}.{body}")
-    with pytest.raises(
-        ValueError, match=exactly("signed_content signs header x-tenant: give its value")
-    ):
+    with pytest.raises(ValueError, match=exactly("signed_content signs header x-tenant: give its value")):
         sign(scheme, b"k", BODY, NOW)
 
 
@@ -392,9 +386,7 @@ def test_unpadded_standard_webhooks_secret_is_accepted() -> None:
 
 
 def test_malformed_standard_webhooks_secret_is_refused() -> None:
-    with pytest.raises(
-        ValueError, match=exactly("a standard-webhooks secret is `whsec_` and base64")
-    ):
+    with pytest.raises(ValueError, match=exactly("a standard-webhooks secret is `whsec_` and base64")):
         secret_bytes(STANDARD, "whsec_not base64!")
 
 
@@ -434,9 +426,7 @@ def test_preset_with_scheme_fields_is_refused() -> None:
 
 def test_fields_give_the_scheme_without_a_preset() -> None:
     spec = HmacAuth(secret="s", header="X-Sig", algorithm="sha512", encoding="base64")
-    assert scheme_from_spec(spec) == SignatureScheme(
-        header="X-Sig", algorithm="sha512", encoding="base64"
-    )
+    assert scheme_from_spec(spec) == SignatureScheme(header="X-Sig", algorithm="sha512", encoding="base64")
 
 
 def test_timestamp_header_alone_signs_timestamp_dot_body() -> None:
@@ -461,8 +451,7 @@ def test_template_braces_are_doubled_for_literals() -> None:
     [
         (
             {"signed_content": "{payload}"},
-            "unknown placeholder {payload} in signed_content; "
-            "use {body}, {timestamp}, {id} or {header:Name}",
+            "unknown placeholder {payload} in signed_content; use {body}, {timestamp}, {id} or {header:Name}",
         ),
         (
             {"signed_content": "{body}}"},

@@ -56,25 +56,41 @@ def test_json_is_accepted(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (("status: 200", "status: [1]"),
-         "f.yaml: trigger echo, step respond_2, field respond.status: Expected `int | str`, got `array`"),
-        (("auth: {type: api_key}", "auth: {type: apikey}"),
-         "f.yaml: trigger echo, field auth.type: Invalid value 'apikey'"),
-        (("timeout: 10s", "timeout: 10x"),
-         "f.yaml: trigger echo, field timeout: invalid duration '10x': use a number of seconds or 500ms, 10s, 5m, 24h"),
-        (("respond:", "respnd:"),
-         "f.yaml: trigger echo, step 2: unknown step kind (keys: respnd); "
-         "expected one of map, respond, http, sql, condition, python"),
+        (
+            ("status: 200", "status: [1]"),
+            "f.yaml: trigger echo, step respond_2, field respond.status: Expected `int | str`, got `array`",
+        ),
+        (
+            ("auth: {type: api_key}", "auth: {type: apikey}"),
+            "f.yaml: trigger echo, field auth.type: Invalid value 'apikey'",
+        ),
+        (
+            ("timeout: 10s", "timeout: 10x"),
+            "f.yaml: trigger echo, field timeout: invalid duration '10x': use a number of seconds or 500ms, 10s, 5m, 24h",
+        ),
+        (
+            ("respond:", "respnd:"),
+            "f.yaml: trigger echo, step 2: unknown step kind (keys: respnd); "
+            "expected one of map, respond, http, sql, condition, python",
+        ),
         (("mode:", "mdoe:"), "f.yaml: trigger echo: Object contains unknown field `mdoe`"),
-        (("name: echo", "name: Echo!"),
-         "f.yaml: trigger Echo!, field name: Expected `str` matching regex '^[a-z0-9][a-z0-9_-]{0,62}$'"),
-        (("{type: integer, required: true}", "{type: integer, required: true, default: 3}"),
-         "f.yaml: trigger echo: query parameter 'customerid': a required parameter cannot have a default"),
-        (("- respond:", "- id: payload\n        respond:"),
-         "f.yaml: trigger echo: duplicate step id 'payload'"),
+        (
+            ("name: echo", "name: Echo!"),
+            "f.yaml: trigger Echo!, field name: Expected `str` matching regex '^[a-z0-9][a-z0-9_-]{0,62}$'",
+        ),
+        (
+            ("{type: integer, required: true}", "{type: integer, required: true, default: 3}"),
+            "f.yaml: trigger echo: query parameter 'customerid': a required parameter cannot have a default",
+        ),
+        (
+            ("- respond:", "- id: payload\n        respond:"),
+            "f.yaml: trigger echo: duplicate step id 'payload'",
+        ),
         (("    auth: {type: api_key}\n", ""), "f.yaml: trigger echo: Object missing required field `auth`"),
-        (("partitions: 4", "partitions: 0"),
-         "f.yaml: trigger echo, field ordered.partitions: Expected `int` >= 1"),
+        (
+            ("partitions: 4", "partitions: 0"),
+            "f.yaml: trigger echo, field ordered.partitions: Expected `int` >= 1",
+        ),
     ],
 )
 def test_each_mistake_is_reported_with_its_place(change: tuple[str, str], message: str) -> None:

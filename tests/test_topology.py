@@ -42,7 +42,11 @@ def test_desired_topology_routes_each_trigger_to_exactly_one_queue() -> None:
     assert desired.work == work
     assert list(desired.routes) == [
         Route("w.gone", None, ("p.work",)),
-        Route("w.lane", QueueSpec("p.ordered.w.lane", topology.ordered_queue_arguments("p", 100, 5)), ("p.work",)),
+        Route(
+            "w.lane",
+            QueueSpec("p.ordered.w.lane", topology.ordered_queue_arguments("p", 100, 5)),
+            ("p.work",),
+        ),
         Route("w.plain", work, ()),
         Route("w.was-lane", work, ("p.ordered.w.was-lane",)),
     ]

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from ingress.errors import Unauthorized
 from shared.ids import key_digest
 
+CHALLENGE = 'Bearer realm="hookline"'
+
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
     """The key the caller sent, if any."""
@@ -20,16 +22,27 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def verify_api_key(headers: Mapping[str, str], digests: frozenset[bytes]) -> bytes:
-    """The digest of the caller's valid key; Unauthorized otherwise.
+class ApiKeys:
+    """The digests of the keys attached to one trigger (revoked ones are not loaded)."""
 
-    Keys are random, so looking a digest up in a set leaks nothing an attacker can use:
-    they cannot choose preimages of the digests they probe.
-    """
-    key = presented_key(headers)
-    if key is None:
-        raise Unauthorized("missing-key", challenge='Bearer realm="hookline"')
-    digest = key_digest(key)
-    if digest not in digests:
-        raise Unauthorized("invalid-key", challenge='Bearer realm="hookline"')
-    return digest
+    credential_headers = frozenset({"x-api-key", "authorization"})
+
+    def __init__(self, digests: frozenset[bytes]) -> None:
+        self._digests = digests
+
+    async def before_body(self, headers: Mapping[str, str]) -> str | None:
+        """The caller's key digest (hex) as its identity; Unauthorized otherwise.
+
+        Keys are random, so looking a digest up in a set leaks nothing an attacker can use:
+        they cannot choose preimages of the digests they probe.
+        """
+        key = presented_key(headers)
+        if key is None:
+            raise Unauthorized("missing-key", challenge=CHALLENGE)
+        digest = key_digest(key)
+        if digest not in self._digests:
+            raise Unauthorized("invalid-key", challenge=CHALLENGE)
+        return digest.hex()
+
+    def after_body(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+        return None

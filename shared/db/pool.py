@@ -26,9 +26,7 @@ DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 # What query functions take: a plain connection or one borrowed from a pool.
-Connection: TypeAlias = (
-    "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
-)
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
 _json_encode = msgspec.json.Encoder().encode
 

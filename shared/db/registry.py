@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import msgspec
 
 from shared.db.pool import Connection
-from shared.errors import HooklineError, NotFound
-from shared.ids import MIN_PASTED_KEY_LENGTH, key_digest, key_display_prefix, new_api_key
-from shared.spec.model import ApiKeyAuth, Trigger, Workspace
+from shared.errors import NotFound
+from shared.spec.model import Trigger, Workspace
+from shared.spec.secrets import seal
 from shared.spec.types import dec_hook, enc_hook
 
 _encode_spec = msgspec.json.Encoder(enc_hook=enc_hook).encode
-
-
-class KeyRejected(HooklineError, ValueError):
-    """Raised when a pasted key is too short or already in use."""
-
-    problem_type = "key-rejected"
 
 
 def spec_to_json(trigger: Trigger) -> Any:
@@ -66,12 +58,12 @@ async def apply_workspace(connection: Connection, workspace: Workspace) -> list[
 
 
 async def _apply_trigger(connection: Connection, workspace: str, trigger: Trigger) -> Change:
-    spec = spec_to_json(trigger)
     row = await connection.fetchrow(
         "select id, version, spec, deleted_at from triggers where workspace = $1 and name = $2 for update",
         workspace,
         trigger.name,
     )
+    spec = spec_to_json(seal(trigger, spec_from_json(row["spec"]) if row is not None else None))
     if row is None:
         trigger_id = await connection.fetchval(
             "insert into triggers (workspace, name, version, spec) values ($1, $2, 1, $3) returning id",
@@ -147,70 +139,6 @@ async def trigger_version(connection: Connection, workspace: str, trigger: str, 
     if spec is None:
         raise NotFound(f"trigger {workspace}/{trigger} has no version {version}")
     return spec_from_json(spec)
-
-
-@dataclass(frozen=True)
-class CreatedKey:
-    """A key as created: the plain key is here once and nowhere else."""
-
-    id: uuid.UUID
-    key: str
-    prefix: str
-    label: str
-
-
-async def create_key(
-    connection: Connection,
-    workspace: str,
-    triggers: list[str],
-    label: str,
-    key: str | None = None,
-) -> CreatedKey:
-    """Store a new (or pasted) key's digest and attach it to triggers of the workspace."""
-    if key is None:
-        key = new_api_key()
-    elif len(key) < MIN_PASTED_KEY_LENGTH:
-        raise KeyRejected(f"a pasted key must have at least {MIN_PASTED_KEY_LENGTH} characters")
-    async with connection.transaction():
-        trigger_ids = []
-        for name in triggers:
-            row = await connection.fetchrow(
-                "select id, spec from triggers where workspace = $1 and name = $2 and deleted_at is null",
-                workspace,
-                name,
-            )
-            if row is None:
-                raise NotFound(f"trigger {workspace}/{name} does not exist")
-            if not isinstance(spec_from_json(row["spec"]).auth, ApiKeyAuth):
-                raise KeyRejected(f"trigger {workspace}/{name} does not use API keys (auth type)")
-            trigger_ids.append(row["id"])
-        key_id = uuid.uuid4()
-        try:
-            await connection.execute(
-                "insert into api_keys (id, workspace, label, prefix, digest) values ($1, $2, $3, $4, $5)",
-                key_id,
-                workspace,
-                label,
-                key_display_prefix(key),
-                key_digest(key),
-            )
-        except asyncpg.exceptions.UniqueViolationError:
-            raise KeyRejected("this key is already in use; generate a new one") from None
-        await connection.executemany(
-            "insert into api_key_triggers (key_id, trigger_id) values ($1, $2)",
-            [(key_id, t) for t in trigger_ids],
-        )
-    return CreatedKey(key_id, key, key_display_prefix(key), label)
-
-
-async def revoke_keys_labelled(connection: Connection, workspace: str, label: str) -> int:
-    """Revoke every live key of a workspace with this label; return how many."""
-    result = await connection.execute(
-        "update api_keys set revoked_at = now() where workspace = $1 and label = $2 and revoked_at is null",
-        workspace,
-        label,
-    )
-    return int(result.split()[-1])
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ import msgspec
 import yaml
 
 from shared.errors import SpecError
-from shared.spec.model import Workspace
+from shared.signatures.presets import scheme_from_spec
+from shared.spec.model import HmacAuth, Workspace
 from shared.spec.types import dec_hook
 
 STEP_KINDS = ("map", "respond", "http", "sql", "condition", "python")
@@ -52,9 +53,16 @@ def load_document(document: object, source: str = "<input>") -> Workspace:
         raise SpecError(f"{source}: a document must be a mapping with `workspace` and `triggers`")
     normalised = _normalise(document, source)
     try:
-        return msgspec.convert(normalised, Workspace, dec_hook=dec_hook)
+        workspace = msgspec.convert(normalised, Workspace, dec_hook=dec_hook)
     except msgspec.ValidationError as exc:
         raise SpecError(f"{source}: {describe_error(str(exc), normalised)}") from None
+    for trigger in workspace.triggers:
+        if isinstance(trigger.auth, HmacAuth):
+            try:
+                scheme_from_spec(trigger.auth)
+            except ValueError as exc:
+                raise SpecError(f"{source}: trigger {trigger.name}, field auth: {exc}") from None
+    return workspace
 
 
 def _normalise(document: dict[str, Any], source: str) -> dict[str, Any]:

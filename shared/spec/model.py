@@ -6,6 +6,7 @@ Names follow ../DESIGN.md "The trigger file". Steps are written with their kind 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -20,6 +21,7 @@ Name = Annotated[
     ),
 ]
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+_ENV_REFERENCE = re.compile(r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$")
 StepId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
 
 
@@ -39,11 +41,18 @@ class ApiKeyAuth(Spec, tag="api_key", tag_field="type", frozen=True):
 
 
 class BasicAuth(Spec, tag="basic", tag_field="type", frozen=True):
-    """HTTP Basic: a username and a password (`${env:NAME}`), stored hashed."""
+    """HTTP Basic: a username and a password (literal or `${env:NAME}`), stored hashed."""
 
-    username: str
-    password: str
+    username: Annotated[str, msgspec.Meta(min_length=1)]
+    password: str | None = None
+    password_hash: str | None = None
     realm: str = "hookline"
+
+    def __post_init__(self) -> None:
+        if (self.password is None) == (self.password_hash is None):
+            raise ValueError("basic auth needs a `password`")
+        if ":" in self.username:
+            raise ValueError("a Basic username cannot contain ':'")
 
 
 class HmacAuth(Spec, tag="hmac", tag_field="type", frozen=True):
@@ -62,6 +71,15 @@ class HmacAuth(Spec, tag="hmac", tag_field="type", frozen=True):
     def __post_init__(self) -> None:
         if self.preset is None and self.header is None:
             raise ValueError("hmac needs a `preset` or a `header`")
+        secrets = [self.secret] if isinstance(self.secret, str) else self.secret
+        if not secrets:
+            raise ValueError("hmac needs at least one secret")
+        for secret in secrets:
+            if not _ENV_REFERENCE.match(secret):
+                raise ValueError(
+                    "an hmac secret must be a reference to an environment variable, such as "
+                    '"${env:GITHUB_SECRET}", so that it is never stored in plain text'
+                )
 
 
 Auth = NoAuth | ApiKeyAuth | BasicAuth | HmacAuth
@@ -76,6 +94,17 @@ class QueryParam(Spec, frozen=True):
     type: Literal["string", "integer", "number", "boolean"] = "string"
     required: bool = False
     default: str | int | float | bool | None = None
+
+
+def _default_fits(param: QueryParam) -> bool:
+    value = param.default
+    if param.type == "boolean":
+        return isinstance(value, bool)
+    if param.type == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if param.type == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, str)
 
 
 class BodyRules(Spec, frozen=True):
@@ -188,6 +217,8 @@ class Trigger(Spec, frozen=True):
         for name, param in self.query.items():
             if param.required and param.default is not None:
                 raise ValueError(f"query parameter {name!r}: a required parameter cannot have a default")
+            if param.default is not None and not _default_fits(param):
+                raise ValueError(f"query parameter {name!r}: default {param.default!r} is not a {param.type}")
         ids = [step.id for step in self.workflow]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:

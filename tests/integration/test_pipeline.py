@@ -51,19 +51,20 @@ async def wait_routable(stack: Services, workspace: str, trigger: str, key: str)
 
     async def probe() -> bool | None:
         async with httpx.AsyncClient() as client:
-            answer = await client.get(f"{stack.base_url}/hooks/{workspace}/{trigger}/executions/x",
-                                      headers={"X-API-Key": key})
+            answer = await client.get(
+                f"{stack.base_url}/hooks/{workspace}/{trigger}/executions/x", headers={"X-API-Key": key}
+            )
         return True if answer.status_code != 404 or "trigger-not-found" not in answer.text else None
 
     await eventually(probe)
 
 
-async def test_request_response_answers_with_the_body_and_query(stack: Services, demo: tuple[str, str]) -> None:
+async def test_request_response_answers_with_the_body_and_query(
+    stack: Services, demo: tuple[str, str]
+) -> None:
     workspace, key = demo
     async with httpx.AsyncClient(base_url=stack.base_url) as client:
-        answer = await client.post(
-            f"/hooks/{workspace}/echo?x=1", json={"a": 1}, headers={"X-API-Key": key}
-        )
+        answer = await client.post(f"/hooks/{workspace}/echo?x=1", json={"a": 1}, headers={"X-API-Key": key})
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "application/json"
     assert answer.json() == {"body": {"a": 1}, "query": {"x": "1"}}
@@ -83,8 +84,9 @@ async def test_async_call_is_accepted_then_recorded_as_succeeded(
         assert execution.attempts == 1
         assert execution.output == {"body": {"order": 7}}
         assert execution.request["body"] == {"order": 7}
-        shown = await client.get(f"/api/executions/{execution_id}",
-                                 headers={"Authorization": "Bearer test-admin-token-0123456789"})
+        shown = await client.get(
+            f"/api/executions/{execution_id}", headers={"Authorization": "Bearer test-admin-token-0123456789"}
+        )
         assert shown.status_code == 200
         assert shown.json()["status"] == "succeeded"
         assert shown.json()["steps"][0]["id"] == "received"
@@ -98,7 +100,11 @@ async def test_cli_shows_an_execution_as_json(stack: Services, demo: tuple[str, 
     await finished_execution(db, execution_id)
     shown = subprocess.run(
         [sys.executable, "-m", "shared.cli", "executions", "show", execution_id],
-        env={**os.environ, **stack.env}, capture_output=True, text=True, check=True, cwd=ROOT,
+        env={**os.environ, **stack.env},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     import json
 
@@ -112,20 +118,31 @@ async def test_cli_shows_an_execution_as_json(stack: Services, demo: tuple[str, 
     ("path", "headers", "status", "problem"),
     [
         ("/hooks/{ws}/echo", {}, 401, "/problems/unauthorized"),
-        ("/hooks/{ws}/echo", {"X-API-Key": "hk_not-a-real-key-at-all-0000000000"}, 401, "/problems/unauthorized"),
+        (
+            "/hooks/{ws}/echo",
+            {"X-API-Key": "hk_not-a-real-key-at-all-0000000000"},
+            401,
+            "/problems/unauthorized",
+        ),
         ("/hooks/{ws}/missing", {"X-API-Key": "{key}"}, 404, "/problems/trigger-not-found"),
         ("/hooks/no-such-workspace/echo", {"X-API-Key": "{key}"}, 404, "/problems/trigger-not-found"),
     ],
 )
 async def test_refused_calls_get_a_problem_document_and_run_nothing(
-    stack: Services, demo: tuple[str, str], db: Connection, path: str, headers: dict[str, str], status: int,
+    stack: Services,
+    demo: tuple[str, str],
+    db: Connection,
+    path: str,
+    headers: dict[str, str],
+    status: int,
     problem: str,
 ) -> None:
     workspace, key = demo
     before = await db.fetchval("select count(*) from executions where workspace = $1", workspace)
     async with httpx.AsyncClient(base_url=stack.base_url) as client:
         answer = await client.post(
-            path.format(ws=workspace), json={"a": 1},
+            path.format(ws=workspace),
+            json={"a": 1},
             headers={k: v.format(key=key) for k, v in headers.items()},
         )
     assert answer.status_code == status
@@ -153,14 +170,20 @@ async def test_keys_are_stored_only_as_digests(db: Connection, workspace: str, s
     assert stored["prefix"] == key.key[:8]
 
 
-def test_apply_from_the_cli_is_idempotent_and_versions_changes(stack: Services, workspace: str, tmp_path: Path) -> None:
+def test_apply_from_the_cli_is_idempotent_and_versions_changes(
+    stack: Services, workspace: str, tmp_path: Path
+) -> None:
     path = tmp_path / "triggers.yaml"
     path.write_text(ECHO.format(ws=workspace))
 
     def apply() -> str:
         return subprocess.run(
             [sys.executable, "-m", "shared.cli", "apply", "-f", str(path)],
-            env={**os.environ, **stack.env}, capture_output=True, text=True, check=True, cwd=ROOT,
+            env={**os.environ, **stack.env},
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
         ).stdout
 
     assert apply() == (
@@ -188,11 +211,18 @@ def test_apply_of_an_invalid_file_changes_nothing_and_names_the_place(
     path.write_text(ECHO.format(ws=workspace).replace("mode: request_response", "mode: sometimes"))
     done = subprocess.run(
         [sys.executable, "-m", "shared.cli", "apply", "-f", str(path)],
-        env={**os.environ, **stack.env}, capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, **stack.env},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert done.returncode == 1
     assert done.stdout == ""
-    assert done.stderr == (
-        f"hookline: {path}: trigger echo, field mode: Expected `str` matching one of"
-        " 'async', 'request_response'... \n"
-    ) or "trigger echo, field mode" in done.stderr
+    assert (
+        done.stderr
+        == (
+            f"hookline: {path}: trigger echo, field mode: Expected `str` matching one of"
+            " 'async', 'request_response'... \n"
+        )
+        or "trigger echo, field mode" in done.stderr
+    )

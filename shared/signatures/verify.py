@@ -10,8 +10,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from ingress.auth.signature_scheme import SignatureScheme
 from shared.errors import HooklineError
+from shared.signatures.scheme import SignatureScheme
 
 __all__ = ["Reason", "SignatureInvalid", "SignatureScheme", "secret_bytes", "sign", "verify"]
 
@@ -126,10 +126,7 @@ def _signatures(scheme: SignatureScheme, items: list[str]) -> list[bytes]:
 
 def _decode(scheme: SignatureScheme, text: str) -> bytes | None:
     try:
-        if scheme.encoding == "hex":
-            raw = binascii.unhexlify(text)
-        else:
-            raw = base64.b64decode(text, validate=True)
+        raw = binascii.unhexlify(text) if scheme.encoding == "hex" else base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):  # ValueError: non-ASCII text
         return None
     return raw if len(raw) == scheme.digest_size else None

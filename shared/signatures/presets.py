@@ -21,7 +21,7 @@ from types import MappingProxyType
 
 import msgspec
 
-from ingress.auth.signature_scheme import SignatureScheme
+from shared.signatures.scheme import SignatureScheme
 from shared.spec.model import HmacAuth
 
 PRESETS: Mapping[str, SignatureScheme] = MappingProxyType(

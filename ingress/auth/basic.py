@@ -1,0 +1,64 @@
+"""HTTP Basic against a scrypt hash, with verified pairs cached so the hot path stays fast.
+
+scrypt takes ~50 ms by design; it runs in a thread, once per new (username, password) pair
+per process and cache period. The cache is keyed by a keyed digest of the header, so the
+process never keeps a password, only proof that one matched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import time
+from collections.abc import Mapping
+
+from ingress.errors import Unauthorized
+from shared.spec.secrets import verify_password
+
+_PEPPER = os.urandom(32)  # per process: cache keys mean nothing elsewhere
+CACHE_SECONDS = 300.0
+CACHE_SIZE = 1024
+
+
+class BasicCredentials:
+    """One trigger's Basic username and password hash."""
+
+    credential_headers = frozenset({"authorization"})
+
+    def __init__(self, username: str, password_hash: str, realm: str) -> None:
+        self._username = username
+        self._hash = password_hash
+        self._challenge = f'Basic realm="{realm}", charset="UTF-8"'
+        self._verified: dict[bytes, float] = {}
+
+    async def before_body(self, headers: Mapping[str, str]) -> str | None:
+        value = headers.get("authorization", "")
+        scheme, _, encoded = value.partition(" ")
+        if scheme.lower() != "basic" or not encoded:
+            raise Unauthorized("missing-credentials", challenge=self._challenge)
+        cache_key = hmac.digest(_PEPPER, encoded.strip().encode(), hashlib.sha256)
+        now = time.monotonic()
+        if self._verified.get(cache_key, 0.0) > now:
+            return self._username
+        try:
+            username, _, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthorized("malformed-credentials", challenge=self._challenge) from None
+        user_ok = hmac.compare_digest(username.encode(), self._username.encode())
+        # Always pay for the hash, so a wrong username takes as long as a wrong password.
+        password_ok = await asyncio.to_thread(verify_password, password, self._hash)
+        if not (user_ok and password_ok):
+            raise Unauthorized("invalid-credentials", challenge=self._challenge)
+        if len(self._verified) >= CACHE_SIZE:
+            self._verified = {k: t for k, t in self._verified.items() if t > now}
+            if len(self._verified) >= CACHE_SIZE:
+                self._verified.clear()
+        self._verified[cache_key] = now + CACHE_SECONDS
+        return self._username
+
+    def after_body(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+        return None

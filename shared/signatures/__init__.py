@@ -1,0 +1,1 @@
+"""Webhook signatures (HMAC over the raw body): schemes, sender presets, sign() and verify()."""

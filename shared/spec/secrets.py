@@ -1,0 +1,96 @@
+"""Secrets in trigger files: `${env:NAME}` references, and Basic passwords hashed at rest.
+
+A trigger file never holds a secret a registry would store in plain text: HMAC secrets and
+connection credentials are references resolved by the service that uses them; a Basic
+password (literal or reference) is replaced by its scrypt hash when the file is applied.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Mapping
+
+import msgspec
+
+from shared.errors import SpecError
+from shared.spec.model import BasicAuth, Trigger
+
+REFERENCE = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
+_EMBEDDED = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+
+# scrypt cost: ~50 ms on this class of machine, once per apply and once per new pair at
+# the ingress (verified pairs are cached there).
+_N, _R, _P = 2**14, 8, 1
+
+
+class MissingSecret(SpecError):
+    """Raised when a `${env:NAME}` reference names an unset environment variable."""
+
+    problem_type = "secret-missing"
+
+
+def resolve(value: str, environ: Mapping[str, str] | None = None) -> str:
+    """Replace every `${env:NAME}` in `value` by the variable's value; MissingSecret if unset."""
+    env = os.environ if environ is None else environ
+
+    def lookup(match: re.Match[str]) -> str:
+        name = match[1]
+        if name not in env:
+            raise MissingSecret(f"environment variable {name} is not set")
+        return env[name]
+
+    return _EMBEDDED.sub(lookup, value)
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    """`scrypt$N$r$p$salt$hash` (base64), a slow hash for passwords people choose."""
+    salt = os.urandom(16) if salt is None else salt
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
+    b64 = base64.b64encode
+    return f"scrypt${_N}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Constant-time check of a password against a `hash_password` string."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        computed = hashlib.scrypt(
+            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), dklen=len(expected)
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(computed, expected)
+
+
+def seal(trigger: Trigger, stored: Trigger | None, environ: Mapping[str, str] | None = None) -> Trigger:
+    """The trigger as it may be stored: a Basic password becomes its hash.
+
+    When the stored version's hash already matches the password, it is kept, so applying
+    an unchanged file does not make a new version.
+    """
+    auth = trigger.auth
+    if not isinstance(auth, BasicAuth) or auth.password is None:
+        return trigger
+    try:
+        password = resolve(auth.password, environ)
+    except MissingSecret as exc:
+        raise MissingSecret(f"trigger {trigger.name}, field auth.password: {exc}") from None
+    previous = stored.auth if stored is not None else None
+    if (
+        isinstance(previous, BasicAuth)
+        and previous.password_hash is not None
+        and previous.username == auth.username
+        and verify_password(password, previous.password_hash)
+    ):
+        password_hash = previous.password_hash
+    else:
+        password_hash = hash_password(password)
+    sealed = msgspec.structs.replace(auth, password=None, password_hash=password_hash)
+    return msgspec.structs.replace(trigger, auth=sealed)
