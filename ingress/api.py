@@ -10,6 +10,7 @@ import asyncpg
 import msgspec
 from litestar import Request, Response, get
 
+from ingress import metrics
 from ingress.errors import AdminUnauthorized
 from ingress.hooks import Hooks
 from ingress.publishing import InvocationPublisher
@@ -91,6 +92,10 @@ def build_routes(res: Resources, admin_token: str | None) -> list[Any]:
 def health_routes(res: Resources) -> list[Any]:
     """`/healthz`: the process answers. `/readyz`: broker and database reachable, registry loaded."""
 
+    @get("/metrics")
+    async def prometheus() -> Response[bytes]:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
     @get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -111,4 +116,4 @@ def health_routes(res: Resources) -> list[Any]:
             media_type="application/json",
         )
 
-    return [healthz, readyz]
+    return [healthz, readyz, prometheus]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,15 +12,19 @@ from litestar import HttpMethod, Litestar, Request, Response, route
 
 from ingress.api import Resources, build_routes, health_routes
 from ingress.hooks import Hooks
+from ingress.idempotency import IdempotencyStore
 from ingress.problems import make_handlers
 from ingress.publishing import InvocationPublisher
+from ingress.ratelimit import RateLimiter
 from ingress.registry import TriggerRegistry
+from ingress.rejections import RejectionLog
 from ingress.replies import ReplyWaiter
 from shared.db.notify import follow
-from shared.db.pool import create_pool
+from shared.db.pool import DB_ERRORS, create_pool
 from shared.logs import setup_logging
 from shared.settings import Settings, load_settings
 
+log = logging.getLogger(__name__)
 HOOK_METHODS: list[HttpMethod] = [
     HttpMethod.GET,
     HttpMethod.POST,
@@ -42,11 +47,17 @@ def create_app(settings: Settings) -> Litestar:
         await res.registry.reload()
         follower = asyncio.create_task(follow(settings.database_url, res.registry.reload), name="registry")
         await res.publisher.start()
-        res.hooks = Hooks(res.registry, res.publisher, waiter)
+        rejections = RejectionLog(res.pool)
+        rejections.start()
+        idempotency = IdempotencyStore(res.pool)
+        res.hooks = Hooks(res.registry, res.publisher, waiter, idempotency, RateLimiter(res.pool), rejections)
+        housekeeping = asyncio.create_task(_purge_expired_keys(idempotency), name="idempotency-purge")
         try:
             yield
         finally:
             follower.cancel()
+            housekeeping.cancel()
+            await rejections.close()
             await res.publisher.close()
             await res.pool.close()
 
@@ -62,6 +73,16 @@ def create_app(settings: Settings) -> Litestar:
         debug=False,
     )
     return app
+
+
+async def _purge_expired_keys(store: IdempotencyStore, every: float = 300.0) -> None:
+    """Expired idempotency claims are deleted now and then (any process may do it)."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await store.purge_expired()
+        except DB_ERRORS:
+            log.warning("could not purge expired idempotency keys")
 
 
 def app_from_env() -> Litestar:

@@ -97,3 +97,13 @@ class TriggerMisconfigured(HooklineError):
     """Raised when a trigger cannot serve calls (e.g. its secret's variable is not set here)."""
 
     problem_type = "trigger-misconfigured"
+
+
+class RateLimited(HooklineError):
+    """Raised when a caller's key exceeds the trigger's rate limit."""
+
+    problem_type = "rate-limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many calls; retry in {retry_after} s")
+        self.retry_after = retry_after

@@ -1,7 +1,8 @@
 """The hot path: look the trigger up, authenticate, parse, publish with confirm, answer.
 
 No database query and no new connection per call: the registry is in memory and the
-broker channel is shared by the process.
+broker channel is shared by the process. Only opt-in features pay a database round trip:
+an `Idempotency-Key` the caller sends, and a trigger's `rate_limit`.
 """
 
 from __future__ import annotations
@@ -13,56 +14,84 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 
-from ingress.errors import MethodNotAllowed, ReplyTimeout, TriggerNotFound
+from ingress import metrics
+from ingress.errors import MethodNotAllowed, ReplyTimeout, TriggerNotFound, Unauthorized
+from ingress.idempotency import IdempotencyStore
 from ingress.parse import check_content_type, media_type, parse_body, parse_query, read_body
+from ingress.problems import status_of
 from ingress.publishing import InvocationPublisher
+from ingress.ratelimit import RateLimiter
 from ingress.registry import TriggerEntry, TriggerRegistry
+from ingress.rejections import MAX_BODY, Rejection, RejectionLog, redacted_headers
 from ingress.replies import ReplyWaiter
+from shared.errors import BrokerUnavailable, HooklineError
 from shared.expressions import render
 from shared.ids import uuid7
 from shared.messages import Invocation, Reply, RequestData
 
 _json = msgspec.json.Encoder()
 _to_builtins = msgspec.to_builtins
+# Refusals that say something about the caller (kept for the operator); 5xx are ours.
+_RECORDED = frozenset({400, 401, 405, 413, 415, 429})
 
 
 class Hooks:
     """Handles `/hooks/{workspace}/{trigger}` for every trigger in the registry."""
 
     def __init__(
-        self, registry: TriggerRegistry, publisher: InvocationPublisher, waiter: ReplyWaiter
+        self,
+        registry: TriggerRegistry,
+        publisher: InvocationPublisher,
+        waiter: ReplyWaiter,
+        idempotency: IdempotencyStore,
+        limiter: RateLimiter,
+        rejections: RejectionLog,
     ) -> None:
         self.registry = registry
         self.publisher = publisher
         self.waiter = waiter
+        self.idempotency = idempotency
+        self.limiter = limiter
+        self.rejections = rejections
 
     def lookup(self, workspace: str, trigger: str) -> TriggerEntry:
         entry = self.registry.get(workspace, trigger)
         if entry is None:
+            metrics.REJECTED.labels("trigger-not-found").inc()
             raise TriggerNotFound(f"no trigger {trigger!r} in workspace {workspace!r}")
         return entry
 
     async def handle(self, request: Request[Any, Any, Any], workspace: str, trigger: str) -> Response[bytes]:
         entry = self.lookup(workspace, trigger)
+        call = Call(request)
+        try:
+            response = await self._handle(entry, call)
+        except HooklineError as exc:
+            self._refused(entry, call, exc)
+            raise
+        metrics.CALLS.labels(entry.workspace, entry.name, str(response.status_code)).inc()
+        return response
+
+    async def _handle(self, entry: TriggerEntry, call: Call) -> Response[bytes]:
+        request = call.request
         if request.method not in entry.methods:
             raise MethodNotAllowed(request.method, entry.allow)
         headers = request.headers
-        await entry.auth.before_body(headers)
-        rules = entry.spec.body
-        body = await read_body(request.stream(), headers.get("content-length"), rules.max_bytes)
-        entry.auth.after_body(body, headers, time.time())
+        identity = await entry.auth.before_body(headers)
+        spec = entry.spec
+        if spec.rate_limit is not None:
+            client = request.client.host if request.client else "unknown"
+            await self.limiter.take(f"{entry.workspace}/{entry.name}/{identity or client}", spec.rate_limit)
+        call.body = await read_body(request.stream(), headers.get("content-length"), spec.body.max_bytes)
+        entry.auth.after_body(call.body, headers, time.time())
         content_type = headers.get("content-type")
         mtype = media_type(content_type)
-        check_content_type(rules, mtype, bool(body))
-        kind, parsed = parse_body(body, mtype, content_type)
+        check_content_type(spec.body, mtype, bool(call.body))
+        kind, parsed = parse_body(call.body, mtype, content_type)
         data = RequestData(
             method=request.method,
             path=request.url.path,
-            query=parse_query(
-                request.scope["query_string"].decode("latin-1"),
-                entry.spec.query,
-                entry.spec.extra_query,
-            ),
+            query=parse_query(request.scope["query_string"].decode("latin-1"), spec.query, spec.extra_query),
             headers={name: value for name in entry.headers if (value := headers.get(name)) is not None},
             content_type=content_type,
             body_kind=kind,
@@ -73,19 +102,35 @@ class Hooks:
             workspace=entry.workspace,
             trigger=entry.name,
             version=entry.version,
-            mode=entry.spec.mode,
+            mode=spec.mode,
             received_at=time.time(),
             request=data,
         )
-        if entry.spec.mode == "async":
-            await self.publisher.publish(invocation, entry.routing_key, want_reply=False)
-            return accepted(entry, invocation)
-        return await self._request_response(entry, invocation)
+        key = idempotency_key(entry, headers)
+        if key is not None and spec.idempotency is not None:
+            window = spec.idempotency.window
+            first = await self.idempotency.claim(entry.workspace, entry.name, key, invocation.id, window)
+            if first is not None:
+                return await self._repeat(entry, invocation, first)
+        try:
+            if spec.mode == "async":
+                await self._publish(invocation, entry, want_reply=False)
+                return accepted(entry, invocation)
+            return await self._request_response(entry, invocation)
+        except BrokerUnavailable:
+            if key is not None:
+                await self.idempotency.release(entry.workspace, entry.name, key, invocation.id)
+            raise
+
+    async def _publish(self, invocation: Invocation, entry: TriggerEntry, want_reply: bool) -> None:
+        started = time.perf_counter()
+        await self.publisher.publish(invocation, entry.routing_key, want_reply=want_reply)
+        metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
 
     async def _request_response(self, entry: TriggerEntry, invocation: Invocation) -> Response[bytes]:
         future = self.waiter.expect(invocation.id)
         try:
-            await self.publisher.publish(invocation, entry.routing_key, want_reply=True)
+            await self._publish(invocation, entry, want_reply=True)
             reply = await asyncio.wait_for(future, entry.spec.timeout)
         except TimeoutError:
             if entry.spec.on_timeout == "accept":
@@ -94,6 +139,60 @@ class Hooks:
         finally:
             future.cancel()
         return reply_response(reply)
+
+    async def _repeat(self, entry: TriggerEntry, invocation: Invocation, first_id: str) -> Response[bytes]:
+        """A repeated key: the first call's answer, and no second run."""
+        first = msgspec.structs.replace(invocation, id=first_id)
+        if entry.spec.mode == "async":
+            return accepted(entry, first)
+        stored = await self.idempotency.stored_response(first_id, entry.spec.timeout)
+        if stored is None:
+            if entry.spec.on_timeout == "accept":
+                return accepted(entry, first)
+            raise ReplyTimeout(first_id, status_url(entry, first_id))
+        return reply_response(msgspec.convert(stored, Reply))
+
+    def _refused(self, entry: TriggerEntry, call: Call, exc: HooklineError) -> None:
+        status = status_of(exc)
+        metrics.REJECTED.labels(exc.problem_type).inc()
+        if status not in _RECORDED:
+            return
+        request = call.request
+        body = call.body if entry.spec.keep_rejected_bodies and call.body is not None else None
+        self.rejections.add(
+            Rejection(
+                workspace=entry.workspace,
+                trigger=entry.name,
+                at=time.time(),
+                status=status,
+                problem_type=exc.problem_type,
+                reason=exc.reason if isinstance(exc, Unauthorized) else str(exc)[:200],
+                method=request.method,
+                content_type=request.headers.get("content-type"),
+                headers=redacted_headers(request.headers, entry.auth.credential_headers - {"authorization"}),
+                body=body[:MAX_BODY] if body is not None else None,
+                body_size=len(call.body) if call.body is not None else None,
+            )
+        )
+
+
+class Call:
+    """One call as it goes through the hot path (the body once read)."""
+
+    __slots__ = ("body", "request")
+
+    def __init__(self, request: Request[Any, Any, Any]) -> None:
+        self.request = request
+        self.body: bytes | None = None
+
+
+def idempotency_key(entry: TriggerEntry, headers: Any) -> str | None:
+    """The caller's idempotency key (`Idempotency-Key`, or `webhook-id` as senders use)."""
+    rule = entry.spec.idempotency
+    if rule is None:
+        return None
+    key = headers.get(rule.header) or headers.get("webhook-id")
+    return key[:200] if key else None
 
 
 def status_url(entry: TriggerEntry, execution_id: str) -> str:

@@ -33,6 +33,7 @@ STATUS: dict[type[HooklineError], tuple[int, str]] = {
     errors.ReplyTimeout: (504, "The workflow did not answer in time"),
     errors.ReplyLost: (503, "The answer was lost"),
     errors.TriggerMisconfigured: (503, "Trigger misconfigured"),
+    errors.RateLimited: (429, "Too many requests"),
     QueueFull: (503, "Too much work queued"),
     NotRouted: (503, "Trigger not ready"),
     BrokerUnavailable: (503, "Broker unavailable"),
@@ -58,13 +59,21 @@ def problem_response(
     return Response(_encode(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def from_error(exc: HooklineError, retry_after: int) -> Response[bytes]:
-    """The answer for one of our errors."""
-    status, title = 500, "Internal error"
+def _status_title(exc: HooklineError) -> tuple[int, str]:
     for cls in type(exc).__mro__:
         if cls in STATUS:
-            status, title = STATUS[cls]
-            break
+            return STATUS[cls]
+    return 500, "Internal error"
+
+
+def status_of(exc: HooklineError) -> int:
+    """The HTTP status an error is answered with."""
+    return _status_title(exc)[0]
+
+
+def from_error(exc: HooklineError, retry_after: int) -> Response[bytes]:
+    """The answer for one of our errors."""
+    status, title = _status_title(exc)
     headers: dict[str, str] = {}
     extra: dict[str, Any] = {}
     if isinstance(exc, errors.MethodNotAllowed):
@@ -78,7 +87,9 @@ def from_error(exc: HooklineError, retry_after: int) -> Response[bytes]:
         headers["Location"] = exc.status_url
     elif isinstance(exc, errors.ReplyLost):
         extra["execution_id"] = exc.execution_id
-    if status == 503:
+    if isinstance(exc, errors.RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    elif status == 503:
         headers["Retry-After"] = str(retry_after)
     return problem_response(status, exc.problem_type, title, str(exc), headers, **extra)
 

@@ -40,14 +40,10 @@ class Services:
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         """Start `python -m <module> args` as `name` (e.g. worker-1), output to a log file."""
         module = name.split("-")[0]
-        log = (self.log_dir / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+        with (self.log_dir / f"{name}.log").open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", module, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+            )
         self.processes[name] = process
         return process
 

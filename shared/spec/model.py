@@ -11,22 +11,13 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from shared.spec.base import Name, Spec
+from shared.spec.connections import Connection
+from shared.spec.steps import MapStep, RespondSpec, RespondStep, Step, walk_steps
 from shared.spec.types import Duration
 
-Name = Annotated[
-    str,
-    msgspec.Meta(
-        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
-        description="lower-case letters, digits, '-' and '_', at most 63 characters",
-    ),
-]
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 _ENV_REFERENCE = re.compile(r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$")
-StepId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
-
-
-class Spec(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """Base of every trigger-file Struct: unknown keys are errors, values are immutable."""
 
 
 # --- authentication -------------------------------------------------------------------
@@ -153,38 +144,6 @@ class Response(Spec, frozen=True):
     body: Any = None
 
 
-# --- workflow -------------------------------------------------------------------------
-
-
-class RespondSpec(Spec, frozen=True):
-    """What a `respond` step answers: status, headers and body (expressions allowed)."""
-
-    status: int | str = 200
-    headers: dict[str, str] = {}
-    body: Any = None
-
-
-class StepBase(Spec, tag_field="kind", frozen=True):
-    """Fields every step has."""
-
-    id: StepId
-
-
-class MapStep(StepBase, tag="map", frozen=True):
-    """Build a value from expressions; it becomes the step's output."""
-
-    map: Any
-
-
-class RespondStep(StepBase, tag="respond", frozen=True):
-    """Set the answer to a request-response call and end the run."""
-
-    respond: RespondSpec
-
-
-Step = MapStep | RespondStep
-
-
 # --- trigger and workspace ------------------------------------------------------------
 
 
@@ -202,11 +161,13 @@ class Trigger(Spec, frozen=True):
     extra_query: Literal["pass", "reject"] = "pass"
     headers: list[str] = []
     body: BodyRules = BodyRules()
-    idempotency: Idempotency | None = None
+    idempotency: Idempotency | None = Idempotency()
     rate_limit: RateLimit | None = None
     retry: Retry = Retry()
     response: Response = Response()
+    keep_rejected_bodies: bool = False
     workflow: list[Step] = []
+    workflow_timeout: Annotated[Duration, msgspec.Meta(gt=0)] = Duration(60)
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -219,7 +180,7 @@ class Trigger(Spec, frozen=True):
                 raise ValueError(f"query parameter {name!r}: a required parameter cannot have a default")
             if param.default is not None and not _default_fits(param):
                 raise ValueError(f"query parameter {name!r}: default {param.default!r} is not a {param.type}")
-        ids = [step.id for step in self.workflow]
+        ids = [step.id for step in walk_steps(self.workflow)]  # branches share one namespace
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"duplicate step id {duplicates[0]!r}")
@@ -229,6 +190,7 @@ class Workspace(Spec, frozen=True):
     """One document of a trigger file: a workspace and its triggers."""
 
     workspace: Name
+    connections: dict[Name, Connection] = {}
     triggers: list[Trigger] = []
     description: str = ""
 

@@ -1,0 +1,90 @@
+"""Idempotency keys: a repeat within the trigger's window gets the first call's answer.
+
+Claims live in PostgreSQL, so every ingress process sees them. Only calls that carry a key
+pay this round trip; a claim whose publish failed is released, so the caller's retry runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import asyncpg
+
+from shared.db.pool import DB_ERRORS
+from shared.errors import DatabaseUnavailable
+
+_CLAIM = """
+insert into idempotency_keys (workspace, trigger, key, execution_id, expires_at)
+values ($1, $2, $3, $4, now() + make_interval(secs => $5))
+on conflict (workspace, trigger, key) do update
+    set execution_id = excluded.execution_id, created_at = now(), expires_at = excluded.expires_at
+    where idempotency_keys.expires_at < now()
+returning execution_id
+"""
+
+
+class IdempotencyStore:
+    """Claims (workspace, trigger, key) for an execution id."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def claim(
+        self, workspace: str, trigger: str, key: str, execution_id: str, window: float
+    ) -> str | None:
+        """None when this call claimed the key; else the execution id of the first call."""
+        try:
+            async with self._pool.acquire() as connection:
+                claimed = await connection.fetchval(
+                    _CLAIM, workspace, trigger, key, uuid.UUID(execution_id), window
+                )
+                if claimed is not None:
+                    return None
+                first = await connection.fetchval(
+                    "select execution_id from idempotency_keys where workspace = $1 and trigger = $2 and key = $3",
+                    workspace,
+                    trigger,
+                    key,
+                )
+        except DB_ERRORS:
+            raise DatabaseUnavailable("idempotency keys cannot be checked right now") from None
+        return str(first) if first is not None else None
+
+    async def release(self, workspace: str, trigger: str, key: str, execution_id: str) -> None:
+        """Forget a claim whose call was not accepted (the broker refused it)."""
+        try:
+            async with self._pool.acquire() as connection:
+                await connection.execute(
+                    "delete from idempotency_keys where workspace = $1 and trigger = $2 and key = $3"
+                    " and execution_id = $4",
+                    workspace,
+                    trigger,
+                    key,
+                    uuid.UUID(execution_id),
+                )
+        except DB_ERRORS:
+            pass  # it expires with its window
+
+    async def stored_response(self, execution_id: str, wait: float) -> dict[str, object] | None:
+        """The first call's recorded answer, waiting up to `wait` seconds for it to exist."""
+        deadline = time.monotonic() + wait
+        delay = 0.02
+        while True:
+            async with self._pool.acquire() as connection:
+                response = await connection.fetchval(
+                    "select response from executions where id = $1", uuid.UUID(execution_id)
+                )
+            if response is not None:
+                return response  # type: ignore[no-any-return]
+            if time.monotonic() + delay > deadline:
+                return None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    async def purge_expired(self) -> int:
+        """Delete claims past their window; returns how many."""
+        async with self._pool.acquire() as connection:
+            done = await connection.execute("delete from idempotency_keys where expires_at < now()")
+        return int(done.split()[-1])
