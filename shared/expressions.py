@@ -3,12 +3,15 @@
 A string that is exactly `{{ expr }}` yields the expression's value with its type; text
 around `{{ }}` makes a string (objects and arrays rendered as JSON). JMESPath only reads the
 data it is given (request, trigger, execution, steps): it cannot call Python, read files or
-the environment, which is why it was chosen over a general template language.
+the environment, which is why it was chosen over a general template language. Compiling
+also checks what can be checked before a run: the names an expression starts from, and the
+functions it calls (JMESPath's own and `shared.expression_functions`) with their arity.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +20,21 @@ import jmespath.exceptions
 import msgspec
 
 from shared.errors import ExpressionError
+from shared.expression_functions import HooklineFunctions
 
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _json = msgspec.json.Encoder()
+_FUNCTIONS = HooklineFunctions()
+_OPTIONS = jmespath.Options(custom_functions=_FUNCTIONS)
+
+# What a workflow's expressions start from; the ingress's async answer sees only the first two.
+WORKFLOW_ROOTS = ("request", "execution", "trigger", "steps")
+RESPONSE_ROOTS = ("request", "execution")
+# Nodes whose first child reads the same value as the node and whose other children read
+# what the first produced (`a.b`, `a[0]`, `a[*].b`, `a[?b]`, `a | b`).
+_CHAINS = frozenset(
+    ("subexpression", "index_expression", "projection", "value_projection", "filter_projection", "pipe")
+)
 
 
 @dataclass(frozen=True)
@@ -31,7 +46,7 @@ class Expr:
 
     def evaluate(self, data: dict[str, Any]) -> Any:
         try:
-            return self.parsed.search(data)
+            return self.parsed.search(data, options=_OPTIONS)
         except jmespath.exceptions.JMESPathError as exc:
             raise ExpressionError(f"expression {{{{ {self.source} }}}}: {_one_line(exc)}") from None
 
@@ -42,46 +57,93 @@ class Interpolation:
 
     parts: tuple[str | Expr, ...]
 
-    def evaluate(self, data: dict[str, Any]) -> str:
+    def evaluate(self, data: dict[str, Any], escape: Callable[[str], str] | None = None) -> str:
+        """The text, with each expression's value passed through `escape` (e.g. URL quoting)."""
         out = []
         for part in self.parts:
-            out.append(part if isinstance(part, str) else _text(part.evaluate(data)))
+            if isinstance(part, str):
+                out.append(part)
+            else:
+                text = _text(part.evaluate(data))
+                out.append(escape(text) if escape else text)
         return "".join(out)
 
 
-def compile_expression(source: str) -> Expr:
-    """Compile one JMESPath expression; ExpressionError names it."""
+def compile_expression(source: str, roots: tuple[str, ...] = WORKFLOW_ROOTS) -> Expr:
+    """Compile and check one JMESPath expression; ExpressionError names it."""
     source = source.strip()
     if not source:
         raise ExpressionError("empty expression {{ }}")
     try:
-        return Expr(source, jmespath.compile(source))
+        parsed = jmespath.compile(source)
     except jmespath.exceptions.JMESPathError as exc:
         raise ExpressionError(f"expression {{{{ {source} }}}}: {_one_line(exc)}") from None
+    problem = _check(parsed.parsed, roots, at_root=True)
+    if problem:
+        raise ExpressionError(f"expression {{{{ {source} }}}}: {problem}")
+    return Expr(source, parsed)
 
 
-def compile_template(value: Any) -> Any:
+def _check(node: Any, roots: tuple[str, ...], at_root: bool) -> str | None:
+    """The first thing wrong with a parsed expression: an unknown start, function or arity."""
+    if not isinstance(node, dict):
+        return None  # slice bounds are plain numbers
+    kind: str = node["type"]
+    value: Any = node.get("value")
+    children: list[Any] = node.get("children", [])
+    if kind == "field":
+        if value.startswith("__") and value.endswith("__"):
+            return f"`{value}`: Python internals are not reachable; expressions read only the run's data"
+        if at_root and value not in roots:
+            return f"unknown name `{value}`; an expression starts from {', '.join(roots)}"
+    if kind == "function_expression":
+        problem = _check_call(value, len(children))
+        if problem:
+            return problem
+    for position, child in enumerate(children):
+        # `&expr` reads each element it is applied to, not the value around it.
+        same_value = position == 0 if kind in _CHAINS else kind != "expref"
+        problem = _check(child, roots, at_root and same_value)
+        if problem:
+            return problem
+    return None
+
+
+def _check_call(name: str, given: int) -> str | None:
+    spec = _FUNCTIONS.FUNCTION_TABLE.get(name)
+    if spec is None:
+        known = ", ".join(sorted(_FUNCTIONS.FUNCTION_TABLE))
+        return f"unknown function {name}(); the functions are {known}"
+    wanted = len(spec["signature"])
+    variadic = bool(spec["signature"]) and spec["signature"][-1].get("variadic", False)
+    if given < wanted if variadic else given != wanted:
+        count = f"at least {wanted}" if variadic else str(wanted)
+        return f"{name}() takes {count} argument{'s' if wanted != 1 else ''}, not {given}"
+    return None
+
+
+def compile_template(value: Any, roots: tuple[str, ...] = WORKFLOW_ROOTS) -> Any:
     """Compile every string of a value tree that holds `{{ }}`; the rest stays as it is."""
     if isinstance(value, str):
         matches = list(_TEMPLATE.finditer(value))
         if not matches:
             return value
         if len(matches) == 1 and matches[0].span() == (0, len(value)):
-            return compile_expression(matches[0][1])
+            return compile_expression(matches[0][1], roots)
         parts: list[str | Expr] = []
         last = 0
         for match in matches:
             if match.start() > last:
                 parts.append(value[last : match.start()])
-            parts.append(compile_expression(match[1]))
+            parts.append(compile_expression(match[1], roots))
             last = match.end()
         if last < len(value):
             parts.append(value[last:])
         return Interpolation(tuple(parts))
     if isinstance(value, dict):
-        return {k: compile_template(v) for k, v in value.items()}
+        return {k: compile_template(v, roots) for k, v in value.items()}
     if isinstance(value, list):
-        return [compile_template(v) for v in value]
+        return [compile_template(v, roots) for v in value]
     return value
 
 

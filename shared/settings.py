@@ -34,6 +34,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_token: str | None = None
     ingress_workers: int = 1
     worker_concurrency: int = 32
+    step_output_limit: int = 65536  # bytes of a step's output kept in its record
     publish_timeout: float = 5.0
     retry_after: int = 5
     work_queue_max_length: int = 1_000_000
@@ -53,6 +54,7 @@ _INTS = (
     "port",
     "ingress_workers",
     "worker_concurrency",
+    "step_output_limit",
     "retry_after",
     "work_queue_max_length",
     "heartbeat",

@@ -8,7 +8,8 @@ import pytest
 
 from shared.errors import SpecError
 from shared.spec.loader import load_file, load_text
-from shared.spec.model import ApiKeyAuth, MapStep, OrderingKey, RespondStep
+from shared.spec.model import ApiKeyAuth, OrderingKey
+from shared.spec.steps import MapStep, RespondStep
 
 GOOD = """
 workspace: demo

@@ -1,9 +1,17 @@
-"""Run a trigger's workflow: steps in order, each output recorded, until the end or `respond`."""
+"""Run a trigger's workflow: steps in order, each recorded, until the end or `respond`.
+
+A condition's chosen steps run right after it. Each step may have its own timeout, and the
+whole run has the trigger's `workflow_timeout`; whichever passes first ends the run as
+failed, naming the step that was running. A step's record keeps its output up to
+`output_limit` bytes of JSON; past that, a preview marked as truncated.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,9 +21,11 @@ from shared.errors import HooklineError
 from shared.messages import Invocation
 from shared.spec.model import Trigger
 from worker.steps import compile_step
-from worker.steps.base import Answer, RunContext, Runnable
+from worker.steps.base import Answer, Resources, RunContext, Runnable, StepFailed
 
+DEFAULT_OUTPUT_LIMIT = 64 * 1024
 _to_builtins = msgspec.to_builtins
+_json = msgspec.json.Encoder()
 log = logging.getLogger(__name__)
 
 
@@ -33,13 +43,26 @@ class Outcome:
 class Workflow:
     """A trigger version's workflow, compiled once and run many times."""
 
-    def __init__(self, trigger: Trigger) -> None:
+    def __init__(
+        self, trigger: Trigger, resources: Resources | None = None, output_limit: int = DEFAULT_OUTPUT_LIMIT
+    ) -> None:
         self.trigger = trigger
-        self.steps: list[Runnable] = [compile_step(step) for step in trigger.workflow]
+        self.steps: list[Runnable] = []
+        self._broken: str | None = None
+        try:
+            self.steps = [compile_step(step) for step in trigger.workflow]
+        except HooklineError as exc:
+            # Valid when applied, yet not here (a python step not installed on this worker):
+            # every run fails with the reason instead of the delivery failing to settle.
+            self._broken = f"the workflow cannot be compiled on this worker: {exc}"
+        self._resources = resources
+        self._output_limit = output_limit
         self._trigger_data = {"name": trigger.name, "mode": trigger.mode}
 
     async def run(self, invocation: Invocation, attempt: int) -> Outcome:
-        """Run every step; a step error ends the run as failed, naming the step."""
+        """Run the steps; a failing step or a timeout ends the run as failed, naming the step."""
+        if self._broken is not None:
+            return Outcome(False, error=self._broken)
         context = RunContext(
             data={
                 "request": _to_builtins(invocation.request, builtin_types=(bytes,)),
@@ -54,37 +77,90 @@ class Workflow:
                     "received_at": invocation.received_at,
                 },
                 "steps": {},
-            }
+            },
+            workspace=invocation.workspace,
+            resources=self._resources,
         )
         records: list[dict[str, Any]] = []
+        limit = self.trigger.workflow_timeout
+        try:
+            async with asyncio.timeout(limit):
+                return await self._steps(context, records)
+        except TimeoutError:
+            error = f"the workflow timed out after {limit:g} s (workflow_timeout)"
+            running = records[-1] if records and records[-1]["status"] == "running" else None
+            if running is None:
+                return Outcome(False, None, None, records, error)
+            self._finish(running, "failed", None, error)
+            return Outcome(False, None, None, records, f"step {running['id']} ({running['kind']}): {error}")
+
+    async def _steps(self, context: RunContext, records: list[dict[str, Any]]) -> Outcome:
+        queue: deque[Runnable] = deque(self.steps)
         output: Any = None
-        for step in self.steps:
-            started = time.time()
-            error: str | None = None
+        while queue:
+            step = queue.popleft()
+            record = {"id": step.id, "kind": step.kind, "status": "running", "started_at": time.time()}
+            records.append(record)  # before it runs: a workflow timeout finds it here
+            context.detail = None
             try:
-                output = await step.run(context)
-            except HooklineError as exc:
-                error = str(exc)
-            except Exception as exc:
-                log.exception("step %s raised", step.id, extra={"execution_id": invocation.id})
-                error = f"internal error: {type(exc).__name__}: {exc}"
-            if error is not None:
-                records.append(_record(step, started, "failed", None, error))
-                return Outcome(False, None, None, records, f"step {step.id} ({step.kind}): {error}")
+                output = await _run_step(step, context)
+            except StepFailed as exc:
+                self._finish(record, "failed", exc.output, str(exc), context.detail)
+                return Outcome(False, None, None, records, f"step {step.id} ({step.kind}): {exc}")
+            self._finish(record, "succeeded", output, None, context.detail)
             context.record_output(step.id, output)
-            records.append(_record(step, started, "succeeded", output, None))
             if context.answer is not None:
                 break
+            if context.branch:
+                queue.extendleft(reversed(context.branch))
+                context.branch = ()
         return Outcome(True, output, context.answer, records)
 
+    def _finish(
+        self,
+        record: dict[str, Any],
+        status: str,
+        output: Any,
+        error: str | None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        record["status"] = status
+        record["duration_ms"] = round((time.time() - record["started_at"]) * 1000, 3)
+        record["output"] = truncated(output, self._output_limit)
+        record["error"] = error
+        if detail:
+            record.update(detail)
 
-def _record(step: Runnable, started: float, status: str, output: Any, error: str | None) -> dict[str, Any]:
+
+async def _run_step(step: Runnable, context: RunContext) -> Any:
+    """One step under its own timeout; every failure becomes StepFailed, naming what went wrong."""
+    timeout = asyncio.timeout(step.timeout)
+    try:
+        async with timeout:
+            return await step.run(context)
+    except TimeoutError:
+        # The workflow's own timeout arrives here as a cancellation, never as TimeoutError.
+        if timeout.expired() and step.timeout is not None:
+            raise StepFailed(f"timed out after {step.timeout:g} s (timeout)") from None
+        raise StepFailed("timed out") from None
+    except StepFailed:
+        raise
+    except HooklineError as exc:
+        raise StepFailed(str(exc)) from None
+    except Exception as exc:
+        log.exception("step %s (%s) raised", step.id, step.kind)
+        raise StepFailed(f"internal error: {type(exc).__name__}") from None
+
+
+def truncated(output: Any, limit: int) -> Any:
+    """`output`, or when its JSON is longer than `limit` bytes a marked preview of it."""
+    if output is None:
+        return None
+    encoded = _json.encode(output)
+    if len(encoded) <= limit:
+        return output
     return {
-        "id": step.id,
-        "kind": step.kind,
-        "status": status,
-        "started_at": started,
-        "duration_ms": round((time.time() - started) * 1000, 3),
-        "output": output,
-        "error": error,
+        "truncated": True,
+        "size_bytes": len(encoded),
+        "preview": encoded[:limit].decode("utf-8", errors="ignore"),
     }

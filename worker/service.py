@@ -25,6 +25,7 @@ from shared.db.notify import follow
 from shared.db.pool import create_pool
 from shared.db.registry import load_registry
 from shared.settings import Settings
+from worker.connections import Connections
 from worker.consumer import Lane, Runner
 from worker.recorder import Recorder
 from worker.workflows import WorkflowCache
@@ -52,6 +53,8 @@ class Worker:
         self._pool = await create_pool(self.settings.database_url, min_size=1, max_size=4)
         self._recorder = Recorder(self._pool)
         self._recorder.start()
+        self._connections = Connections(self._pool)
+        self._connections.start(self.settings.database_url)
         self._broker.on_connect(self._on_connect)
         await self._broker.start()
         follower = asyncio.create_task(self._follow_registry(), name="registry")
@@ -65,7 +68,8 @@ class Worker:
 
     async def _on_connect(self, connection: AbstractRobustConnection) -> None:
         replies = await connection.channel(publisher_confirms=False)
-        self._runner = Runner(WorkflowCache(self._pool), self._recorder, replies.default_exchange)
+        workflows = WorkflowCache(self._pool, self._connections, self.settings.step_output_limit)
+        self._runner = Runner(workflows, self._recorder, replies.default_exchange)
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=self.concurrency)
         queue = await self._wait_for_queue(channel, topology.work_queue_name(self.settings.amqp_prefix))
@@ -158,6 +162,7 @@ class Worker:
                 task.cancel()
         # 3. Close channels: whatever was not acked goes back to the head of its queue.
         await self._broker.close()
-        # 4. Close the recorder and the pool last: in-flight runs needed them.
+        # 4. Close the recorder, the steps' connections and the pool last: in-flight runs needed them.
         await self._recorder.close()
+        await self._connections.close()
         await self._pool.close()

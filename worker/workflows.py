@@ -9,7 +9,8 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from shared.db.pool import DB_ERRORS
 from shared.db.registry import trigger_version
-from worker.engine import Workflow
+from worker.engine import DEFAULT_OUTPUT_LIMIT, Workflow
+from worker.steps.base import Resources
 
 log = logging.getLogger(__name__)
 
@@ -17,8 +18,12 @@ log = logging.getLogger(__name__)
 class WorkflowCache:
     """Fetches a trigger version once and keeps its compiled workflow."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, resources: Resources | None = None, output_limit: int = DEFAULT_OUTPUT_LIMIT
+    ) -> None:
         self._pool = pool
+        self._resources = resources
+        self._output_limit = output_limit
         self._cache: dict[tuple[str, str, int], Workflow] = {}
 
     async def get(self, workspace: str, trigger: str, version: int) -> Workflow:
@@ -35,5 +40,5 @@ class WorkflowCache:
             with attempt:
                 async with self._pool.acquire() as connection:
                     spec = await trigger_version(connection, workspace, trigger, version)
-        workflow = self._cache[key] = Workflow(spec)
+        workflow = self._cache[key] = Workflow(spec, self._resources, self._output_limit)
         return workflow

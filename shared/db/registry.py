@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from shared.db.connections import apply_connections
 from shared.db.pool import Connection
 from shared.errors import NotFound
 from shared.spec.model import Trigger, Workspace
@@ -34,9 +35,12 @@ class Change:
     trigger: str | None
     action: str  # created | updated | unchanged
     version: int | None = None
+    connection: str | None = None
 
     def __str__(self) -> str:
         what = f"trigger {self.workspace}/{self.trigger}" if self.trigger else f"workspace {self.workspace}"
+        if self.connection:
+            what = f"connection {self.workspace}/{self.connection}"
         version = f" (version {self.version})" if self.version is not None else ""
         return f"{what}: {self.action}{version}"
 
@@ -52,6 +56,8 @@ async def apply_workspace(connection: Connection, workspace: Workspace) -> list[
         workspace.description,
     )
     changes.append(Change(workspace.workspace, None, "created" if inserted else "unchanged"))
+    for name, action in await apply_connections(connection, workspace.workspace, workspace.connections):
+        changes.append(Change(workspace.workspace, None, action, connection=name))
     for trigger in workspace.triggers:
         changes.append(await _apply_trigger(connection, workspace.workspace, trigger))
     return changes

@@ -16,6 +16,8 @@ import yaml
 
 from shared.errors import SpecError
 from shared.signatures.presets import scheme_from_spec
+from shared.spec.checks import check_workspace
+from shared.spec.connections import Connection
 from shared.spec.model import HmacAuth, Workspace
 from shared.spec.types import dec_hook
 
@@ -52,6 +54,7 @@ def load_document(document: object, source: str = "<input>") -> Workspace:
     if not isinstance(document, dict):
         raise SpecError(f"{source}: a document must be a mapping with `workspace` and `triggers`")
     normalised = _normalise(document, source)
+    _decode_connections(normalised.get("connections"), source)
     try:
         workspace = msgspec.convert(normalised, Workspace, dec_hook=dec_hook)
     except msgspec.ValidationError as exc:
@@ -62,7 +65,24 @@ def load_document(document: object, source: str = "<input>") -> Workspace:
                 scheme_from_spec(trigger.auth)
             except ValueError as exc:
                 raise SpecError(f"{source}: trigger {trigger.name}, field auth: {exc}") from None
+    try:
+        check_workspace(workspace)
+    except SpecError as exc:
+        raise SpecError(f"{source}: {exc}") from None
     return workspace
+
+
+def _decode_connections(connections: object, source: str) -> None:
+    # One by one: msgspec's error path hides dict keys (`$.connections[...]`), people need the name.
+    if not isinstance(connections, dict):
+        return
+    for name, connection in connections.items():
+        try:
+            msgspec.convert(connection, Connection, dec_hook=dec_hook)
+        except msgspec.ValidationError as exc:
+            described = describe_error(str(exc), connection if isinstance(connection, dict) else {})
+            separator = ", " if described.startswith("field ") else ": "
+            raise SpecError(f"{source}: connection {name}{separator}{described}") from None
 
 
 def _normalise(document: dict[str, Any], source: str) -> dict[str, Any]:
@@ -138,6 +158,7 @@ def describe_error(message: str, document: dict[str, Any]) -> str:
             elif fields and fields[-1] in ("workflow", "then", "else") and isinstance(item, dict):
                 container = fields.pop()
                 if container != "workflow":
+                    fields.pop()  # the `condition` around `then` / `else`
                     parts.append(container)
                 parts.append(f"step {item.get('id', key + 1)}")
             else:

@@ -13,7 +13,7 @@ import msgspec
 
 from shared.spec.base import Name, Spec
 from shared.spec.connections import Connection
-from shared.spec.steps import MapStep, RespondSpec, RespondStep, Step, walk_steps
+from shared.spec.steps import Step, walk_steps
 from shared.spec.types import Duration
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -167,7 +167,7 @@ class Trigger(Spec, frozen=True):
     response: Response = Response()
     keep_rejected_bodies: bool = False
     workflow: list[Step] = []
-    workflow_timeout: Annotated[Duration, msgspec.Meta(gt=0)] = Duration(60)
+    workflow_timeout: Duration = Duration(60)
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -180,6 +180,8 @@ class Trigger(Spec, frozen=True):
                 raise ValueError(f"query parameter {name!r}: a required parameter cannot have a default")
             if param.default is not None and not _default_fits(param):
                 raise ValueError(f"query parameter {name!r}: default {param.default!r} is not a {param.type}")
+        if self.workflow_timeout <= 0:
+            raise ValueError("`workflow_timeout` must be more than 0")
         ids = [step.id for step in walk_steps(self.workflow)]  # branches share one namespace
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import asyncpg
+import httpx
+
+from shared.errors import WorkflowError
 
 
 @dataclass
@@ -15,15 +21,56 @@ class Answer:
     body: Any = None
 
 
+@dataclass(frozen=True)
+class HttpTarget:
+    """An http connection resolved for one call: real values, and how to show them safely."""
+
+    base_url: str
+    headers: dict[str, str]
+    shown_base_url: str  # as written in the file: `${env:NAME}` stays a reference
+    secrets: tuple[str, ...]  # resolved secret values, scrubbed from any message
+
+
+class Resources(Protocol):
+    """What steps reach the outside through: the worker's HTTP client and named connections."""
+
+    http: httpx.AsyncClient
+
+    async def http_target(self, workspace: str, name: str) -> HttpTarget:
+        """The http connection `name` of `workspace`; WorkflowError if unknown or unresolvable."""
+        ...
+
+    async def postgres(self, workspace: str, name: str) -> tuple[asyncpg.Pool, tuple[str, ...]]:
+        """The pool of postgres connection `name`, and its secret values (to scrub from errors)."""
+        ...
+
+
 @dataclass
 class RunContext:
-    """The data expressions see, growing as steps finish, and the answer once decided."""
+    """The data expressions see, growing as steps finish; what the steps decided for the run."""
 
     data: dict[str, Any]
+    workspace: str = ""
+    resources: Resources | None = None
     answer: Answer | None = None
+    branch: Sequence[Runnable] = ()  # a condition's chosen steps, run next
+    detail: dict[str, Any] | None = None  # what a step adds to its record only (not its output)
 
     def record_output(self, step_id: str, output: Any) -> None:
         self.data["steps"][step_id] = {"output": output}
+
+    def need_resources(self) -> Resources:
+        if self.resources is None:
+            raise WorkflowError("this step needs connections, and none were given to the run")
+        return self.resources
+
+
+class StepFailed(WorkflowError):
+    """Raised when a step fails; `output` (e.g. an unexpected HTTP answer) is still recorded."""
+
+    def __init__(self, message: str, output: Any = None) -> None:
+        super().__init__(message)
+        self.output = output
 
 
 class Runnable(Protocol):
@@ -31,7 +78,16 @@ class Runnable(Protocol):
 
     id: str
     kind: str
+    timeout: float | None  # seconds; None: only the workflow's timeout applies
 
     async def run(self, context: RunContext) -> Any:
         """Do the step's work and return its output (recorded under steps.<id>.output)."""
         ...
+
+
+def scrub(message: str, secrets: Sequence[str]) -> str:
+    """`message` with every secret value replaced, so that no error text carries one."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 4:  # shorter values would mangle ordinary words and prove nothing
+            message = message.replace(secret, "[redacted]")
+    return message

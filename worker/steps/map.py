@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.expressions import compile_template, render
-from shared.spec.model import MapStep
+from shared.spec.steps import MapStep
 from worker.steps.base import RunContext
 
 
@@ -13,6 +13,7 @@ class MapRunner:
     """Renders its template against the run's data."""
 
     kind = "map"
+    timeout: float | None = None
 
     def __init__(self, step: MapStep) -> None:
         self.id = step.id

@@ -6,7 +6,7 @@ from typing import Any
 
 from shared.errors import WorkflowError
 from shared.expressions import compile_template, render
-from shared.spec.model import RespondStep
+from shared.spec.steps import RespondStep
 from worker.steps.base import Answer, RunContext
 
 
@@ -14,6 +14,7 @@ class RespondRunner:
     """Renders the answer and hands it to the run."""
 
     kind = "respond"
+    timeout: float | None = None
 
     def __init__(self, step: RespondStep) -> None:
         self.id = step.id

@@ -1,0 +1,40 @@
+"""Named connections of a workspace: how steps reach other systems.
+
+Secrets are `${env:NAME}` references, stored as written and resolved only by the worker
+that uses them, from its own environment (shared/spec/secrets.py `resolve`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from shared.spec.base import Spec
+
+
+class PostgresConnection(Spec, tag="postgres", tag_field="type", frozen=True):
+    """A PostgreSQL database for `sql` steps; each worker keeps a small pool for it."""
+
+    dsn: Annotated[str, msgspec.Meta(min_length=1)]
+    pool_size: Annotated[int, msgspec.Meta(ge=1, le=20)] = 4
+
+
+class HttpConnection(Spec, tag="http", tag_field="type", frozen=True):
+    """A base URL and headers (API keys, tokens) that `http` steps add to their requests."""
+
+    base_url: Annotated[str, msgspec.Meta(min_length=1)]
+    headers: dict[str, str] = {}
+
+
+Connection = PostgresConnection | HttpConnection
+
+
+# Header names that carry credentials, by convention: their values are never recorded.
+_CREDENTIAL_WORDS = ("auth", "cookie", "key", "token", "secret", "password", "signature", "session")
+
+
+def is_credential_header(name: str) -> bool:
+    """Whether a header's value is a credential (Authorization, api-key, X-Auth-Token, Cookie...)."""
+    lowered = name.lower()
+    return any(word in lowered for word in _CREDENTIAL_WORDS)

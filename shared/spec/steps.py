@@ -1,0 +1,157 @@
+"""Workflow steps as msgspec Structs, one per kind, tagged by `kind` (the loader adds it).
+
+Strings may hold `{{ expression }}` templates wherever a value is computed at run time;
+they are compiled when a file is applied (shared/spec/checks.py) and again by the worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from shared.spec.base import Name, Spec
+from shared.spec.types import Duration
+
+StepId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        description="a letter or '_', then letters, digits or '_' (usable as steps.<id>)",
+    ),
+]
+HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+StatusClass = Literal["1xx", "2xx", "3xx", "4xx", "5xx"]
+StatusCode = Annotated[int, msgspec.Meta(ge=100, le=599)]
+
+
+class StepBase(Spec, tag_field="kind", frozen=True):
+    """Fields every step has."""
+
+    id: StepId
+
+
+class MapStep(StepBase, tag="map", frozen=True):
+    """Build a value from expressions; it becomes the step's output."""
+
+    map: Any
+
+
+class HttpCall(Spec, frozen=True):
+    """One HTTP request: to `url`, or to `path` under a named http connection's base URL."""
+
+    method: HttpMethod = "GET"
+    url: str | None = None
+    connection: Name | None = None
+    path: str = ""
+    headers: dict[str, str] = {}
+    query: dict[str, Any] = {}
+    json: Any = None
+    body: str | None = None
+    timeout: Duration = Duration(10)
+    expect: list[StatusCode | StatusClass] = msgspec.field(default_factory=lambda: ["2xx"])
+
+    def __post_init__(self) -> None:
+        if (self.url is None) == (self.connection is None):
+            raise ValueError("give either `url` or `connection` (with `path`)")
+        if self.path and self.connection is None:
+            raise ValueError("`path` goes with `connection`; with `url`, write the whole URL")
+        if self.json is not None and self.body is not None:
+            raise ValueError("give either `json` or `body`, not both")
+        if not self.expect:
+            raise ValueError("`expect` must list at least one status")
+        _check_timeout(self.timeout)
+
+
+class HttpStep(StepBase, tag="http", frozen=True):
+    """Call another system; output {status, headers, body}; a status outside `expect` fails."""
+
+    http: HttpCall
+
+
+class SqlQuery(Spec, frozen=True):
+    """A parameterised query on a named postgres connection: values go in `params` as $1..$n."""
+
+    connection: Name
+    query: Annotated[str, msgspec.Meta(min_length=1)]
+    params: list[Any] = []
+    timeout: Duration = Duration(10)
+    max_rows: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
+
+    def __post_init__(self) -> None:
+        if "{{" in self.query:
+            # Values spliced into SQL text are an injection; bind values cannot be.
+            raise ValueError(
+                "`query` cannot hold expressions: write $1, $2, ... and put the values in `params`"
+            )
+        _check_timeout(self.timeout)
+
+
+class SqlStep(StepBase, tag="sql", frozen=True):
+    """Run a query; its rows are the output, a list of objects."""
+
+    sql: SqlQuery
+
+
+class Branches(Spec, frozen=True):
+    """`if` an expression is true (JMESPath truth: not false, null, "", [] or {}), `then`, else `else`."""
+
+    if_: str = msgspec.field(name="if")
+    then: list[Step] = []
+    else_: list[Step] = msgspec.field(name="else", default_factory=list)
+
+
+class ConditionStep(StepBase, tag="condition", frozen=True):
+    """Branch: the chosen list of steps runs next; the output says which was chosen."""
+
+    condition: Branches
+
+
+class RespondSpec(Spec, frozen=True):
+    """What a `respond` step answers: status, headers and body (expressions allowed)."""
+
+    status: int | str = 200
+    headers: dict[str, str] = {}
+    body: Any = None
+
+
+class RespondStep(StepBase, tag="respond", frozen=True):
+    """Set the answer to a request-response call and end the run."""
+
+    respond: RespondSpec
+
+
+class PythonCall(Spec, frozen=True):
+    """A step class an installed package registers under the `hookline.steps` entry points."""
+
+    step: Name
+    config: dict[str, Any] = {}
+    input: Any = None
+    timeout: Duration = Duration(30)
+
+    def __post_init__(self) -> None:
+        _check_timeout(self.timeout)
+
+
+class PythonStep(StepBase, tag="python", frozen=True):
+    """Run a registered step class with its (validated) config on the rendered `input`."""
+
+    python: PythonCall
+
+
+Step = MapStep | HttpStep | SqlStep | ConditionStep | RespondStep | PythonStep
+
+
+def walk_steps(steps: list[Step]) -> Iterator[Step]:
+    """Every step of a workflow, those inside condition branches too, in file order."""
+    for step in steps:
+        yield step
+        if isinstance(step, ConditionStep):
+            yield from walk_steps(step.condition.then)
+            yield from walk_steps(step.condition.else_)
+
+
+def _check_timeout(timeout: Duration) -> None:
+    if timeout <= 0:
+        raise ValueError("`timeout` must be more than 0")

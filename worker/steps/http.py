@@ -1,0 +1,182 @@
+"""`http`: call another system with the worker's httpx client; output {status, headers, body}.
+
+The URL is `url`, or a connection's base URL with `path` (values interpolated into a path
+are percent-encoded, so a value cannot climb out of its segment). Connection headers and
+credential-looking headers never reach the record; a status outside `expect` fails the
+step with the answer still recorded as its output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import msgspec
+
+from shared.expressions import Interpolation, compile_template, render
+from shared.spec.connections import is_credential_header
+from shared.spec.steps import HttpCall, HttpStep
+from worker.steps.base import HttpTarget, RunContext, StepFailed, scrub
+
+# An answer is read into memory to become the output: past this, the step fails instead.
+MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+REDACTED = "[redacted]"
+_json = msgspec.json.Encoder()
+
+
+class HttpRunner:
+    """Renders the request, sends it, and turns the answer into the step's output."""
+
+    kind = "http"
+
+    def __init__(self, step: HttpStep) -> None:
+        call: HttpCall = step.http
+        self.id = step.id
+        self.timeout: float | None = call.timeout
+        self._call = call
+        self._timeout = httpx.Timeout(call.timeout)
+        self._url = compile_template(call.url)
+        self._path = compile_template(call.path)
+        self._headers = compile_template(call.headers)
+        self._query = compile_template(call.query)
+        self._json = compile_template(call.json)
+        self._body = compile_template(call.body)
+
+    async def run(self, context: RunContext) -> Any:
+        resources = context.need_resources()
+        data = context.data
+        target = HttpTarget("", {}, "", ())
+        if self._call.connection is not None:
+            target = await resources.http_target(context.workspace, self._call.connection)
+            path = _render_path(self._path, data)
+            url, shown_url = _join(target.base_url, path), _join(target.shown_base_url, path)
+        else:
+            url = shown_url = str(render(self._url, data))
+        headers = {**target.headers, **_texts(render(self._headers, data))}
+        content = self._content(data, headers)
+        query = _query(render(self._query, data))
+        method = self._call.method
+        where = f"{method} {shown_url}"
+        context.detail = {
+            "request": {
+                "method": method,
+                "url": shown_url,
+                "query": query,
+                "headers": _redact(headers, set(target.headers)),
+            }
+        }
+        try:
+            output = await _send(resources.http, method, url, query, headers, content, self._timeout)
+        except httpx.TimeoutException:
+            raise StepFailed(f"{where}: no answer within {self._call.timeout:g} s") from None
+        except httpx.HTTPError as exc:
+            raise StepFailed(scrub(f"{where}: {type(exc).__name__}: {exc}", target.secrets)) from None
+        except _TooLarge:
+            raise StepFailed(f"{where}: the answer is larger than {MAX_RESPONSE_BYTES} bytes") from None
+        if not _expected(output["status"], self._call.expect):
+            wanted = ", ".join(str(e) for e in self._call.expect)
+            raise StepFailed(f"{where} answered {output['status']}; expected {wanted}", output)
+        return output
+
+    def _content(self, data: dict[str, Any], headers: dict[str, str]) -> bytes | None:
+        has_type = any(k.lower() == "content-type" for k in headers)
+        if self._call.json is not None:
+            if not has_type:
+                headers["Content-Type"] = "application/json"
+            return _json.encode(render(self._json, data))
+        if self._call.body is not None:
+            if not has_type:
+                headers["Content-Type"] = "text/plain; charset=utf-8"
+            return str(render(self._body, data)).encode()
+        return None
+
+
+class _TooLarge(Exception):
+    """Raised while reading an answer past MAX_RESPONSE_BYTES."""
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    query: list[tuple[str, str | int | float | bool | None]],
+    headers: dict[str, str],
+    content: bytes | None,
+    limits: httpx.Timeout,
+) -> dict[str, Any]:
+    request = client.build_request(
+        method, url, params=query, headers=headers, content=content, timeout=limits
+    )
+    response = await client.send(request, stream=True)
+    try:
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                raise _TooLarge
+            chunks.append(chunk)
+    finally:
+        await response.aclose()
+    return {
+        "status": response.status_code,
+        "headers": _redact(dict(response.headers), set()),
+        "body": _body(b"".join(chunks), response),
+    }
+
+
+def _body(raw: bytes, response: httpx.Response) -> Any:
+    """JSON parsed when the answer says it is JSON (and is), otherwise text; nothing is None."""
+    if not raw:
+        return None
+    if "json" in response.headers.get("content-type", "").lower():
+        try:
+            return msgspec.json.decode(raw)
+        except (msgspec.DecodeError, RecursionError):
+            pass  # a server that mislabels its answer: keep the text
+    return raw.decode(response.encoding or "utf-8", errors="replace")
+
+
+def _render_path(path: Any, data: dict[str, Any]) -> str:
+    if isinstance(path, Interpolation):
+        return path.evaluate(data, escape=lambda text: quote(text, safe=""))
+    return str(render(path, data) or "")
+
+
+def _join(base: str, path: str) -> str:
+    return f"{base.rstrip('/')}/{path.lstrip('/')}" if path else base
+
+
+def _texts(values: dict[str, Any]) -> dict[str, str]:
+    return {str(k): _text(v) for k, v in values.items() if v is not None}
+
+
+def _query(values: dict[str, Any]) -> list[tuple[str, str | int | float | bool | None]]:
+    """Pairs for httpx: a list gives the parameter once per item; null leaves it out."""
+    pairs: list[tuple[str, str | int | float | bool | None]] = []
+    for key, value in values.items():
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None:
+                pairs.append((str(key), _text(item)))
+    return pairs
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    return _json.encode(value).decode()
+
+
+def _redact(headers: dict[str, str], secret_names: set[str]) -> dict[str, str]:
+    """Values of connection headers and of credential-looking headers replaced."""
+    secret = {name.lower() for name in secret_names}
+    return {k: REDACTED if k.lower() in secret or is_credential_header(k) else v for k, v in headers.items()}
+
+
+def _expected(status: int, expect: Sequence[int | str]) -> bool:
+    return any(status == e if isinstance(e, int) else status // 100 == int(e[0]) for e in expect)

@@ -1,0 +1,1 @@
+"""python steps that ship with hookline, registered in pyproject under `hookline.steps`."""
