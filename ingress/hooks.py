@@ -228,14 +228,17 @@ def reply_response(reply: Reply) -> Response[bytes]:
 
 
 def body_response(status: int, headers: dict[str, str], body: Any) -> Response[bytes]:
-    """Bytes as they are, text as text, anything else as JSON (unless a header says otherwise)."""
+    """Bytes as they are, text as text, no body for null, anything else as JSON.
+
+    A `content-type` header the workflow set wins over the default for the body's type.
+    """
     declared = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
     headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
     if isinstance(body, bytes):
         content, default = body, "application/octet-stream"
     elif isinstance(body, str):
         content, default = body.encode(), "text/plain; charset=utf-8"
-    elif body is None and status == 204:
+    elif body is None:
         content, default = b"", "text/plain"
     else:
         content, default = _json.encode(body), "application/json"

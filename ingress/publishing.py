@@ -6,10 +6,13 @@ that publishes work with confirms also consumes `amq.rabbitmq.reply-to`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractExchange, AbstractRobustConnection, DeliveryMode
+from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection, DeliveryMode
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from ingress.replies import REPLY_TO, ReplyWaiter
 from shared import topology
@@ -30,6 +33,8 @@ class InvocationPublisher:
         self._link = BrokerLink(settings.amqp_url, "hookline-ingress", settings.heartbeat)
         self._link.on_connect(self._on_connect)
         self._exchange: AbstractExchange | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._reopening: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         # Serve even while the broker is down: calls get 503 until it answers.
@@ -43,13 +48,39 @@ class InvocationPublisher:
         return self._exchange is not None and self._link.ready
 
     async def _on_connect(self, connection: AbstractRobustConnection) -> None:
+        await self._open(connection)
+        connection.close_callbacks.add(self._on_close)
+        connection.reconnect_callbacks.add(self._on_reconnect)
+
+    async def _open(self, connection: AbstractRobustConnection) -> None:
         channel = await open_confirm_channel(connection)
         replies = await channel.get_queue(REPLY_TO, ensure=False)
         await replies.consume(self._waiter.on_message, no_ack=True)
-        connection.close_callbacks.add(self._waiter.fail_all)
         self._exchange = await channel.get_exchange(
             topology.invocations_exchange(self._settings.amqp_prefix), ensure=False
         )
+        self._channel = channel
+
+    def _on_close(self, *_: object) -> None:
+        # Calls fail fast (503) until the channel is back; pending replies are lost.
+        self._exchange = None
+        self._waiter.fail_all()
+
+    def _on_reconnect(self, connection: Any, *_: Any) -> None:
+        # aio-pika restores the channel but not its direct reply-to consumer, and a publish
+        # with reply_to on a channel that does not consume it closes the channel
+        # (PRECONDITION_FAILED): so start over on a fresh channel.
+        self._reopening = asyncio.ensure_future(self._reopen(connection))
+
+    async def _reopen(self, connection: AbstractRobustConnection) -> None:
+        old = self._channel
+        try:
+            await self._open(connection)
+        except CONNECTION_EXCEPTIONS as exc:
+            log.warning("could not reopen the publishing channel (%s)", type(exc).__name__)
+            return
+        if old is not None and not old.is_closed:
+            await old.close()
 
     async def publish(self, invocation: Invocation, routing_key: str, want_reply: bool) -> None:
         """Return once the broker confirmed; raise BrokerUnavailable (or a subclass) if not."""

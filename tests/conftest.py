@@ -26,6 +26,14 @@ from tests import servers
 from tests.stack import Services, services
 
 
+# Secrets the session's services can resolve from `${env:...}` references in trigger files.
+TEST_SECRETS = {
+    "HOOKLINE_TEST_HMAC_SECRET": "It's a Secret to Everybody",
+    "HOOKLINE_TEST_WHSEC": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "HOOKLINE_TEST_BASIC_PASSWORD": "correct horse battery staple",
+}
+
+
 @pytest.fixture(scope="session")
 def server_dir() -> Iterator[Path]:
     """A folder the rabbitmq and postgres users may enter (pytest's tmp_path is 0700)."""
@@ -125,7 +133,7 @@ def log_dir(server_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def stack(amqp_url: str, database_url: str, amqp_prefix: str, log_dir: Path) -> Iterator[Services]:
     """Dispatcher, two workers and an ingress, shared by the session's integration tests."""
-    with services(amqp_url, database_url, log_dir, workers=2, prefix=amqp_prefix) as running:
+    with services(amqp_url, database_url, log_dir, workers=2, prefix=amqp_prefix, extra_env=TEST_SECRETS) as running:
         yield running
 
 

@@ -7,6 +7,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import httpx
+
 from shared.db.executions import Execution, get_execution
 from shared.db.keys import CreatedKey, create_key
 from shared.db.pool import Connection
@@ -18,8 +20,10 @@ T = TypeVar("T")
 
 
 async def apply_yaml(connection: Connection, text: str) -> None:
-    for workspace in load_text(text):
-        await apply_workspace(connection, workspace)
+    """Apply in one transaction, as `hookline apply` does (one registry change)."""
+    async with connection.transaction():
+        for workspace in load_text(text):
+            await apply_workspace(connection, workspace)
 
 
 async def new_key(connection: Connection, workspace: str, *triggers: str, label: str = "test") -> CreatedKey:
@@ -33,7 +37,7 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 
     while time.monotonic() < deadline:
         try:
             value = await probe()
-        except AssertionError as exc:
+        except (AssertionError, httpx.TransportError) as exc:
             last_error, value = exc, None
         if value is not None:
             return value

@@ -34,6 +34,10 @@ triggers:
     workflow:
       - id: received
         map: {{body: "{{{{ request.body }}}}"}}
+  - name: ready
+    auth: {{type: none}}
+    mode: request_response
+    workflow: [{{respond: {{status: 204}}}}]
 """
 
 
@@ -42,19 +46,17 @@ async def demo(db: Connection, workspace: str, stack: Services) -> tuple[str, st
     """The echo/inbox triggers in this test's workspace, and a key for both."""
     await apply_yaml(db, ECHO.format(ws=workspace))
     key = await new_key(db, workspace, "echo", "inbox")
-    await wait_routable(stack, workspace, "inbox", key.key)
+    await wait_routable(stack, workspace)
     return workspace, key.key
 
 
-async def wait_routable(stack: Services, workspace: str, trigger: str, key: str) -> None:
-    """Until the ingress knows the trigger (its registry follows the database)."""
+async def wait_routable(stack: Services, workspace: str) -> None:
+    """Until the file's last trigger answers: the ingress knows it and the dispatcher routed it."""
 
     async def probe() -> bool | None:
         async with httpx.AsyncClient() as client:
-            answer = await client.get(
-                f"{stack.base_url}/hooks/{workspace}/{trigger}/executions/x", headers={"X-API-Key": key}
-            )
-        return True if answer.status_code != 404 or "trigger-not-found" not in answer.text else None
+            answer = await client.post(f"{stack.base_url}/hooks/{workspace}/ready")
+        return True if answer.status_code == 204 else None
 
     await eventually(probe)
 
@@ -190,17 +192,20 @@ def test_apply_from_the_cli_is_idempotent_and_versions_changes(
         f"workspace {workspace}: created\n"
         f"trigger {workspace}/echo: created (version 1)\n"
         f"trigger {workspace}/inbox: created (version 1)\n"
+        f"trigger {workspace}/ready: created (version 1)\n"
     )
     assert apply() == (
         f"workspace {workspace}: unchanged\n"
         f"trigger {workspace}/echo: unchanged (version 1)\n"
         f"trigger {workspace}/inbox: unchanged (version 1)\n"
+        f"trigger {workspace}/ready: unchanged (version 1)\n"
     )
     path.write_text(ECHO.format(ws=workspace).replace("timeout: 10s", "timeout: 5s"))
     assert apply() == (
         f"workspace {workspace}: unchanged\n"
         f"trigger {workspace}/echo: updated (version 2)\n"
         f"trigger {workspace}/inbox: unchanged (version 1)\n"
+        f"trigger {workspace}/ready: unchanged (version 1)\n"
     )
 
 

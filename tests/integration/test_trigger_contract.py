@@ -1,0 +1,412 @@
+"""The trigger contract at the ingress: auth, request handling, responses, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import time
+import uuid
+
+import httpx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+import pytest
+
+from shared.db.keys import attach_key, relabel_key, revoke_key
+from shared.db.pool import Connection
+from tests.helpers import apply_yaml, eventually, finished_execution, new_key
+from tests.stack import Services
+
+CONTRACT = """
+workspace: {ws}
+triggers:
+  - name: orders
+    methods: [POST, PUT]
+    auth: {{type: api_key}}
+    mode: request_response
+    timeout: 10s
+    query:
+      customerid: {{type: integer, required: true}}
+      customername: {{type: string, default: TheCompany}}
+      urgent: {{type: boolean, default: false}}
+      ratio: {{type: number}}
+    extra_query: reject
+    headers: [X-Request-Id, Authorization, X-Api-Key]
+    body: {{max_bytes: 2048, content_types: [application/json, application/xml, text/plain,
+             application/x-www-form-urlencoded, application/octet-stream]}}
+    workflow:
+      - respond:
+          status: 201
+          headers: {{X-Customer: "{{{{ request.query.customerid }}}}"}}
+          body:
+            query: "{{{{ request.query }}}}"
+            headers: "{{{{ request.headers }}}}"
+            kind: "{{{{ request.body_kind }}}}"
+            body: "{{{{ request.body }}}}"
+  - name: raw
+    methods: [POST]
+    auth: {{type: api_key}}
+    mode: request_response
+    workflow:
+      - respond: {{status: 200, headers: {{content-type: application/octet-stream}}, body: "{{{{ request.body }}}}"}}
+  - name: output
+    methods: [POST]
+    auth: {{type: none}}
+    mode: request_response
+    workflow:
+      - id: doubled
+        map: {{twice: "{{{{ [request.body.n, request.body.n] }}}}"}}
+  - name: broken
+    methods: [POST]
+    auth: {{type: none}}
+    mode: request_response
+    workflow:
+      - respond: {{status: "{{{{ request.body.status }}}}"}}
+  - name: custom-accept
+    methods: [POST]
+    auth: {{type: none}}
+    response:
+      status: 200
+      headers: {{X-Execution: "{{{{ execution.id }}}}"}}
+      body: {{received: true, id: "{{{{ execution.id }}}}", echo: "{{{{ request.body.ref }}}}"}}
+  - name: partner
+    methods: [POST]
+    auth: {{type: basic, username: partner, password: "correct horse battery staple"}}
+    workflow: [{{id: ok, map: {{ok: true}}}}]
+  - name: github
+    methods: [POST]
+    auth: {{type: hmac, preset: github, secret: "${{env:HOOKLINE_TEST_HMAC_SECRET}}"}}
+    mode: request_response
+    workflow: [{{respond: {{status: 200, body: "{{{{ request.body }}}}"}}}}]
+  - name: standard
+    methods: [POST]
+    auth: {{type: hmac, preset: standard-webhooks, secret: "${{env:HOOKLINE_TEST_WHSEC}}", tolerance: 60s}}
+    mode: request_response
+    workflow: [{{respond: {{status: 200, body: "{{{{ request.body }}}}"}}}}]
+  - name: limited
+    methods: [POST]
+    auth: {{type: api_key}}
+    rate_limit: {{per_key: 2, per: 10s, burst: 3}}
+    workflow: [{{id: ok, map: {{ok: true}}}}]
+  - name: once
+    methods: [POST]
+    auth: {{type: api_key}}
+    mode: request_response
+    workflow: [{{respond: {{status: 201, body: {{id: "{{{{ execution.id }}}}"}}}}}}]
+  - name: once-async
+    methods: [POST]
+    auth: {{type: api_key}}
+    workflow: [{{id: ok, map: {{ok: true}}}}]
+  - name: ready
+    auth: {{type: none}}
+    mode: request_response
+    workflow: [{{respond: {{status: 204}}}}]
+"""
+
+GITHUB_SECRET = b"It's a Secret to Everybody"
+WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+class Contract:
+    """The contract triggers in one test's workspace, with a key for the keyed ones."""
+
+    def __init__(self, stack: Services, workspace: str, key: str) -> None:
+        self.stack = stack
+        self.workspace = workspace
+        self.key = key
+
+    def url(self, trigger: str) -> str:
+        return f"{self.stack.base_url}/hooks/{self.workspace}/{trigger}"
+
+
+@pytest.fixture
+async def contract(db: Connection, workspace: str, stack: Services) -> Contract:
+    await apply_yaml(db, CONTRACT.format(ws=workspace))
+    key = await new_key(db, workspace, "orders", "raw", "limited", "once", "once-async")
+
+    async def known() -> bool | None:
+        # The whole file is one registry change: once its last trigger routes, all do.
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(f"{stack.base_url}/hooks/{workspace}/ready")
+        return True if answer.status_code == 204 else None
+
+    await eventually(known)
+    return Contract(stack, workspace, key.key)
+
+
+def github_signature(body: bytes) -> str:
+    # As GitHub documents it: HMAC-SHA256 of the payload, hex, prefixed "sha256=".
+    return "sha256=" + hmac.new(GITHUB_SECRET, body, hashlib.sha256).hexdigest()
+
+
+def standard_headers(body: bytes, timestamp: int, msg_id: str = "msg_1") -> dict[str, str]:
+    # As the Standard Webhooks spec documents it: base64 HMAC-SHA256 of "id.timestamp.body"
+    # with the base64-decoded part of the whsec_ secret, sent as "v1,<sig>".
+    key = base64.b64decode(WHSEC.removeprefix("whsec_"))
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    signature = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": f"v1,{signature}"}
+
+
+async def test_query_headers_and_json_body_reach_the_workflow_typed(contract: Contract) -> None:
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(
+            contract.url("orders") + "?customerid=42&ratio=0.5",
+            json={"a": [1, 2]},
+            headers={"X-API-Key": contract.key, "X-Request-Id": "r-1", "X-Other": "dropped"},
+        )
+    assert answer.status_code == 201
+    assert answer.headers["x-customer"] == "42"
+    assert answer.json() == {
+        "query": {"customerid": 42, "ratio": 0.5, "customername": "TheCompany", "urgent": False},
+        # Authorization and X-Api-Key are listed in the file but credentials never travel.
+        "headers": {"x-request-id": "r-1"},
+        "kind": "json",
+        "body": {"a": [1, 2]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "kind", "seen"),
+    [
+        ("application/x-www-form-urlencoded", b"a=1&b=2&b=3", "form", {"a": "1", "b": ["2", "3"]}),
+        ("text/plain; charset=utf-8", "grüße".encode(), "text", "grüße"),
+        ("application/xml", b"<order id='1'/>", "text", "<order id='1'/>"),
+    ],
+)
+async def test_bodies_are_parsed_by_content_type(
+    contract: Contract, content_type: str, body: bytes, kind: str, seen: object
+) -> None:
+    async with httpx.AsyncClient() as client:
+        answer = await client.put(
+            contract.url("orders") + "?customerid=1",
+            content=body,
+            headers={"X-API-Key": contract.key, "Content-Type": content_type},
+        )
+    assert answer.status_code == 201
+    assert (answer.json()["kind"], answer.json()["body"]) == (kind, seen)
+
+
+async def test_bytes_are_delivered_exactly(contract: Contract) -> None:
+    body = bytes(range(256)) * 3
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(
+            contract.url("raw"), content=body, headers={"X-API-Key": contract.key, "Content-Type": "image/png"}
+        )
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/octet-stream"
+    assert answer.content == body
+
+
+async def test_without_a_respond_step_the_answer_is_200_and_the_output(contract: Contract) -> None:
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(contract.url("output"), json={"n": 3})
+    assert answer.status_code == 200
+    assert answer.json() == {"twice": [3, 3]}
+
+
+async def test_a_failed_run_is_500_with_the_execution_id(contract: Contract, db: Connection) -> None:
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(contract.url("broken"), json={"status": "not a status"})
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/problem+json"
+    problem = answer.json()
+    execution_id = problem["execution_id"]
+    assert problem == {
+        "type": "/problems/workflow-failed",
+        "title": "The workflow failed",
+        "status": 500,
+        "detail": "step respond_1 (respond): status 'not a status' is not an HTTP status code",
+        "execution_id": execution_id,
+    }
+    execution = await finished_execution(db, execution_id)
+    assert execution.status == "failed"
+    assert execution.error == problem["detail"]
+
+
+async def test_async_answer_is_configurable_with_expressions(contract: Contract) -> None:
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(contract.url("custom-accept"), json={"ref": "A-7"})
+    assert answer.status_code == 200
+    execution_id = answer.headers["x-execution"]
+    assert answer.json() == {"received": True, "id": execution_id, "echo": "A-7"}
+    assert answer.headers["location"] == f"/hooks/{contract.workspace}/custom-accept/executions/{execution_id}"
+
+
+async def test_basic_auth(contract: Contract) -> None:
+    async with httpx.AsyncClient() as client:
+        good = await client.post(contract.url("partner"), json={}, auth=("partner", "correct horse battery staple"))
+        again = await client.post(contract.url("partner"), json={}, auth=("partner", "correct horse battery staple"))
+        wrong = await client.post(contract.url("partner"), json={}, auth=("partner", "wrong"))
+        other = await client.post(contract.url("partner"), json={}, auth=("someone", "correct horse battery staple"))
+        none = await client.post(contract.url("partner"), json={})
+    assert (good.status_code, again.status_code) == (202, 202)
+    for refused in (wrong, none, other):
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == 'Basic realm="hookline", charset="UTF-8"'
+        assert refused.json()["detail"] == "missing or invalid credentials"
+
+
+async def test_basic_password_is_stored_hashed(contract: Contract, db: Connection) -> None:
+    spec = await db.fetchval("select spec from triggers where workspace = $1 and name = 'partner'", contract.workspace)
+    assert "correct horse" not in str(spec)
+    assert spec["auth"]["password_hash"].startswith("scrypt$")
+
+
+async def test_github_signature_as_github_computes_it(contract: Contract) -> None:
+    body = b'{"action": "opened"}'
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(
+            contract.url("github"),
+            content=body,
+            headers={"X-Hub-Signature-256": github_signature(body), "Content-Type": "application/json"},
+        )
+    assert answer.status_code == 200
+    assert answer.json() == {"action": "opened"}
+
+
+async def test_standard_webhooks_signature_as_the_spec_computes_it(contract: Contract) -> None:
+    body = b'{"type": "invoice.paid"}'
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(
+            contract.url("standard"),
+            content=body,
+            headers={**standard_headers(body, int(time.time())), "Content-Type": "application/json"},
+        )
+    assert answer.status_code == 200
+
+
+async def test_a_revoked_key_is_refused_by_every_ingress_within_a_second(
+    contract: Contract, db: Connection, stack: Services
+) -> None:
+    second = stack.start("ingress-2", "--port", str(port := _free_port()))
+    try:
+        urls = [contract.url("once-async"), f"http://127.0.0.1:{port}/hooks/{contract.workspace}/once-async"]
+        key = await new_key(db, contract.workspace, "once-async", label="to revoke")
+
+        async def both(status: int) -> bool | None:
+            async with httpx.AsyncClient() as client:
+                codes = [(await client.post(u, json={}, headers={"X-API-Key": key.key})).status_code for u in urls]
+            return True if codes == [status, status] else None
+
+        await eventually(lambda: both(202), timeout=30)
+        await revoke_key(db, contract.workspace, str(key.id))
+        revoked_at = time.monotonic()
+        await eventually(lambda: both(401), timeout=5, every=0.02)
+        assert time.monotonic() - revoked_at < 1.0
+    finally:
+        stack.stop("ingress-2")
+        assert second.returncode is not None
+
+
+async def test_one_key_for_several_triggers_and_never_across_workspaces(
+    contract: Contract, db: Connection, workspace: str
+) -> None:
+    other_ws = f"{workspace}-b"
+    await apply_yaml(db, CONTRACT.format(ws=other_ws))
+    other = await new_key(db, other_ws, "once-async", label="other workspace")
+    shared = await new_key(db, contract.workspace, "once-async", label="consumer")
+    await attach_key(db, contract.workspace, shared.key, ["limited"])
+    await relabel_key(db, contract.workspace, str(shared.id), "consumer (renamed)")
+    label = await db.fetchval("select label from api_keys where id = $1", shared.id)
+    assert label == "consumer (renamed)"
+
+    async def status(url: str, key: str) -> int:
+        async with httpx.AsyncClient() as client:
+            return (await client.post(url, json={}, headers={"X-API-Key": key})).status_code
+
+    await eventually(lambda: _true_if(status(contract.url("limited"), shared.key), 202))
+    assert await status(contract.url("once-async"), shared.key) == 202
+    assert await status(contract.url("once-async"), other.key) == 401
+
+
+async def _true_if(status: object, expected: int) -> bool | None:
+    return True if await status == expected else None  # type: ignore[misc]
+
+
+async def test_rate_limit_per_key_answers_429_with_retry_after(contract: Contract, db: Connection) -> None:
+    second = await new_key(db, contract.workspace, "limited", label="second consumer")
+    await asyncio.sleep(0.3)
+    async with httpx.AsyncClient() as client:
+        codes = [
+            (await client.post(contract.url("limited"), json={}, headers={"X-API-Key": contract.key})).status_code
+            for _ in range(5)
+        ]
+        limited = await client.post(contract.url("limited"), json={}, headers={"X-API-Key": contract.key})
+        other = await client.post(contract.url("limited"), json={}, headers={"X-API-Key": second.key})
+    assert codes == [202, 202, 202, 429, 429]
+    assert limited.status_code == 429
+    assert limited.json()["type"] == "/problems/rate-limited"
+    assert 1 <= int(limited.headers["retry-after"]) <= 5
+    assert other.status_code == 202
+
+
+async def test_idempotency_key_gives_async_callers_the_first_execution(contract: Contract, db: Connection) -> None:
+    headers = {"X-API-Key": contract.key, "Idempotency-Key": f"k-{uuid.uuid4()}"}
+    async with httpx.AsyncClient() as client:
+        first = await client.post(contract.url("once-async"), json={"n": 1}, headers=headers)
+        second = await client.post(contract.url("once-async"), json={"n": 1}, headers=headers)
+    assert first.status_code == second.status_code == 202
+    assert first.json() == second.json()
+    await finished_execution(db, first.json()["execution_id"])
+    await asyncio.sleep(0.3)
+    runs = await db.fetchval(
+        "select count(*) from executions where workspace = $1 and trigger = 'once-async'", contract.workspace
+    )
+    assert runs == 1
+
+
+async def test_idempotency_key_replays_the_first_answer_without_a_second_run(
+    contract: Contract, db: Connection
+) -> None:
+    headers = {"X-API-Key": contract.key, "webhook-id": f"evt-{uuid.uuid4()}"}
+    async with httpx.AsyncClient() as client:
+        first = await client.post(contract.url("once"), json={}, headers=headers)
+        second = await client.post(contract.url("once"), json={}, headers=headers)
+        fresh = await client.post(contract.url("once"), json={}, headers={"X-API-Key": contract.key})
+    assert first.status_code == second.status_code == 201
+    assert second.json() == first.json()
+    assert second.headers["x-execution-id"] == first.headers["x-execution-id"]
+    assert fresh.json() != first.json()
+    runs = await db.fetchval("select count(*) from executions where workspace = $1 and trigger = 'once'", contract.workspace)
+    assert runs == 2
+
+
+async def test_rejected_calls_are_kept_per_trigger_without_credentials(contract: Contract, db: Connection) -> None:
+    body = b'{"action": "opened"}'
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(
+            contract.url("github"),
+            content=body,
+            headers={"X-Hub-Signature-256": github_signature(b"other"), "Authorization": "Bearer secret-token"},
+        )
+    assert answer.status_code == 401
+
+    async def recorded() -> object:
+        return await db.fetchrow(
+            "select * from rejected_calls where workspace = $1 and trigger = 'github'", contract.workspace
+        )
+
+    row = await eventually(recorded)
+    assert (row["status"], row["problem_type"], row["reason"]) == (401, "unauthorized", "mismatch")
+    assert row["headers"]["authorization"] == "<redacted>"
+    assert row["body"] is None  # bodies are off unless the trigger keeps them
+    assert row["body_size"] == len(body)
+
+
+def _free_port() -> int:
+    from tests.stack import free_port  # noqa: PLC0415
+
+    return free_port()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=4096), content_type=st.sampled_from(["application/octet-stream", "image/png", "x/y"]))
+def test_any_byte_body_reaches_the_workflow_unchanged(contract: Contract, body: bytes, content_type: str) -> None:
+    answer = httpx.post(
+        contract.url("raw"), content=body, headers={"X-API-Key": contract.key, "Content-Type": content_type}
+    )
+    assert answer.status_code == 200
+    assert answer.content == body
