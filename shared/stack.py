@@ -26,6 +26,7 @@ from shared.db.keys import create_key, revoke_keys_labelled
 from shared.db.migrate import migrate
 from shared.db.pool import connect
 from shared.db.registry import apply_workspace
+from shared.demo_erp import prepare_demo_erp
 from shared.errors import HooklineError
 from shared.localservers import LocalPostgres, LocalRabbitMQ
 from shared.localservers.processes import _die_with_parent
@@ -59,8 +60,12 @@ def run_stack(workers: int, examples: Path) -> int:
             LocalPostgres(state / "postgres"), servers
         )
         admin_token = os.environ.get("HOOKLINE_ADMIN_TOKEN") or _admin_token(state)
-        keys, triggers = asyncio.run(_prepare(database_url, sorted(examples.glob("*.y*ml"))))
+        demo = _demo_env(database_url)
+        keys, triggers = asyncio.run(
+            _prepare(database_url, sorted(examples.glob("*.y*ml")), demo_erp="DEMO_ERP_DSN" not in os.environ)
+        )
         env = {
+            **demo,  # what the examples' connections reference; the user's own variables win
             **os.environ,
             "HOOKLINE_AMQP_URL": amqp_url,
             "HOOKLINE_DATABASE_URL": database_url,
@@ -68,6 +73,9 @@ def run_stack(workers: int, examples: Path) -> int:
             "HOOKLINE_PORT": str(port),
             "HOOKLINE_LOG_JSON": os.environ.get("HOOKLINE_LOG_JSON", "false"),
         }
+        services.append(
+            ("demo-target", _service(["shared.demo_target", "--port", demo["DEMO_TARGET_PORT"]], env))
+        )
         services.append(("dispatcher", _service(["dispatcher"], env)))
         for _ in range(workers):
             services.append(("worker", _service(["worker"], env)))
@@ -120,12 +128,27 @@ def _admin_token(state: Path) -> str:
     return token
 
 
-async def _prepare(database_url: str, files: list[Path]) -> tuple[dict[str, str], list[str]]:
+def _demo_env(database_url: str) -> dict[str, str]:
+    """The demo target's port, URL and key (fresh each run), and the demo ERP's DSN."""
+    port = os.environ.get("HOOKLINE_DEMO_TARGET_PORT", "8099")
+    return {
+        "DEMO_TARGET_PORT": port,
+        "DEMO_TARGET_URL": f"http://127.0.0.1:{port}",
+        "DEMO_TARGET_KEY": secrets.token_urlsafe(16),
+        "DEMO_ERP_DSN": database_url,
+    }
+
+
+async def _prepare(
+    database_url: str, files: list[Path], demo_erp: bool = True
+) -> tuple[dict[str, str], list[str]]:
     """Migrate, apply the examples, and make a fresh demo key for their API-key triggers."""
     workspaces = [ws for path in files for ws in load_file(path)]
     urls = []
     async with connect(database_url) as connection:
         await migrate(connection)
+        if demo_erp:
+            await prepare_demo_erp(connection)  # the stock-at-hand example's `erp` database
         async with connection.transaction():
             for workspace in workspaces:
                 await apply_workspace(connection, workspace)
@@ -172,7 +195,7 @@ def _wait_until_ready(port: int, services: list[tuple[str, subprocess.Popen[byte
 
 def _stop_services(services: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
     # Ingress first (no new calls), then workers (finish in flight), dispatcher last.
-    order = ["ingress", "worker", "dispatcher"]
+    order = ["ingress", "worker", "dispatcher", "demo-target"]
     for name in order:
         group = [p for n, p in services if n == name and p.poll() is None]
         for process in group:
@@ -206,6 +229,10 @@ def _banner(port: int, keys: dict[str, str], urls: list[str], admin_token: str) 
             f"       -d '{{\"a\":1}}' '{base}/hooks/demo/echo?x=1'",
             f"  curl -s -X POST -H 'X-API-Key: {key}' -H 'Content-Type: application/json' \\",
             f"       -d '{{\"a\":1}}' '{base}/hooks/demo/inbox'",
+            f"  curl -s -X POST -H 'X-API-Key: {key}' '{base}/hooks/demo/create-customer?customerid=123'",
+            f"  curl -s -H 'X-API-Key: {key}' '{base}/hooks/demo/stock-at-hand?item=A-100'",
+            f"  curl -s -X POST -H 'X-API-Key: {key}' -H 'Content-Type: application/json' \\",
+            f'       -d \'{{"petname":"Gromit","petstatus":"Sold"}}\' \'{base}/hooks/demo/petstore\'',
             "  .venv/bin/hookline executions show <execution_id>",
             "",
         ]

@@ -102,8 +102,12 @@ def _normalise_trigger(trigger: dict[str, Any], source: str) -> dict[str, Any]:
     return {**trigger, "workflow": normalise_steps(workflow, where)}
 
 
-def normalise_steps(steps: list[Any], where: str) -> list[Any]:
-    """Give each step `kind` (the one key naming its kind) and an `id` if it has none."""
+def normalise_steps(steps: list[Any], where: str, prefix: str = "") -> list[Any]:
+    """Give each step `kind` (the one key naming its kind) and an `id` if it has none.
+
+    A missing id is `<kind>_<position>`, or inside a condition `<condition>_<branch>_<position>`,
+    so ids stay unique across branches.
+    """
     out: list[Any] = []
     for index, step in enumerate(steps):
         if not isinstance(step, dict):
@@ -120,18 +124,18 @@ def normalise_steps(steps: list[Any], where: str) -> list[Any]:
             raise SpecError(f"{where}, step {label}: one step has several kinds: {', '.join(kinds)}")
         kind = kinds[0]
         body = {**step, "kind": kind}
-        body.setdefault("id", f"{kind}_{index + 1}")
+        body.setdefault("id", f"{prefix or kind}_{index + 1}")
         if kind == "condition" and isinstance(step[kind], dict):
-            body[kind] = _normalise_branches(step[kind], f"{where}, step {body['id']}")
+            body[kind] = _normalise_branches(step[kind], f"{where}, step {body['id']}", str(body["id"]))
         out.append(body)
     return out
 
 
-def _normalise_branches(condition: dict[str, Any], where: str) -> dict[str, Any]:
+def _normalise_branches(condition: dict[str, Any], where: str, condition_id: str) -> dict[str, Any]:
     out = dict(condition)
     for branch in ("then", "else"):
         if isinstance(out.get(branch), list):
-            out[branch] = normalise_steps(out[branch], f"{where}, {branch}")
+            out[branch] = normalise_steps(out[branch], f"{where}, {branch}", f"{condition_id}_{branch}")
     return out
 
 
