@@ -61,6 +61,19 @@ class InvocationPublisher:
         )
         self._channel = channel
 
+    def _blocked(self) -> bool:
+        """Whether the broker sent `connection.blocked` (a memory or disk alarm).
+
+        A blocked connection accepts publishes into its buffer and never confirms them;
+        refusing at once beats waiting for the publish deadline. aiormq keeps the state in
+        a private event and has no public accessor, hence the guarded lookup.
+        """
+        robust = self._link.connection
+        transport = getattr(robust, "transport", None)
+        underlying = getattr(transport, "connection", None)
+        unblocked = getattr(underlying, "_Connection__connection_unblocked", None)
+        return isinstance(unblocked, asyncio.Event) and not unblocked.is_set()
+
     def _on_close(self, *_: object) -> None:
         # Calls fail fast (503) until the channel is back; pending replies are lost.
         self._exchange = None
@@ -86,6 +99,8 @@ class InvocationPublisher:
         """Return once the broker confirmed; raise BrokerUnavailable (or a subclass) if not."""
         if self._exchange is None or not self._link.ready:
             raise BrokerUnavailable("the broker is unreachable")
+        if self._blocked():
+            raise BrokerUnavailable("the broker is refusing new messages for now (resource alarm)")
         message = aio_pika.Message(
             invocation_encoder.encode(invocation),
             delivery_mode=DeliveryMode.PERSISTENT,

@@ -46,7 +46,11 @@ def broker() -> Iterator[LocalRabbitMQ]:
 def outage_stack(broker: LocalRabbitMQ, database_url: str, log_dir: Path) -> Iterator[Services]:
     prefix = f"outage-{uuid.uuid4().hex[:6]}"
     (log_dir / prefix).mkdir()
-    with services(broker.url, database_url, log_dir / prefix, workers=1, prefix=prefix) as running:
+    # A short publish deadline: a call that meets a frozen broker is refused within a second.
+    env = {"HOOKLINE_PUBLISH_TIMEOUT": "1"}
+    with services(
+        broker.url, database_url, log_dir / prefix, workers=1, prefix=prefix, extra_env=env
+    ) as running:
         yield running
 
 
@@ -86,3 +90,34 @@ async def test_broker_down_means_503_with_retry_after_then_recovery_without_rest
         answer = await client.post(echo, json={"back": True}, headers=headers)
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"back": True}
+
+
+@pytest.mark.fault
+async def test_a_broker_that_blocks_publishers_gets_503_at_once_not_a_hang(
+    broker: LocalRabbitMQ, outage_stack: Services, db: Connection, workspace: str
+) -> None:
+    await apply_yaml(db, TRIGGERS.format(ws=workspace))
+    key = (await new_key(db, workspace, "inbox", "echo")).key
+    inbox = f"{outage_stack.base_url}/hooks/{workspace}/inbox"
+
+    async def status() -> int:
+        async with httpx.AsyncClient(timeout=30) as client:
+            return (await client.post(inbox, json={}, headers={"X-API-Key": key})).status_code
+
+    await eventually(lambda: _true_if(status(), 202), timeout=30)
+    broker.ctl("set_vm_memory_high_watermark", "0.00001")  # a memory alarm: publishers blocked
+    try:
+        # The first publish meets the alarm (refused at the publish deadline); after that the
+        # connection is known to be blocked and every call is refused at once.
+        first = await status()
+        assert first == 503
+        started = time.monotonic()
+        assert [await status() for _ in range(5)] == [503] * 5
+        assert time.monotonic() - started < 1.0
+    finally:
+        broker.ctl("set_vm_memory_high_watermark", "0.4")
+    await eventually(lambda: _true_if(status(), 202), timeout=30)
+
+
+async def _true_if(value: object, expected: int) -> bool | None:
+    return True if await value == expected else None  # type: ignore[misc]

@@ -10,9 +10,9 @@ import time
 import uuid
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-import pytest
 
 from shared.db.keys import attach_key, relabel_key, revoke_key
 from shared.db.pool import Connection
@@ -397,7 +397,7 @@ async def test_rejected_calls_are_kept_per_trigger_without_credentials(contract:
 
 
 def _free_port() -> int:
-    from tests.stack import free_port  # noqa: PLC0415
+    from tests.stack import free_port
 
     return free_port()
 
