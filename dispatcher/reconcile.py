@@ -2,130 +2,252 @@
 
 Every trigger's invocations carry the routing key `workspace.trigger`. An unordered
 trigger's key is bound to the shared work queue; an ordered trigger's key to its own
-single-active-consumer queue. A key bound nowhere makes the ingress's mandatory publish
-come back unroutable (503), which is how an ordered trigger refuses calls until its queue
-exists: a message can never reach the wrong queue.
+single-active-consumer queue, or (ordering key) to a consistent-hash exchange spreading
+the calls over N such queues by the `x-hookline-key` header. A key bound nowhere makes the
+ingress's mandatory publish come back unroutable (503), which is how an ordered trigger
+refuses calls until its queue exists: a message can never reach the wrong queue.
+
+Changing how a trigger is ordered (partition count, key, on or off) is drain-then-switch:
+the current layout is marked draining and unbound, a new generation with new queue names
+is bound at once (callers keep getting 202), and workers consume a trigger's generations
+strictly oldest first. A draining layout is deleted only when it is empty and nobody holds
+a message of it, so no call of a key runs before an earlier call of the same key.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
+from typing import Literal
 
-import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
-from aio_pika.exceptions import ChannelNotFoundEntity
+import aiormq
+from aio_pika.abc import AbstractConnection
 
 from shared import topology
-from shared.db.registry import TriggerState
-from shared.topology import QueueSpec
+from shared.broker import exchange_exists, queue_state, raw_channel
+from shared.db.lanes import TriggerShape
+from shared.topology import LaneLayout, QueueSpec
 
 log = logging.getLogger(__name__)
+
+# The weight of each partition queue on the hash ring (equal shares).
+PARTITION_WEIGHT = "1"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a routing key is bound to: a queue, or a partition exchange."""
+
+    kind: Literal["queue", "exchange"]
+    name: str
 
 
 @dataclass(frozen=True)
 class Route:
-    """Where one trigger's key must be bound (`queue`), and the queues it must leave."""
+    """Where one trigger's key must be bound (`bind`), and the targets it must leave."""
 
     key: str
-    queue: QueueSpec | None  # None: bound nowhere (deleted trigger)
-    leave: tuple[str, ...]
+    bind: Target | None  # None: bound nowhere (deleted trigger)
+    leave: tuple[Target, ...]
+
+
+@dataclass(frozen=True)
+class Lane:
+    """An active layout to declare: its queues and, if partitioned, its exchange."""
+
+    queues: tuple[QueueSpec, ...]
+    exchange: str | None
 
 
 @dataclass(frozen=True)
 class Topology:
-    """Fixed queues plus one route per trigger: a pure function of the registry."""
+    """Fixed queues, active lanes and one route per trigger: a pure function of the registry."""
 
     work: QueueSpec
     dead: QueueSpec
+    retries: tuple[QueueSpec, ...]
+    lanes: tuple[Lane, ...]
     routes: tuple[Route, ...]
 
 
+@dataclass(frozen=True)
+class LayoutChanges:
+    """Layouts to start draining and layouts to create, so routing matches the triggers."""
+
+    drain: tuple[LaneLayout, ...]
+    create: tuple[LaneLayout, ...]
+
+
+def layout_changes(shapes: list[TriggerShape], layouts: list[LaneLayout]) -> LayoutChanges:
+    """Compare what each trigger asks for with its active layout."""
+    by_trigger = _by_trigger(layouts)
+    drain: list[LaneLayout] = []
+    create: list[LaneLayout] = []
+    known = set()
+    for shape in shapes:
+        known.add((shape.workspace, shape.name))
+        rows = by_trigger.get((shape.workspace, shape.name), [])
+        active = next((x for x in rows if not x.draining), None)
+        wanted = None if shape.deleted else shape.partitions
+        if active is not None and wanted is not None and active.same_shape(wanted, shape.key):
+            continue
+        if active is not None:
+            drain.append(active)
+        if wanted is not None:
+            generation = max((x.generation for x in rows), default=0) + 1
+            create.append(LaneLayout(shape.workspace, shape.name, generation, wanted, shape.key))
+    # Layouts of triggers gone from the registry altogether (a workspace deleted).
+    drain += [x for key, rows in by_trigger.items() if key not in known for x in rows if not x.draining]
+    return LayoutChanges(tuple(drain), tuple(create))
+
+
 def desired_topology(
-    triggers: list[TriggerState], prefix: str, max_length: int, delivery_limit: int
+    shapes: list[TriggerShape], layouts: list[LaneLayout], prefix: str, max_length: int, delivery_limit: int
 ) -> Topology:
-    """What the broker should look like for these triggers."""
+    """What the broker should look like for these triggers and layouts."""
     work = QueueSpec(
         topology.work_queue_name(prefix),
         topology.work_queue_arguments(prefix, max_length, delivery_limit),
     )
     dead = QueueSpec(topology.dead_letter_queue_name(prefix), topology.dead_letter_queue_arguments())
-    ordered_args = topology.ordered_queue_arguments(prefix, max_length, delivery_limit)
-    routes = []
-    for t in sorted(triggers, key=lambda t: (t.workspace, t.name)):
-        key = topology.routing_key(t.workspace, t.name)
-        lane = topology.ordered_queue_name(prefix, t.workspace, t.name)
-        # A trigger that was ever ordered may still have a lane queue bound to its key.
-        old_lane = (lane,) if t.was_ordered else ()
-        if t.deleted:
-            routes.append(Route(key, None, (work.name, *old_lane)))
-        elif t.ordered:
-            routes.append(Route(key, QueueSpec(lane, ordered_args), (work.name,)))
+    retries = tuple(
+        QueueSpec(
+            topology.retry_queue_name(prefix, tier), topology.retry_queue_arguments(prefix, tier, max_length)
+        )
+        for tier in topology.RETRY_TIERS
+    )
+    lane_args = topology.ordered_queue_arguments(prefix, max_length, delivery_limit)
+    by_trigger = _by_trigger(layouts)
+    work_target = Target("queue", work.name)
+    lanes: list[Lane] = []
+    routes: list[Route] = []
+    for shape in sorted(shapes, key=lambda s: (s.workspace, s.name)):
+        key = topology.routing_key(shape.workspace, shape.name)
+        rows = by_trigger.get((shape.workspace, shape.name), [])
+        old = tuple(_target(x, prefix) for x in rows if x.draining)
+        active = next((x for x in rows if not x.draining), None)
+        if shape.deleted:
+            extra = (_target(active, prefix),) if active is not None else ()
+            routes.append(Route(key, None, (work_target, *old, *extra)))
+        elif active is not None:
+            lanes.append(
+                Lane(tuple(QueueSpec(q, lane_args) for q in active.queues(prefix)), active.exchange(prefix))
+            )
+            routes.append(Route(key, _target(active, prefix), (work_target, *old)))
         else:
-            routes.append(Route(key, work, old_lane))
-    return Topology(work, dead, tuple(routes))
+            routes.append(Route(key, work_target, old))
+    return Topology(work, dead, retries, tuple(lanes), tuple(routes))
+
+
+def _by_trigger(layouts: list[LaneLayout]) -> dict[tuple[str, str], list[LaneLayout]]:
+    grouped: dict[tuple[str, str], list[LaneLayout]] = defaultdict(list)
+    for layout in sorted(layouts, key=lambda x: x.generation):
+        grouped[(layout.workspace, layout.trigger)].append(layout)
+    return grouped
+
+
+def _target(layout: LaneLayout, prefix: str) -> Target:
+    exchange = layout.exchange(prefix)
+    return Target("exchange", exchange) if exchange else Target("queue", layout.queues(prefix)[0])
 
 
 class Reconciler:
     """Applies a Topology to the broker (declares are idempotent, so it is safe to repeat)."""
 
-    def __init__(self, connection: AbstractRobustConnection, prefix: str) -> None:
+    def __init__(self, connection: AbstractConnection, prefix: str) -> None:
         self._connection = connection
         self._prefix = prefix
 
     async def apply(self, desired: Topology) -> None:
         """Declare exchanges and queues, then route every trigger's key.
 
-        Unbinding comes before binding: while a trigger switches between shared and
-        ordered, its calls are refused (503) for a moment rather than routed twice.
+        Unbinding comes before binding: while a trigger switches between queues, its
+        calls are refused (503) for a moment rather than routed twice.
         """
-        channel = await self._connection.channel()
+        invocations = topology.invocations_exchange(self._prefix)
+        channel = await raw_channel(self._connection)
         try:
-            exchange = await channel.declare_exchange(
-                topology.invocations_exchange(self._prefix),
-                aio_pika.ExchangeType.DIRECT,
-                durable=True,
-            )
-            dead_exchange = await channel.declare_exchange(
-                topology.dead_letter_exchange(self._prefix),
-                aio_pika.ExchangeType.FANOUT,
-                durable=True,
-            )
-            dead = await channel.declare_queue(
-                desired.dead.name, durable=True, arguments=desired.dead.argument_dict()
-            )
-            await dead.bind(dead_exchange)
-            await channel.declare_queue(
-                desired.work.name, durable=True, arguments=desired.work.argument_dict()
-            )
+            await channel.exchange_declare(invocations, exchange_type="direct", durable=True)
+            dead_exchange = topology.dead_letter_exchange(self._prefix)
+            await channel.exchange_declare(dead_exchange, exchange_type="fanout", durable=True)
+            for queue in (desired.dead, desired.work, *desired.retries):
+                await channel.queue_declare(queue.name, durable=True, arguments=queue.argument_dict())
+            await channel.queue_bind(desired.dead.name, dead_exchange)
+            for lane in desired.lanes:
+                await self._declare_lane(channel, lane)
             for route in desired.routes:
-                for queue in route.leave:
-                    await self._unbind(channel, exchange, queue, route.key)
-                if route.queue is not None:
-                    declared = await channel.declare_queue(
-                        route.queue.name, durable=True, arguments=route.queue.argument_dict()
-                    )
-                    await declared.bind(exchange, route.key)
+                for target in route.leave:
+                    if target.name == desired.work.name or await self._exists(target):
+                        await _unbind(channel, target, invocations, route.key)
+                if route.bind is not None:
+                    await _bind(channel, route.bind, invocations, route.key)
         finally:
-            await channel.close()
+            if not channel.is_closed:
+                await channel.close()
         log.info(
-            "topology reconciled: %d triggers",
-            len(desired.routes),
-            extra={"count": len(desired.routes)},
+            "topology reconciled: %d triggers", len(desired.routes), extra={"count": len(desired.routes)}
         )
 
-    async def _unbind(
-        self, channel: AbstractChannel, exchange: AbstractExchange, queue: str, key: str
-    ) -> None:
-        # Unbinding a missing binding is fine; a missing queue closes the channel, so look
-        # for lane queues on a throwaway channel first (the work queue always exists here).
-        if queue != topology.work_queue_name(self._prefix):
-            probe = await self._connection.channel()
-            try:
-                await probe.get_queue(queue, ensure=True)
-            except ChannelNotFoundEntity:
-                return
-            finally:
-                if not probe.is_closed:
-                    await probe.close()
-        await (await channel.get_queue(queue, ensure=False)).unbind(exchange, key)
+    async def _declare_lane(self, channel: aiormq.abc.AbstractChannel, lane: Lane) -> None:
+        if lane.exchange is not None:
+            # `hash-header`: the ingress puts the key in a header, so the routing key stays
+            # `workspace.trigger` and the invocations exchange can route it here unchanged.
+            await channel.exchange_declare(
+                lane.exchange,
+                exchange_type="x-consistent-hash",
+                durable=True,
+                arguments={"hash-header": topology.ORDERING_KEY_HEADER},
+            )
+        for queue in lane.queues:
+            await channel.queue_declare(queue.name, durable=True, arguments=queue.argument_dict())
+            if lane.exchange is not None:
+                await channel.queue_bind(queue.name, lane.exchange, routing_key=PARTITION_WEIGHT)
+
+    async def _exists(self, target: Target) -> bool:
+        # Unbinding from a missing queue or exchange closes the channel: look first.
+        if target.kind == "queue":
+            return await queue_state(self._connection, target.name) is not None
+        return await exchange_exists(self._connection, target.name)
+
+    async def delete_layout(self, layout: LaneLayout) -> bool:
+        """Delete a draining layout's queues if every one is empty and unconsumed.
+
+        Quorum queues refuse `queue.delete(if_empty)` (NOT_IMPLEMENTED, and the connection
+        is closed), so emptiness is read from a passive declare: nothing ready and no
+        active consumer. Workers cancel a draining lane only when it holds nothing, so no
+        unacknowledged message can hide behind that count.
+        """
+        states = [await queue_state(self._connection, q) for q in layout.queues(self._prefix)]
+        if any(s is not None and (s.ready or s.consumers) for s in states):
+            return False
+        channel = await raw_channel(self._connection)
+        try:
+            exchange = layout.exchange(self._prefix)
+            if exchange is not None:
+                await channel.exchange_delete(exchange)
+            for queue, state in zip(layout.queues(self._prefix), states, strict=True):
+                if state is not None:
+                    await channel.queue_delete(queue)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        log.info(
+            "drained layout deleted",
+            extra={"workspace": layout.workspace, "trigger": layout.trigger, "generation": layout.generation},
+        )
+        return True
+
+
+async def _bind(channel: aiormq.abc.AbstractChannel, target: Target, exchange: str, key: str) -> None:
+    if target.kind == "queue":
+        await channel.queue_bind(target.name, exchange, routing_key=key)
+    else:
+        await channel.exchange_bind(target.name, exchange, routing_key=key)
+
+
+async def _unbind(channel: aiormq.abc.AbstractChannel, target: Target, exchange: str, key: str) -> None:
+    if target.kind == "queue":
+        await channel.queue_unbind(target.name, exchange, routing_key=key)
+    else:
+        await channel.exchange_unbind(target.name, exchange, routing_key=key)

@@ -1,44 +1,60 @@
 """The dispatcher: keeps RabbitMQ's topology in line with the trigger registry.
 
 It reconciles on start, on every registry notification and after every reconnect to the
-broker (a broker that lost its definitions gets them back). It never touches messages.
+broker (a broker that lost its definitions gets them back), and every second while an old
+lane layout drains, to delete it once empty. It never touches messages.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aio_pika.abc import AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
-from dispatcher.reconcile import Reconciler, desired_topology
+from dispatcher.reconcile import Reconciler, desired_topology, layout_changes
 from shared.broker import BrokerLink
+from shared.db.lanes import delete_layout, load_layouts, save_layouts, trigger_shapes
 from shared.db.notify import follow
-from shared.db.pool import create_pool
-from shared.db.registry import trigger_states
+from shared.db.pool import DB_ERRORS, create_pool
+from shared.errors import BrokerUnavailable
 from shared.settings import Settings
+from shared.topology import LaneLayout
 
 log = logging.getLogger(__name__)
 
+_LOCK = 0x686F6F6C  # "hool": one dispatcher reconciles at a time across processes
+# A publish routed just before its layout was unbound may still be on its way into the
+# queue (quorum queues enqueue asynchronously); give it this long before judging "empty".
+DRAIN_SETTLE_SECONDS = 2.0
+
 
 class Dispatcher:
-    """One dispatcher process (several may run: reconciling is idempotent)."""
+    """One dispatcher process (several may run: they take turns under an advisory lock)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._stop = asyncio.Event()
         self._broker = BrokerLink(settings.amqp_url, "hookline-dispatcher", settings.heartbeat)
         self._lock = asyncio.Lock()
+        self._reconciler: Reconciler | None = None
+        self._draining: dict[LaneLayout, float] = {}  # layout -> when first seen draining
 
     async def run(self) -> None:
         """Reconcile until `stop()`."""
         self._pool = await create_pool(self.settings.database_url, min_size=1, max_size=2)
         self._broker.on_connect(self._on_connect)
         await self._broker.start()
-        follower = asyncio.create_task(self._follow(), name="registry")
+        tasks = [
+            asyncio.create_task(self._follow(), name="registry"),
+            asyncio.create_task(self._drain_loop(), name="drain"),
+        ]
         await self._stop.wait()
-        follower.cancel()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._broker.close()
         await self._pool.close()
 
@@ -48,25 +64,82 @@ class Dispatcher:
 
     async def _on_connect(self, connection: AbstractRobustConnection) -> None:
         self._reconciler = Reconciler(connection, self.settings.amqp_prefix)
-        connection.reconnect_callbacks.add(lambda *_: asyncio.ensure_future(self.reconcile()))
+        connection.reconnect_callbacks.add(lambda *_: asyncio.ensure_future(self._reconcile_logged()))
+
+    async def _reconcile_logged(self) -> None:
+        try:
+            await self.reconcile()
+        except DB_ERRORS as exc:
+            # The registry listener reconciles again once PostgreSQL is back.
+            log.warning("reconcile after reconnect failed (%s)", type(exc).__name__)
 
     async def _follow(self) -> None:
         await self._broker.wait_ready()
         await follow(self.settings.database_url, self.reconcile)
 
     async def reconcile(self) -> None:
-        """Bring the broker in line with the registry now."""
-        async with self._lock:
-            async with self._pool.acquire() as connection:
-                states = await trigger_states(connection)
-            desired = desired_topology(
-                states,
-                self.settings.amqp_prefix,
-                self.settings.work_queue_max_length,
-                self.settings.delivery_limit,
-            )
+        """Bring the layouts and the broker in line with the registry now."""
+        async with self._lock, self._pool.acquire() as connection:
+            await connection.execute("select pg_advisory_lock($1)", _LOCK)
             try:
-                await self._reconciler.apply(desired)
-            except CONNECTION_EXCEPTIONS as exc:
-                # The broker went away mid-way; the reconnect callback runs us again.
-                log.warning("reconcile interrupted (%s)", type(exc).__name__)
+                shapes = await trigger_shapes(connection)
+                layouts = await load_layouts(connection)
+                changes = layout_changes(shapes, layouts)
+                if changes.drain or changes.create:
+                    # Recorded before the broker changes: a crash in between is repaired
+                    # by the next reconcile, which declares and unbinds from these rows.
+                    await save_layouts(connection, list(changes.drain), list(changes.create))
+                    layouts = await load_layouts(connection)
+                    log.info(
+                        "lane layouts changed",
+                        extra={"draining": len(changes.drain), "new": len(changes.create)},
+                    )
+                desired = desired_topology(
+                    shapes,
+                    layouts,
+                    self.settings.amqp_prefix,
+                    self.settings.work_queue_max_length,
+                    self.settings.delivery_limit,
+                )
+                self._track_draining(layouts)
+                if self._reconciler is None:
+                    return
+                try:
+                    await self._reconciler.apply(desired)
+                except (*CONNECTION_EXCEPTIONS, BrokerUnavailable) as exc:
+                    # The broker went away mid-way; the reconnect callback runs us again.
+                    log.warning("reconcile interrupted (%s)", type(exc).__name__)
+            finally:
+                await connection.execute("select pg_advisory_unlock($1)", _LOCK)
+
+    def _track_draining(self, layouts: list[LaneLayout]) -> None:
+        now = time.monotonic()
+        self._draining = {x: self._draining.get(x, now) for x in layouts if x.draining}
+
+    async def _drain_loop(self) -> None:
+        """Every second, delete the draining layouts that have emptied."""
+        while True:
+            await asyncio.sleep(1)
+            ready = [
+                x for x, seen in self._draining.items() if time.monotonic() - seen >= DRAIN_SETTLE_SECONDS
+            ]
+            if not ready or self._reconciler is None or not self._broker.ready:
+                continue
+            try:
+                await self._drain(ready)
+            except (*CONNECTION_EXCEPTIONS, BrokerUnavailable) as exc:
+                log.warning("drain check failed (%s); trying again", type(exc).__name__)
+            except DB_ERRORS as exc:
+                log.warning("drain check failed (%s); trying again", type(exc).__name__)
+
+    async def _drain(self, layouts: list[LaneLayout]) -> None:
+        assert self._reconciler is not None
+        async with self._lock, self._pool.acquire() as connection:
+            await connection.execute("select pg_advisory_lock($1)", _LOCK)
+            try:
+                for layout in layouts:
+                    if await self._reconciler.delete_layout(layout):
+                        await delete_layout(connection, layout)
+                        self._draining.pop(layout, None)
+            finally:
+                await connection.execute("select pg_advisory_unlock($1)", _LOCK)

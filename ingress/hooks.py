@@ -28,6 +28,7 @@ from shared.errors import BrokerUnavailable, HooklineError
 from shared.expressions import render
 from shared.ids import uuid7
 from shared.messages import Invocation, Reply, RequestData
+from shared.ordering import ordering_key_value
 
 _json = msgspec.json.Encoder()
 _to_builtins = msgspec.to_builtins
@@ -124,7 +125,8 @@ class Hooks:
 
     async def _publish(self, invocation: Invocation, entry: TriggerEntry, want_reply: bool) -> None:
         started = time.perf_counter()
-        await self.publisher.publish(invocation, entry.routing_key, want_reply=want_reply)
+        key = ordering_key_value(entry.ordering_key, invocation.request) if entry.ordering_key else None
+        await self.publisher.publish(invocation, entry.routing_key, want_reply=want_reply, ordering_key=key)
         metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
 
     async def _request_response(self, entry: TriggerEntry, invocation: Invocation) -> Response[bytes]:

@@ -95,8 +95,13 @@ class InvocationPublisher:
         if old is not None and not old.is_closed:
             await old.close()
 
-    async def publish(self, invocation: Invocation, routing_key: str, want_reply: bool) -> None:
-        """Return once the broker confirmed; raise BrokerUnavailable (or a subclass) if not."""
+    async def publish(
+        self, invocation: Invocation, routing_key: str, want_reply: bool, ordering_key: str | None = None
+    ) -> None:
+        """Return once the broker confirmed; raise BrokerUnavailable (or a subclass) if not.
+
+        `ordering_key` goes in the header the trigger's consistent-hash exchange hashes.
+        """
         if self._exchange is None or not self._link.ready:
             raise BrokerUnavailable("the broker is unreachable")
         if self._blocked():
@@ -109,5 +114,6 @@ class InvocationPublisher:
             reply_to=REPLY_TO if want_reply else None,
             content_type="application/msgpack",
             type="hookline.invocation",
+            headers={topology.ORDERING_KEY_HEADER: ordering_key} if ordering_key is not None else None,
         )
         await publish_confirmed(self._exchange, message, routing_key, self._settings.publish_timeout)

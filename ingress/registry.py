@@ -20,10 +20,11 @@ from ingress.auth.basic import BasicCredentials
 from ingress.auth.hmac import HmacSignature
 from shared import topology
 from shared.db.registry import RegistryRow, load_registry
-from shared.expressions import compile_template
+from shared.expressions import Expr, compile_template
+from shared.ordering import compile_key
 from shared.signatures.presets import scheme_from_spec
 from shared.signatures.verify import secret_bytes
-from shared.spec.model import ApiKeyAuth, Auth, BasicAuth, HmacAuth, Trigger
+from shared.spec.model import ApiKeyAuth, Auth, BasicAuth, HmacAuth, OrderingKey, Trigger
 from shared.spec.secrets import MissingSecret, resolve
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class TriggerEntry:
     response_body: Any
     response_headers: Any
     auth: Authenticator
+    ordering_key: Expr | None = None  # a keyed ordered trigger's key, evaluated per call
 
     @classmethod
     def from_row(cls, row: RegistryRow, environ: Mapping[str, str]) -> TriggerEntry:
@@ -65,6 +67,7 @@ class TriggerEntry:
             response_body=compile_template(spec.response.body),
             response_headers=compile_template(spec.response.headers),
             auth=auth,
+            ordering_key=compile_key(spec.ordered.key) if isinstance(spec.ordered, OrderingKey) else None,
         )
 
 

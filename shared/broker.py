@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractConnection, AbstractRobustChannel, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError, PublishError
 
 from shared.errors import BrokerUnavailable
@@ -130,3 +132,81 @@ async def publish_confirmed(
         raise BrokerUnavailable("the broker did not confirm in time") from None
     except (*CONNECTION_EXCEPTIONS, aiormq.exceptions.AMQPError) as exc:
         raise BrokerUnavailable(f"the broker is unreachable ({type(exc).__name__})") from None
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """A queue as `queue.declare(passive)` reports it.
+
+    `ready` leaves out unacknowledged messages, and a single-active-consumer quorum queue
+    counts only its active consumer (measured on 3.10): `(0, 0)` means nothing is queued
+    and nobody holds a message, as long as consumers cancel only when idle.
+    """
+
+    ready: int
+    consumers: int
+
+
+async def raw_channel(connection: AbstractConnection) -> aiormq.abc.AbstractChannel:
+    """A plain (not robust) channel, for operations that may close it with an error.
+
+    A robust channel that the broker closes (404 on a passive declare) reopens itself in
+    the background; a probe wants the error and a channel it can simply drop.
+    """
+    transport = connection.transport
+    if transport is None:
+        raise BrokerUnavailable("the broker is unreachable")
+    return await transport.connection.channel()
+
+
+async def queue_state(connection: AbstractConnection, name: str) -> QueueState | None:
+    """The queue's state, or None when it does not exist."""
+    channel = await raw_channel(connection)
+    try:
+        declared = await channel.queue_declare(name, passive=True)
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        return None
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+    return QueueState(declared.message_count or 0, declared.consumer_count or 0)
+
+
+async def exchange_exists(connection: AbstractConnection, name: str) -> bool:
+    """Whether the exchange exists."""
+    channel = await raw_channel(connection)
+    try:
+        await channel.exchange_declare(name, passive=True)
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        return False
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+    return True
+
+
+# Headers the broker adds as a message is dead-lettered or redelivered. A message published
+# again (a retry, a replay) starts without them: x-death would otherwise grow with every trip.
+BROKER_HEADERS = frozenset(
+    {
+        "x-death",
+        "x-delivery-count",
+        "x-first-death-exchange",
+        "x-first-death-queue",
+        "x-first-death-reason",
+        "x-last-death-exchange",
+        "x-last-death-queue",
+        "x-last-death-reason",
+    }
+)
+
+
+def republished_headers(headers: Mapping[str, Any] | None, **changes: Any) -> dict[str, Any]:
+    """`headers` without the broker's bookkeeping, with `changes` applied (None removes)."""
+    out = {k: v for k, v in (headers or {}).items() if k not in BROKER_HEADERS}
+    for name, value in changes.items():
+        if value is None:
+            out.pop(name, None)
+        else:
+            out[name] = value
+    return out

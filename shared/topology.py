@@ -6,8 +6,20 @@ Workspace and trigger names cannot contain dots, so `workspace.trigger` is unamb
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+# Header the ingress sets on a keyed ordered trigger's invocations; the trigger's
+# consistent-hash exchange hashes it to pick the partition queue.
+ORDERING_KEY_HEADER = "x-hookline-key"
+# Header counting failed runs of an invocation (1 on the first run), carried by retries.
+ATTEMPT_HEADER = "x-hookline-attempt"
+
+# Retry delays are served by a fixed set of delay queues, one per tier: quorum queues on
+# RabbitMQ 3.10 support a queue-level TTL but no per-message TTL, so a delay is rounded
+# to the nearest tier (on a log scale). Seconds.
+RETRY_TIERS: tuple[float, ...] = (0.25, 1, 2, 5, 15, 60, 300, 900, 3600)
 
 
 @dataclass(frozen=True)
@@ -43,9 +55,30 @@ def dead_letter_queue_name(prefix: str) -> str:
     return f"{prefix}.dead-letters"
 
 
-def ordered_queue_name(prefix: str, workspace: str, trigger: str) -> str:
-    """The single-active-consumer queue of one ordered trigger."""
-    return f"{prefix}.ordered.{workspace}.{trigger}"
+def ordered_queue_name(
+    prefix: str, workspace: str, trigger: str, generation: int = 1, part: int | None = None
+) -> str:
+    """A single-active-consumer queue of an ordered trigger.
+
+    The first single lane keeps the plain name; later generations (a changed partition
+    count or key) and partitions get their own names, so a new layout never shares a
+    queue with one still draining.
+    """
+    base = f"{prefix}.ordered.{workspace}.{trigger}"
+    if generation == 1 and part is None:
+        return base
+    name = f"{base}.g{generation}"
+    return name if part is None else f"{name}.{part}"
+
+
+def partition_exchange_name(prefix: str, workspace: str, trigger: str, generation: int) -> str:
+    """The consistent-hash exchange spreading a keyed trigger's calls over its partitions."""
+    return f"{prefix}.partitions.{workspace}.{trigger}.g{generation}"
+
+
+def retry_queue_name(prefix: str, seconds: float) -> str:
+    """The delay queue of one retry tier, e.g. `hookline.retry.250ms`, `hookline.retry.5m`."""
+    return f"{prefix}.retry.{_label(seconds)}"
 
 
 def routing_key(workspace: str, trigger: str) -> str:
@@ -77,6 +110,77 @@ def ordered_queue_arguments(prefix: str, max_length: int, delivery_limit: int) -
     )
 
 
+def retry_queue_arguments(prefix: str, seconds: float, max_length: int) -> tuple[tuple[str, Any], ...]:
+    """A delay tier: nobody consumes it; a message expires after the tier's TTL and is
+    dead-lettered (at least once) through the default exchange straight to the work queue.
+
+    Straight to the work queue, not back through the invocations exchange: only unordered
+    runs are retried this way, and the work queue always exists, so an expired retry can
+    never be unroutable (a deleted trigger's key routes nowhere).
+    """
+    return (
+        ("x-queue-type", "quorum"),
+        ("x-message-ttl", round(seconds * 1000)),
+        ("x-max-length", max_length),
+        ("x-overflow", "reject-publish"),
+        ("x-dead-letter-exchange", ""),
+        ("x-dead-letter-routing-key", work_queue_name(prefix)),
+        ("x-dead-letter-strategy", "at-least-once"),
+    )
+
+
 def dead_letter_queue_arguments() -> tuple[tuple[str, Any], ...]:
     """Dead letters are kept until replayed: quorum, unbounded."""
     return (("x-queue-type", "quorum"),)
+
+
+def retry_tier(delay: float) -> float:
+    """The tier nearest to `delay` on a log scale (1.4 s -> 1 s, 1.5 s -> 2 s, 4 s -> 5 s)."""
+    if delay <= RETRY_TIERS[0]:
+        return RETRY_TIERS[0]
+    return min(RETRY_TIERS, key=lambda tier: abs(math.log(tier / delay)))
+
+
+@dataclass(frozen=True)
+class LaneLayout:
+    """One generation of an ordered trigger's queues, as the dispatcher laid it out.
+
+    `partitions == 0` is a single lane (`ordered: true`); N > 0 is a consistent-hash
+    exchange over N lanes (`ordered: {key, partitions}`). A draining layout is bound to
+    nothing and is consumed until empty, before any newer generation of the same trigger.
+    """
+
+    workspace: str
+    trigger: str
+    generation: int
+    partitions: int
+    key: str | None
+    draining: bool = False
+
+    def queues(self, prefix: str) -> tuple[str, ...]:
+        """Its lane queues, in partition order."""
+        if self.partitions == 0:
+            return (ordered_queue_name(prefix, self.workspace, self.trigger, self.generation),)
+        return tuple(
+            ordered_queue_name(prefix, self.workspace, self.trigger, self.generation, part)
+            for part in range(self.partitions)
+        )
+
+    def exchange(self, prefix: str) -> str | None:
+        """Its consistent-hash exchange, if partitioned."""
+        if self.partitions == 0:
+            return None
+        return partition_exchange_name(prefix, self.workspace, self.trigger, self.generation)
+
+    def same_shape(self, partitions: int, key: str | None) -> bool:
+        """Whether calls for this shape may keep going to this layout."""
+        return (self.partitions, self.key) == (partitions, key)
+
+
+def _label(seconds: float) -> str:
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

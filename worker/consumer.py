@@ -1,29 +1,39 @@
 """Deliveries in, executions out: decode, run, record, reply, then settle in one place.
 
-Acknowledgement is decided only in `settle()`. A run that is cancelled (shutdown) settles
-nothing: closing the channel hands the message back to the broker, to the head of its
-queue. `message.process()` is never used: it rejects on any exception, CancelledError too.
+Acknowledgement is decided only in `settle()`, from the table `SETTLEMENT`. A run that is
+abandoned (the worker is stopping) settles nothing: closing the channel hands the message
+back to the broker, to the head of its queue. `message.process()` is never used: it rejects
+on any exception, CancelledError too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
-from typing import Any
+from dataclasses import dataclass
 
-import aio_pika
 import msgspec
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, AMQPError
 
-from shared.db.executions import ExecutionRecord
-from shared.errors import HooklineError, NotFound
-from shared.messages import Invocation, Reply, invocation_decoder, reply_encoder
+from shared import topology
+from shared.broker import publish_confirmed
+from shared.db.executions import Status
+from shared.errors import BrokerUnavailable, HooklineError, NotFound
+from shared.messages import Invocation, invocation_decoder
+from shared.spec.model import Retry
 from worker.engine import Outcome
-from worker.recorder import Recorder
+from worker.execution import Finished, Reporter
+from worker.holds import Abandoned, LaneHolds, pause
+from worker.retries import attempt_of, backoff_delay, redeliveries_of, retry_copy
 from worker.workflows import WorkflowCache
 
 log = logging.getLogger(__name__)
+
+# A version that cannot be loaded will not load on a second try either.
+_NO_RETRY = Retry(max_attempts=1)
 
 
 class Lane(enum.Enum):
@@ -34,130 +44,219 @@ class Lane(enum.Enum):
 
 
 class Verdict(enum.Enum):
-    """What became of a delivery."""
+    """What became of a run."""
 
-    DONE = "done"  # recorded (succeeded or failed for good): ack
-    POISON = "poison"  # not an invocation at all: dead-letter it
+    DONE = "done"  # succeeded, or failed with the caller answered (no retry after that)
+    RETRY = "retry"  # failed, attempts left
+    GIVE_UP = "give_up"  # out of attempts, undecodable, or delivered too often
+    HOLD = "hold"  # out of attempts where `on_exhausted: stop`
+
+
+class Action(enum.Enum):
+    """What `settle()` does with the delivery."""
+
+    ACK = "ack"
+    DELAY_THEN_ACK = "delay-then-ack"  # confirmed publish to a delay queue, then ack
+    DEAD_LETTER = "dead-letter"  # reject without requeue: the queue's dead-letter exchange
+    KEEP = "keep"  # nothing: the runner runs it again in place, or holds the lane
+
+
+SETTLEMENT: dict[tuple[Verdict, Lane], Action] = {
+    (Verdict.DONE, Lane.SHARED): Action.ACK,
+    (Verdict.DONE, Lane.ORDERED): Action.ACK,
+    # A shared run retries through a delay queue, so other messages are never held up.
+    (Verdict.RETRY, Lane.SHARED): Action.DELAY_THEN_ACK,
+    # An ordered lane retries in place. Never nack-requeue there: a single-active-consumer
+    # quorum queue puts a requeued message at the *back* (measured on 3.10), breaking order.
+    (Verdict.RETRY, Lane.ORDERED): Action.KEEP,
+    (Verdict.GIVE_UP, Lane.SHARED): Action.DEAD_LETTER,
+    (Verdict.GIVE_UP, Lane.ORDERED): Action.DEAD_LETTER,
+    # `stop` needs a lane to stop; on the shared queue it gives up like `skip`.
+    (Verdict.HOLD, Lane.SHARED): Action.DEAD_LETTER,
+    # Unacknowledged with prefetch 1: nothing behind it runs until an operator answers.
+    (Verdict.HOLD, Lane.ORDERED): Action.KEEP,
+}
+
+
+def decide(ok: bool, attempt: int, retry: Retry, answered: bool) -> Verdict:
+    """Done, retry, or out of attempts (give up, or hold where the trigger says `stop`)."""
+    if ok or answered:
+        return Verdict.DONE
+    if attempt < retry.max_attempts:
+        return Verdict.RETRY
+    return Verdict.HOLD if retry.on_exhausted == "stop" else Verdict.GIVE_UP
+
+
+@dataclass(frozen=True)
+class Delay:
+    """Where a shared run waits before its next attempt."""
+
+    exchange: AbstractExchange  # the default exchange of a confirm channel
+    queue: str
+    next_attempt: int
+    deadline: float
+
+
+async def settle(
+    message: AbstractIncomingMessage, verdict: Verdict, lane: Lane, delay: Delay | None = None
+) -> Action:
+    """The one place a delivery is acknowledged, delayed, dead-lettered or kept."""
+    action = SETTLEMENT[(verdict, lane)]
+    try:
+        if action is Action.ACK:
+            await message.ack()
+        elif action is Action.DELAY_THEN_ACK:
+            assert delay is not None
+            try:
+                await publish_confirmed(
+                    delay.exchange, retry_copy(message, delay.next_attempt), delay.queue, delay.deadline
+                )
+            except BrokerUnavailable as exc:
+                # No delay queue to be had: retry at once rather than hold the message.
+                log.warning("retry not delayed (%s); requeued", exc)
+                await message.nack(requeue=True)
+                return action
+            await message.ack()
+        elif action is Action.DEAD_LETTER:
+            await message.reject(requeue=False)
+    except (*CONNECTION_EXCEPTIONS, AMQPError) as exc:
+        # The channel is gone (broker restart): the broker redelivers it; the record upserts.
+        log.warning("delivery not settled (%s); it will be redelivered", type(exc).__name__)
+    return action
 
 
 class Runner:
     """Runs one delivery from decode to settle."""
 
-    def __init__(self, workflows: WorkflowCache, recorder: Recorder, replies: AbstractExchange) -> None:
+    def __init__(
+        self,
+        workflows: WorkflowCache,
+        reporter: Reporter,
+        holds: LaneHolds,
+        delays: AbstractExchange,
+        *,
+        prefix: str,
+        delivery_limit: int,
+        publish_timeout: float,
+        stopping: asyncio.Event,
+    ) -> None:
         self._workflows = workflows
-        self._recorder = recorder
-        self._replies = replies
+        self._reporter = reporter
+        self._holds = holds
+        self._delays = delays
+        self._prefix = prefix
+        self._delivery_limit = delivery_limit
+        self._publish_timeout = publish_timeout
+        self._stopping = stopping
 
-    async def handle(self, message: AbstractIncomingMessage, lane: Lane) -> None:
-        """The consume callback: run, then settle."""
+    async def handle(self, message: AbstractIncomingMessage, lane: Lane, queue: str) -> None:
+        """The consume callback: run (again, while attempts are left in place), then settle."""
         try:
             invocation = invocation_decoder.decode(message.body)
         except (msgspec.DecodeError, RecursionError):
-            log.error("undecodable message dead-lettered", extra={"queue": lane.value})
-            await settle(message, Verdict.POISON)
+            log.error("undecodable message dead-lettered", extra={"queue": queue})
+            await settle(message, Verdict.GIVE_UP, lane)
             return
-        attempt = _attempt(message)
-        started = time.time()
-        outcome = await self._run(invocation, attempt)
-        finished = time.time()
-        reply = _reply(invocation, outcome)
-        await self._recorder.record(
-            ExecutionRecord(
-                id=invocation.id,
-                workspace=invocation.workspace,
-                trigger=invocation.trigger,
-                version=invocation.version,
-                status="succeeded" if outcome.ok else "failed",
-                attempts=attempt,
-                received_at=invocation.received_at,
-                started_at=started,
-                finished_at=finished,
-                request=invocation.request,
-                output=outcome.output,
-                response=msgspec.to_builtins(reply) if reply is not None else None,
-                steps=outcome.steps,
-                error=outcome.error,
-                replay_of=invocation.replay_of,
-            )
-        )
-        if reply is not None and message.reply_to:
-            await self._send_reply(message, reply)
-        log.info(
-            "execution %s",
-            "succeeded" if outcome.ok else "failed",
-            extra={
-                "workspace": invocation.workspace,
-                "trigger": invocation.trigger,
-                "execution_id": invocation.id,
-                "attempt": attempt,
-                "duration_ms": round((finished - started) * 1000, 3),
-            },
-        )
-        await settle(message, Verdict.DONE)
+        try:
+            await self._handle(message, invocation, lane, queue)
+        except Abandoned:
+            log.info("stopping: execution handed back unsettled", extra={"execution_id": invocation.id})
 
-    async def _run(self, invocation: Invocation, attempt: int) -> Outcome:
+    async def _handle(
+        self, message: AbstractIncomingMessage, invocation: Invocation, lane: Lane, queue: str
+    ) -> None:
+        redeliveries = redeliveries_of(message)
+        attempt = attempt_of(message)
+        runs = attempt + redeliveries  # runs so far, this one included (for the record)
+        if redeliveries >= self._delivery_limit:
+            # The broker dead-letters it after this delivery anyway; do it knowingly.
+            error = f"delivered {redeliveries + 1} times without being settled (did a worker crash?)"
+            now = time.time()
+            await self._finish(
+                message,
+                lane,
+                invocation,
+                Verdict.GIVE_UP,
+                Finished(Outcome(False, error=error), runs, now, now),
+            )
+            return
+        held = (
+            lane is Lane.ORDERED
+            and redeliveries > 0
+            and await self._holds.held(queue, invocation.id) is not None
+        )
+        if held:
+            # Held before a restart: wait for the operator again rather than run it again.
+            if await self._holds.answer(queue) == "skip":
+                await self._skip_held(message, invocation, queue)
+                return
+            attempt = 1
+        while True:
+            finished, retry = await self._run(invocation, attempt, runs)
+            verdict = decide(finished.outcome.ok, attempt, retry, bool(message.reply_to))
+            if verdict is Verdict.RETRY and lane is Lane.ORDERED:
+                await self._reporter.record(invocation, finished, "retrying")
+                await pause(self._stopping, backoff_delay(retry, attempt))
+                attempt, runs = attempt + 1, runs + 1
+                continue
+            if verdict is Verdict.HOLD and lane is Lane.ORDERED:
+                await self._reporter.record(invocation, finished, "failed")
+                await self._holds.hold(
+                    queue, invocation.workspace, invocation.trigger, invocation.id, finished.outcome.error
+                )
+                if await self._holds.answer(queue) == "skip":
+                    await self._skip_held(message, invocation, queue)
+                    return
+                attempt, runs, held = 1, runs + 1, True
+                continue
+            delay = self._delay(retry, attempt) if verdict is Verdict.RETRY else None
+            await asyncio.shield(self._finish(message, lane, invocation, verdict, finished, delay))
+            if held:
+                await self._holds.release(queue)
+            return
+
+    async def _run(self, invocation: Invocation, attempt: int, runs: int) -> tuple[Finished, Retry]:
+        started = time.time()
         try:
             workflow = await self._workflows.get(invocation.workspace, invocation.trigger, invocation.version)
         except NotFound as exc:
-            return Outcome(False, error=str(exc))
+            return Finished(Outcome(False, error=str(exc)), runs, started, time.time()), _NO_RETRY
         try:
-            return await workflow.run(invocation, attempt)
+            outcome = await workflow.run(invocation, attempt)
         except HooklineError as exc:
-            return Outcome(False, error=str(exc))
+            outcome = Outcome(False, error=str(exc))
+        return Finished(outcome, runs, started, time.time()), workflow.trigger.retry
 
-    async def _send_reply(self, message: AbstractIncomingMessage, reply: Reply) -> None:
-        # Direct reply-to: published without `mandatory`, or RabbitMQ also returns it (DESIGN).
-        try:
-            await self._replies.publish(
-                aio_pika.Message(reply_encoder.encode(reply), correlation_id=message.correlation_id),
-                routing_key=str(message.reply_to),
-                mandatory=False,
-            )
-        except aio_pika.exceptions.AMQPError as exc:
-            # The record is the truth; the caller can read it from the status URL.
-            log.warning(
-                "reply not sent (%s)",
-                type(exc).__name__,
-                extra={"execution_id": reply.execution_id},
-            )
-
-
-async def settle(message: AbstractIncomingMessage, verdict: Verdict) -> None:
-    """The one place a delivery is acknowledged or rejected."""
-    if verdict is Verdict.DONE:
-        await message.ack()
-    elif verdict is Verdict.POISON:
-        await message.reject(requeue=False)
-
-
-def _attempt(message: AbstractIncomingMessage) -> int:
-    # Quorum queues count redeliveries (a crashed worker, a dropped connection).
-    count: Any = (message.headers or {}).get("x-delivery-count", 0)
-    return (int(count) if isinstance(count, int) else 0) + 1
-
-
-def _reply(invocation: Invocation, outcome: Outcome) -> Reply | None:
-    if invocation.mode != "request_response":
-        return None
-    if not outcome.ok:
-        return Reply(
-            execution_id=invocation.id,
-            status=500,
-            headers={"content-type": "application/problem+json"},
-            body={
-                "type": "/problems/workflow-failed",
-                "title": "The workflow failed",
-                "status": 500,
-                "detail": outcome.error,
-                "execution_id": invocation.id,
-            },
-            failed=True,
+    def _delay(self, retry: Retry, attempt: int) -> Delay:
+        tier = topology.retry_tier(backoff_delay(retry, attempt))
+        return Delay(
+            self._delays, topology.retry_queue_name(self._prefix, tier), attempt + 1, self._publish_timeout
         )
-    if outcome.answer is not None:
-        return Reply(
-            execution_id=invocation.id,
-            status=outcome.answer.status,
-            headers=outcome.answer.headers,
-            body=outcome.answer.body,
-        )
-    return Reply(execution_id=invocation.id, status=200, body=outcome.output)
+
+    async def _finish(
+        self,
+        message: AbstractIncomingMessage,
+        lane: Lane,
+        invocation: Invocation,
+        verdict: Verdict,
+        finished: Finished,
+        delay: Delay | None = None,
+    ) -> None:
+        """Commit the record, answer a waiting caller, then settle (ack only what is durable)."""
+        action = SETTLEMENT[(verdict, lane)]
+        status: Status
+        if action is Action.DEAD_LETTER:
+            status = "dead"
+        elif action is Action.DELAY_THEN_ACK:
+            status = "retrying"
+        else:
+            status = "succeeded" if finished.outcome.ok else "failed"
+        await self._reporter.record(invocation, finished, status)
+        if message.reply_to and status != "retrying":
+            await self._reporter.reply(message, invocation, finished.outcome)
+        await settle(message, verdict, lane, delay)
+
+    async def _skip_held(self, message: AbstractIncomingMessage, invocation: Invocation, queue: str) -> None:
+        await self._reporter.mark_dead(invocation, "dead-lettered by an operator from a stopped lane")
+        await settle(message, Verdict.GIVE_UP, Lane.ORDERED)
+        await self._holds.release(queue)

@@ -12,7 +12,7 @@ import msgspec
 from shared.db.pool import Connection
 from shared.errors import NotFound
 
-Status = Literal["running", "succeeded", "failed", "dead"]
+Status = Literal["running", "retrying", "succeeded", "failed", "dead"]
 _encode = msgspec.json.Encoder().encode
 
 

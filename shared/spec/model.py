@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from shared.ordering import compile_key
 from shared.spec.base import Name, Spec
 from shared.spec.connections import Connection
 from shared.spec.steps import Step, walk_steps
@@ -134,6 +135,9 @@ class OrderingKey(Spec, frozen=True):
 
     key: str
     partitions: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+
+    def __post_init__(self) -> None:
+        compile_key(self.key)  # ExpressionError is a ValueError: reported with the field path
 
 
 class Response(Spec, frozen=True):

@@ -1,0 +1,129 @@
+"""What a run leaves behind: the execution record (durable before any ack) and the reply."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import aio_pika
+import asyncpg
+import msgspec
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
+from shared.db.executions import ExecutionRecord, Status
+from shared.db.lanes import mark_dead
+from shared.db.pool import DB_ERRORS
+from shared.messages import Invocation, Reply, reply_encoder
+from worker.engine import Outcome
+from worker.recorder import Recorder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One run: how it ended, the how-many-th run it was, when it started and ended."""
+
+    outcome: Outcome
+    runs: int
+    started: float
+    finished: float
+
+
+class Reporter:
+    """Records runs (through the batching Recorder) and answers waiting callers."""
+
+    def __init__(self, recorder: Recorder, replies: AbstractExchange, pool: asyncpg.Pool) -> None:
+        self._recorder = recorder
+        self._replies = replies
+        self._pool = pool
+
+    async def record(self, invocation: Invocation, finished: Finished, status: Status) -> None:
+        """Return once the record is committed (waits out a database outage)."""
+        outcome = finished.outcome
+        reply = reply_for(invocation, outcome)
+        await self._recorder.record(
+            ExecutionRecord(
+                id=invocation.id,
+                workspace=invocation.workspace,
+                trigger=invocation.trigger,
+                version=invocation.version,
+                status=status,
+                attempts=finished.runs,
+                received_at=invocation.received_at,
+                started_at=finished.started,
+                finished_at=finished.finished,
+                request=invocation.request,
+                output=outcome.output,
+                response=msgspec.to_builtins(reply) if reply is not None else None,
+                steps=outcome.steps,
+                error=outcome.error,
+                replay_of=invocation.replay_of,
+            )
+        )
+        log.info(
+            "execution %s",
+            status,
+            extra={
+                "workspace": invocation.workspace,
+                "trigger": invocation.trigger,
+                "execution_id": invocation.id,
+                "attempt": finished.runs,
+                "duration_ms": round((finished.finished - finished.started) * 1000, 3),
+            },
+        )
+
+    async def mark_dead(self, invocation: Invocation, reason: str) -> None:
+        """Mark an already recorded execution dead (no new run)."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(DB_ERRORS), wait=wait_exponential(multiplier=0.2, max=5)
+        ):
+            with attempt:
+                async with self._pool.acquire() as connection:
+                    await mark_dead(connection, invocation.id)
+        log.info("execution dead: %s", reason, extra={"execution_id": invocation.id})
+
+    async def reply(self, message: AbstractIncomingMessage, invocation: Invocation, outcome: Outcome) -> None:
+        """Answer the caller waiting on the ingress (at most once: the record is the truth)."""
+        reply = reply_for(invocation, outcome)
+        if reply is None:
+            return
+        # Direct reply-to: published without `mandatory`, or RabbitMQ also returns it (DESIGN).
+        try:
+            await self._replies.publish(
+                aio_pika.Message(reply_encoder.encode(reply), correlation_id=message.correlation_id),
+                routing_key=str(message.reply_to),
+                mandatory=False,
+            )
+        except aio_pika.exceptions.AMQPError as exc:
+            # The caller can read the record from the status URL.
+            log.warning("reply not sent (%s)", type(exc).__name__, extra={"execution_id": reply.execution_id})
+
+
+def reply_for(invocation: Invocation, outcome: Outcome) -> Reply | None:
+    """The answer for a request-response call: the workflow's, its output, or a problem."""
+    if invocation.mode != "request_response":
+        return None
+    if not outcome.ok:
+        return Reply(
+            execution_id=invocation.id,
+            status=500,
+            headers={"content-type": "application/problem+json"},
+            body={
+                "type": "/problems/workflow-failed",
+                "title": "The workflow failed",
+                "status": 500,
+                "detail": outcome.error,
+                "execution_id": invocation.id,
+            },
+            failed=True,
+        )
+    if outcome.answer is not None:
+        return Reply(
+            execution_id=invocation.id,
+            status=outcome.answer.status,
+            headers=outcome.answer.headers,
+            body=outcome.answer.body,
+        )
+    return Reply(execution_id=invocation.id, status=200, body=outcome.output)

@@ -1,0 +1,50 @@
+"""Attempts and backoff: how many times a delivery has run, when to run it next.
+
+Two counters, kept apart on purpose. `x-hookline-attempt` counts runs that *failed* and
+were retried (the trigger's `max_attempts` is about those); the quorum queue's
+`x-delivery-count` counts deliveries that were never settled (a crashed or stopped worker)
+and is bounded by the queue's `x-delivery-limit` instead. The execution record counts both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
+
+from shared import topology
+from shared.broker import republished_headers
+from shared.spec.model import Retry
+
+
+def attempt_of(message: AbstractIncomingMessage) -> int:
+    """The attempt this delivery is (1 for a first run; a retried copy carries its number)."""
+    return _int_header(message, topology.ATTEMPT_HEADER, 1)
+
+
+def redeliveries_of(message: AbstractIncomingMessage) -> int:
+    """How often the broker gave this message to a worker that did not settle it."""
+    return _int_header(message, "x-delivery-count", 0)
+
+
+def backoff_delay(retry: Retry, attempt: int) -> float:
+    """Seconds to wait after failed attempt `attempt`: backoff doubling, capped."""
+    return float(min(retry.backoff * 2 ** (attempt - 1), retry.max_backoff))
+
+
+def retry_copy(message: AbstractIncomingMessage, next_attempt: int) -> aio_pika.Message:
+    """The message to park in a delay queue: same body and id, the next attempt's number."""
+    return aio_pika.Message(
+        message.body,
+        headers=republished_headers(message.headers, **{topology.ATTEMPT_HEADER: next_attempt}),
+        delivery_mode=DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        content_type=message.content_type,
+        type=message.type,
+    )
+
+
+def _int_header(message: AbstractIncomingMessage, name: str, default: int) -> int:
+    value: Any = (message.headers or {}).get(name, default)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
