@@ -193,7 +193,9 @@ async def test_bytes_are_delivered_exactly(contract: Contract) -> None:
     body = bytes(range(256)) * 3
     async with httpx.AsyncClient() as client:
         answer = await client.post(
-            contract.url("raw"), content=body, headers={"X-API-Key": contract.key, "Content-Type": "image/png"}
+            contract.url("raw"),
+            content=body,
+            headers={"X-API-Key": contract.key, "Content-Type": "image/png"},
         )
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "application/octet-stream"
@@ -232,15 +234,23 @@ async def test_async_answer_is_configurable_with_expressions(contract: Contract)
     assert answer.status_code == 200
     execution_id = answer.headers["x-execution"]
     assert answer.json() == {"received": True, "id": execution_id, "echo": "A-7"}
-    assert answer.headers["location"] == f"/hooks/{contract.workspace}/custom-accept/executions/{execution_id}"
+    assert (
+        answer.headers["location"] == f"/hooks/{contract.workspace}/custom-accept/executions/{execution_id}"
+    )
 
 
 async def test_basic_auth(contract: Contract) -> None:
     async with httpx.AsyncClient() as client:
-        good = await client.post(contract.url("partner"), json={}, auth=("partner", "correct horse battery staple"))
-        again = await client.post(contract.url("partner"), json={}, auth=("partner", "correct horse battery staple"))
+        good = await client.post(
+            contract.url("partner"), json={}, auth=("partner", "correct horse battery staple")
+        )
+        again = await client.post(
+            contract.url("partner"), json={}, auth=("partner", "correct horse battery staple")
+        )
         wrong = await client.post(contract.url("partner"), json={}, auth=("partner", "wrong"))
-        other = await client.post(contract.url("partner"), json={}, auth=("someone", "correct horse battery staple"))
+        other = await client.post(
+            contract.url("partner"), json={}, auth=("someone", "correct horse battery staple")
+        )
         none = await client.post(contract.url("partner"), json={})
     assert (good.status_code, again.status_code) == (202, 202)
     for refused in (wrong, none, other):
@@ -250,7 +260,9 @@ async def test_basic_auth(contract: Contract) -> None:
 
 
 async def test_basic_password_is_stored_hashed(contract: Contract, db: Connection) -> None:
-    spec = await db.fetchval("select spec from triggers where workspace = $1 and name = 'partner'", contract.workspace)
+    spec = await db.fetchval(
+        "select spec from triggers where workspace = $1 and name = 'partner'", contract.workspace
+    )
     assert "correct horse" not in str(spec)
     assert spec["auth"]["password_hash"].startswith("scrypt$")
 
@@ -288,7 +300,9 @@ async def test_a_revoked_key_is_refused_by_every_ingress_within_a_second(
 
         async def both(status: int) -> bool | None:
             async with httpx.AsyncClient() as client:
-                codes = [(await client.post(u, json={}, headers={"X-API-Key": key.key})).status_code for u in urls]
+                codes = [
+                    (await client.post(u, json={}, headers={"X-API-Key": key.key})).status_code for u in urls
+                ]
             return True if codes == [status, status] else None
 
         await eventually(lambda: both(202), timeout=30)
@@ -331,7 +345,9 @@ async def test_rate_limit_per_key_answers_429_with_retry_after(contract: Contrac
     await asyncio.sleep(0.3)
     async with httpx.AsyncClient() as client:
         codes = [
-            (await client.post(contract.url("limited"), json={}, headers={"X-API-Key": contract.key})).status_code
+            (
+                await client.post(contract.url("limited"), json={}, headers={"X-API-Key": contract.key})
+            ).status_code
             for _ in range(5)
         ]
         limited = await client.post(contract.url("limited"), json={}, headers={"X-API-Key": contract.key})
@@ -343,7 +359,9 @@ async def test_rate_limit_per_key_answers_429_with_retry_after(contract: Contrac
     assert other.status_code == 202
 
 
-async def test_idempotency_key_gives_async_callers_the_first_execution(contract: Contract, db: Connection) -> None:
+async def test_idempotency_key_gives_async_callers_the_first_execution(
+    contract: Contract, db: Connection
+) -> None:
     headers = {"X-API-Key": contract.key, "Idempotency-Key": f"k-{uuid.uuid4()}"}
     async with httpx.AsyncClient() as client:
         first = await client.post(contract.url("once-async"), json={"n": 1}, headers=headers)
@@ -370,17 +388,24 @@ async def test_idempotency_key_replays_the_first_answer_without_a_second_run(
     assert second.json() == first.json()
     assert second.headers["x-execution-id"] == first.headers["x-execution-id"]
     assert fresh.json() != first.json()
-    runs = await db.fetchval("select count(*) from executions where workspace = $1 and trigger = 'once'", contract.workspace)
+    runs = await db.fetchval(
+        "select count(*) from executions where workspace = $1 and trigger = 'once'", contract.workspace
+    )
     assert runs == 2
 
 
-async def test_rejected_calls_are_kept_per_trigger_without_credentials(contract: Contract, db: Connection) -> None:
+async def test_rejected_calls_are_kept_per_trigger_without_credentials(
+    contract: Contract, db: Connection
+) -> None:
     body = b'{"action": "opened"}'
     async with httpx.AsyncClient() as client:
         answer = await client.post(
             contract.url("github"),
             content=body,
-            headers={"X-Hub-Signature-256": github_signature(b"other"), "Authorization": "Bearer secret-token"},
+            headers={
+                "X-Hub-Signature-256": github_signature(b"other"),
+                "Authorization": "Bearer secret-token",
+            },
         )
     assert answer.status_code == 401
 
@@ -403,10 +428,184 @@ def _free_port() -> int:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.binary(max_size=4096), content_type=st.sampled_from(["application/octet-stream", "image/png", "x/y"]))
-def test_any_byte_body_reaches_the_workflow_unchanged(contract: Contract, body: bytes, content_type: str) -> None:
+@given(
+    body=st.binary(max_size=4096),
+    content_type=st.sampled_from(["application/octet-stream", "image/png", "x/y"]),
+)
+def test_any_byte_body_reaches_the_workflow_unchanged(
+    contract: Contract, body: bytes, content_type: str
+) -> None:
     answer = httpx.post(
         contract.url("raw"), content=body, headers={"X-API-Key": contract.key, "Content-Type": content_type}
     )
     assert answer.status_code == 200
     assert answer.content == body
+
+
+BAD_INPUTS = [
+    # (case, trigger, method, query, headers, body, status, problem type)
+    (
+        "wrong key",
+        "orders",
+        "POST",
+        "?customerid=1",
+        {"X-API-Key": "hk_wrong-key-000000000000000000000"},
+        b"{}",
+        401,
+        "unauthorized",
+    ),
+    (
+        "revoked key",
+        "orders",
+        "POST",
+        "?customerid=1",
+        {"X-API-Key": "{revoked}"},
+        b"{}",
+        401,
+        "unauthorized",
+    ),
+    (
+        "other workspace's key",
+        "orders",
+        "POST",
+        "?customerid=1",
+        {"X-API-Key": "{foreign}"},
+        b"{}",
+        401,
+        "unauthorized",
+    ),
+    ("stale HMAC timestamp", "standard", "POST", "", {"stale": "1"}, b"{}", 401, "unauthorized"),
+    (
+        "tampered body",
+        "github",
+        "POST",
+        "",
+        {"X-Hub-Signature-256": github_signature(b'{"a":1}')},
+        b'{"a":2}',
+        401,
+        "unauthorized",
+    ),
+    (
+        "wrong method",
+        "orders",
+        "DELETE",
+        "?customerid=1",
+        {"X-API-Key": "{key}"},
+        b"",
+        405,
+        "method-not-allowed",
+    ),
+    (
+        "missing required parameter",
+        "orders",
+        "POST",
+        "",
+        {"X-API-Key": "{key}"},
+        b"{}",
+        400,
+        "invalid-parameter",
+    ),
+    (
+        "bad integer",
+        "orders",
+        "POST",
+        "?customerid=abc",
+        {"X-API-Key": "{key}"},
+        b"{}",
+        400,
+        "invalid-parameter",
+    ),
+    (
+        "undeclared parameter",
+        "orders",
+        "POST",
+        "?customerid=1&x=2",
+        {"X-API-Key": "{key}"},
+        b"{}",
+        400,
+        "invalid-parameter",
+    ),
+    (
+        "oversized body",
+        "orders",
+        "POST",
+        "?customerid=1",
+        {"X-API-Key": "{key}"},
+        b"[" + b"1," * 2000 + b"1]",
+        413,
+        "body-too-large",
+    ),
+    (
+        "malformed JSON",
+        "orders",
+        "POST",
+        "?customerid=1",
+        {"X-API-Key": "{key}"},
+        b'{"a": ',
+        400,
+        "malformed-body",
+    ),
+    (
+        "deeply nested JSON",
+        "orders",
+        "POST",
+        "?customerid=1",
+        {"X-API-Key": "{key}"},
+        b"[" * 1000 + b"]" * 1000,
+        400,
+        "malformed-body",
+    ),
+    (
+        "unsupported content type",
+        "orders",
+        "POST",
+        "?customerid=1",
+        {"X-API-Key": "{key}", "Content-Type": "text/csv"},
+        b"a,b",
+        415,
+        "unsupported-media-type",
+    ),
+    ("unknown trigger", "nope", "POST", "", {"X-API-Key": "{key}"}, b"{}", 404, "trigger-not-found"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "trigger", "method", "query", "headers", "body", "status", "problem"),
+    BAD_INPUTS,
+    ids=[case[0] for case in BAD_INPUTS],
+)
+async def test_bad_input_gets_its_status_and_problem_and_runs_nothing(
+    contract: Contract,
+    db: Connection,
+    case: str,
+    trigger: str,
+    method: str,
+    query: str,
+    headers: dict[str, str],
+    body: bytes,
+    status: int,
+    problem: str,
+) -> None:
+    revoked = await new_key(db, contract.workspace, "orders", label="revoked")
+    await revoke_key(db, contract.workspace, str(revoked.id))
+    foreign_ws = f"{contract.workspace}-x"
+    await apply_yaml(db, CONTRACT.format(ws=foreign_ws))
+    foreign = await new_key(db, foreign_ws, "orders", label="foreign")
+    await asyncio.sleep(0.3)  # the revocation reaches the ingress (it takes well under a second)
+    values = {"key": contract.key, "revoked": revoked.key, "foreign": foreign.key}
+    sent = {"Content-Type": "application/json", **{k: v.format(**values) for k, v in headers.items()}}
+    if sent.pop("stale", None):
+        sent.update(standard_headers(body, int(time.time()) - 3600))
+    async with httpx.AsyncClient() as client:
+        answer = await client.request(method, contract.url(trigger) + query, content=body, headers=sent)
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == "application/problem+json"
+    document = answer.json()
+    assert document["type"] == f"/problems/{problem}"
+    assert document["status"] == status
+    assert "Traceback" not in answer.text
+    await asyncio.sleep(0.2)
+    runs = await db.fetchval(
+        "select count(*) from executions where workspace = $1 and trigger <> 'ready'", contract.workspace
+    )
+    assert runs == 0
