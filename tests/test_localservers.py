@@ -25,7 +25,6 @@ from shared.localservers import (
     LocalServerError,
     processes_mentioning,
 )
-from shared.localservers.pgwire import simple_query
 from shared.localservers.rabbitmq import amqp_answers
 from tests.servers import amqp_server, postgres_server, traversable_tmp_dir
 
@@ -128,7 +127,7 @@ def test_a_second_start_reuses_the_recorded_port_or_moves_when_it_is_taken(
             moved.start()
         try:
             assert moved.port != first.port
-            assert simple_query(moved.port, "SELECT 1", user="hookline", database="hookline") == 1
+            assert select_one(moved.port) == 1
         finally:
             moved.stop()
         assert caplog.messages == [
@@ -171,7 +170,7 @@ def test_servers_outlive_their_starting_thread_but_die_with_a_killed_parent(
         # The starting thread has ended; a parent-death signal tied to it would be felt now.
         time.sleep(0.5)
         assert amqp_answers(amqp_port)
-        assert simple_query(postgres_port, "SELECT 1", user="hookline", database="hookline") == 1
+        assert select_one(postgres_port) == 1
         assert processes_mentioning(folder) != []
     finally:
         parent.kill()
@@ -231,3 +230,16 @@ def test_a_folder_the_server_user_cannot_enter_is_refused_with_the_fix(folder: P
         f"reach {closed / 'postgres'}; run `chmod o+x {closed}` or choose a data folder whose "
         f"parents all allow others to enter (mode o+x)"
     )
+
+
+def select_one(port: int) -> int:
+    """`SELECT 1` through asyncpg against a private cluster."""
+
+    async def query() -> int:
+        connection = await asyncpg.connect(f"postgresql://hookline@127.0.0.1:{port}/hookline")
+        try:
+            return int(await connection.fetchval("SELECT 1"))
+        finally:
+            await connection.close()
+
+    return asyncio.run(query())

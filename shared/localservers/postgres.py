@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 from shared.localservers.accounts import check_traversable, hand_over, service_account
 from shared.localservers.errors import LocalServerError
 from shared.localservers.install import postgres_bin_dir
-from shared.localservers.pgwire import PgError, simple_query
 from shared.localservers.ports import (
     LOOPBACK,
     Recorded,
@@ -45,10 +44,6 @@ log = logging.getLogger(__name__)
 USER = "hookline"
 DATABASE = "hookline"
 _DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = 'hookline'"
-_CREATE_DATABASE = "CREATE DATABASE hookline"
-
-# "the database system is starting up" / "... shutting down": try again shortly.
-_NOT_YET = frozenset({"57P03"})
 
 # Durability traded for speed, for tests only: a crash of the machine may lose the cluster.
 _FAST_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
@@ -192,20 +187,34 @@ class LocalPostgres:
             command += ["-c", setting]
         return command
 
+    def _client(self, program: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run one of PostgreSQL's own client programs against this cluster."""
+        command = [
+            str(postgres_bin_dir() / program),
+            "-h",
+            LOOPBACK,
+            "-p",
+            str(self._port),
+            "-U",
+            USER,
+            *args,
+        ]
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=10, env=_environment(), check=False
+        )
+
     def _accepts_queries(self) -> bool:
-        try:
-            simple_query(self._port, "SELECT 1", user=USER, database="postgres", timeout=2)
-        except OSError:
-            return False
-        except PgError as error:
-            if error.sqlstate in _NOT_YET:
-                return False
-            raise LocalServerError(f"PostgreSQL refused us: {error}") from None
-        return True
+        # pg_isready exits 0 once the server accepts connections (1: starting, 2: no answer).
+        return self._client("pg_isready", "-d", "postgres", "-t", "2").returncode == 0
 
     def _create_database(self) -> None:
-        if simple_query(self._port, _DATABASE_EXISTS, user=USER, database="postgres") == 0:
-            simple_query(self._port, _CREATE_DATABASE, user=USER, database="postgres")
+        exists = self._client("psql", "-d", "postgres", "-tAc", _DATABASE_EXISTS)
+        if exists.returncode != 0:
+            raise LocalServerError(f"PostgreSQL refused us: {exists.stderr.strip()}")
+        if exists.stdout.strip() != "1":
+            created = self._client("createdb", DATABASE)
+            if created.returncode != 0:
+                raise LocalServerError(f"cannot create database {DATABASE}: {created.stderr.strip()}")
 
 
 def _environment() -> dict[str, str]:
