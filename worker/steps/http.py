@@ -36,7 +36,9 @@ class HttpRunner:
         self.id = step.id
         self.timeout: float | None = call.timeout
         self._call = call
-        self._timeout = httpx.Timeout(call.timeout)
+        # No httpx timeouts: they bound each read and write, not the call. The engine bounds
+        # the whole call (connect, send, read) by the step's `timeout`.
+        self._timeout = httpx.Timeout(None)
         self._url = compile_template(call.url)
         self._path = compile_template(call.path)
         self._headers = compile_template(call.headers)
@@ -63,14 +65,12 @@ class HttpRunner:
             "request": {
                 "method": method,
                 "url": shown_url,
-                "query": query,
+                "query": [list(pair) for pair in query],
                 "headers": _redact(headers, set(target.headers)),
             }
         }
         try:
             output = await _send(resources.http, method, url, query, headers, content, self._timeout)
-        except httpx.TimeoutException:
-            raise StepFailed(f"{where}: no answer within {self._call.timeout:g} s") from None
         except httpx.HTTPError as exc:
             raise StepFailed(scrub(f"{where}: {type(exc).__name__}: {exc}", target.secrets)) from None
         except _TooLarge:

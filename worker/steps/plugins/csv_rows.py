@@ -40,7 +40,8 @@ class CsvRows:
     async def run(self, value: Any) -> Any:
         if not isinstance(value, str):
             raise WorkflowError(f"csv: the input must be text, not {type(value).__name__}")
-        reader = csv.reader(io.StringIO(value), delimiter=self.config.delimiter)
+        # strict: a malformed export fails the step instead of turning into odd rows.
+        reader = csv.reader(io.StringIO(value), delimiter=self.config.delimiter, strict=True)
         rows: list[list[str]] = []
         limit = self.config.max_rows + (1 if self.config.header else 0)
         try:

@@ -1,0 +1,118 @@
+"""Workspace connections: stored as references, resolved by the worker, followed when changed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from shared.db.pool import Connection, create_pool
+from shared.db.registry import apply_workspace
+from shared.errors import WorkflowError
+from shared.spec.loader import load_text
+from tests.helpers import eventually
+from tests.workflow_runs import invocation, workflow_of
+from worker.connections import Connections
+
+FILE = """
+workspace: {ws}
+connections:
+  crm: {{type: http, base_url: "${{env:CRM_URL}}/v2", headers: {{Authorization: "Bearer ${{env:CRM_TOKEN}}", X-Tenant: acme}}}}
+  erp: {{type: postgres, dsn: "{dsn}"}}
+"""
+
+
+async def apply(db: Connection, workspace: str, dsn: str = "${env:ERP_DSN}") -> list[str]:
+    [document] = load_text(FILE.format(ws=workspace, dsn=dsn))
+    return [str(change) for change in await apply_workspace(db, document)]
+
+
+@pytest.fixture
+async def environ(database_url: str) -> dict[str, str]:
+    return {"CRM_URL": "https://crm.example.com", "CRM_TOKEN": "tok-8d1e55", "ERP_DSN": database_url}
+
+
+@pytest.fixture
+async def connections(database_url: str, environ: dict[str, str]) -> AsyncIterator[Connections]:
+    pool = await create_pool(database_url, max_size=2)
+    resources = Connections(pool, environ=environ)
+    yield resources
+    await resources.close()
+    await pool.close()
+
+
+async def test_the_registry_keeps_references_never_resolved_secrets(db: Connection, workspace: str) -> None:
+    assert await apply(db, workspace) == [
+        f"workspace {workspace}: created",
+        f"connection {workspace}/crm: created",
+        f"connection {workspace}/erp: created",
+    ]
+    stored = await db.fetchval(
+        "select spec from connections where workspace = $1 and name = 'crm'", workspace
+    )
+    assert stored == {
+        "type": "http",
+        "base_url": "${env:CRM_URL}/v2",
+        "headers": {"Authorization": "Bearer ${env:CRM_TOKEN}", "X-Tenant": "acme"},
+    }
+    assert (await apply(db, workspace))[1:] == [
+        f"connection {workspace}/crm: unchanged",
+        f"connection {workspace}/erp: unchanged",
+    ]
+
+
+async def test_an_http_connection_is_resolved_from_the_workers_environment(
+    db: Connection, workspace: str, connections: Connections
+) -> None:
+    await apply(db, workspace)
+    target = await connections.http_target(workspace, "crm")
+    assert target.base_url == "https://crm.example.com/v2"
+    assert target.headers == {"Authorization": "Bearer tok-8d1e55", "X-Tenant": "acme"}
+    assert target.shown_base_url == "${env:CRM_URL}/v2"
+    assert sorted(target.secrets) == ["https://crm.example.com", "tok-8d1e55"]
+
+
+async def test_a_variable_missing_on_the_worker_is_named_not_guessed(
+    db: Connection, workspace: str, connections: Connections, environ: dict[str, str]
+) -> None:
+    await apply(db, workspace)
+    del environ["CRM_TOKEN"]
+    with pytest.raises(WorkflowError) as raised:
+        await connections.http_target(workspace, "crm")
+    assert str(raised.value) == "connection crm: environment variable CRM_TOKEN is not set on this worker"
+
+
+async def test_the_wrong_kind_of_connection_is_refused(
+    db: Connection, workspace: str, connections: Connections
+) -> None:
+    await apply(db, workspace)
+    with pytest.raises(WorkflowError) as raised:
+        await connections.postgres(workspace, "crm")
+    assert str(raised.value) == "connection 'crm' is not a postgres connection"
+
+
+async def test_a_changed_connection_reaches_a_running_worker_and_secrets_stay_out_of_errors(
+    db: Connection, workspace: str, connections: Connections, database_url: str, environ: dict[str, str]
+) -> None:
+    await apply(db, workspace)
+    connections.start(database_url)
+    workflow = workflow_of(
+        "- id: q\n  sql: {connection: erp, query: select 1 as one}",
+        connections,
+        connections="erp: {type: postgres, dsn: '${env:ERP_DSN}'}",
+    )
+    first = await workflow.run(invocation(workspace=workspace), 1)
+    assert first.output == [{"one": 1}]
+
+    # Same server, a database that does not exist, its name a secret from the environment.
+    base = database_url.rsplit("/", 1)[0]
+    environ["ERP_DB"] = "secret-db-name-4471"
+    changes = await apply(db, workspace, dsn=base + "/${env:ERP_DB}")
+    assert changes[2] == f"connection {workspace}/erp: updated"
+
+    async def failed() -> str | None:
+        outcome = await workflow.run(invocation(workspace=workspace), 1)
+        return outcome.error if not outcome.ok else None
+
+    error = await eventually(failed, timeout=10)
+    assert error == 'step q (sql): connection erp: database "[redacted]" does not exist'

@@ -1,0 +1,222 @@
+"""The engine: step order, conditions, respond, failures, timeouts and what each record keeps."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import msgspec
+import pytest
+
+from shared.spec.model import Trigger
+from tests.workflow_runs import invocation, workflow_of
+from worker.engine import Workflow, truncated
+from worker.steps.base import RunContext, scrub
+
+
+async def test_steps_run_in_order_and_see_earlier_outputs() -> None:
+    workflow = workflow_of(
+        """
+        - id: a
+          map: {n: "{{ request.body.n }}"}
+        - id: b
+          map: "{{ concat('n=', steps.a.output.n) }}"
+        """
+    )
+    outcome = await workflow.run(invocation({"n": 7}), 1)
+    assert (outcome.ok, outcome.output, outcome.answer) == (True, "n=7", None)
+    assert [(r["id"], r["kind"], r["status"], r["output"], r["error"]) for r in outcome.steps] == [
+        ("a", "map", "succeeded", {"n": 7}, None),
+        ("b", "map", "succeeded", "n=7", None),
+    ]
+    assert all(r["duration_ms"] >= 0 and r["started_at"] > 0 for r in outcome.steps)
+
+
+BRANCHES = """
+- id: check
+  condition:
+    if: "{{ request.body.value }}"
+    then:
+      - id: agree
+        map: then
+    else:
+      - id: refuse
+        map: else
+      - id: answer
+        respond: {status: 409, headers: {X-Why: "no"}, body: {value: "{{ request.body.value }}"}}
+- id: after
+  map: "{{ steps.agree.output }}"
+"""
+
+
+async def test_a_condition_runs_the_then_branch_and_then_the_rest() -> None:
+    outcome = await workflow_of(BRANCHES).run(invocation({"value": "x"}), 1)
+    assert outcome.ok
+    assert [(r["id"], r["output"]) for r in outcome.steps] == [
+        ("check", {"if": True, "branch": "then"}),
+        ("agree", "then"),
+        ("after", "then"),
+    ]
+
+
+async def test_a_respond_inside_a_branch_ends_the_run() -> None:
+    outcome = await workflow_of(BRANCHES).run(invocation({"value": []}), 1)
+    assert [r["id"] for r in outcome.steps] == ["check", "refuse", "answer"]
+    assert outcome.answer is not None
+    assert (outcome.answer.status, outcome.answer.headers, outcome.answer.body) == (
+        409,
+        {"X-Why": "no"},
+        {"value": []},
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "chosen"),
+    [
+        (0, True),
+        ("0", True),
+        ("false", True),
+        (False, False),
+        (None, False),
+        ("", False),
+        ([], False),
+        ({}, False),
+    ],
+)
+async def test_the_condition_uses_jmespath_truth(value: Any, chosen: bool) -> None:
+    outcome = await workflow_of(BRANCHES).run(invocation({"value": value}), 1)
+    assert outcome.steps[0]["output"]["if"] is chosen
+
+
+async def test_a_failing_step_ends_the_run_naming_the_step_and_the_expression() -> None:
+    workflow = workflow_of(
+        """
+        - id: ok
+          map: 1
+        - id: bad
+          map: "{{ abs(request.body.x) }}"
+        - id: never
+          map: 2
+        """
+    )
+    outcome = await workflow.run(invocation({"x": "a"}), 1)
+    reason = (
+        "expression {{ abs(request.body.x) }}: In function abs(), invalid type for value: a, "
+        "expected one of: ['number'], received: \"string\""
+    )
+    assert (outcome.ok, outcome.error) == (False, f"step bad (map): {reason}")
+    assert [(r["id"], r["status"], r["error"]) for r in outcome.steps] == [
+        ("ok", "succeeded", None),
+        ("bad", "failed", reason),
+    ]
+
+
+class Nap:
+    """A step that sleeps, to test timeouts without a slow server."""
+
+    kind = "nap"
+
+    def __init__(self, step_id: str, seconds: float, timeout: float | None = None) -> None:
+        self.id, self.seconds, self.timeout = step_id, seconds, timeout
+
+    async def run(self, context: RunContext) -> Any:
+        await asyncio.sleep(self.seconds)
+        return "rested"
+
+
+class Boom:
+    """A step with a bug."""
+
+    kind = "boom"
+    id = "boom"
+    timeout: float | None = None
+
+    async def run(self, context: RunContext) -> Any:
+        return {}["missing"]
+
+
+async def test_a_step_timeout_fails_that_step() -> None:
+    workflow = workflow_of("- id: x\n  map: 1")
+    workflow.steps = [Nap("quick", 0), Nap("slow", 5, timeout=0.2)]
+    outcome = await workflow.run(invocation(), 1)
+    assert outcome.error == "step slow (nap): timed out after 0.2 s (timeout)"
+    assert [(r["id"], r["status"]) for r in outcome.steps] == [("quick", "succeeded"), ("slow", "failed")]
+
+
+async def test_the_workflow_timeout_ends_the_run_in_the_step_that_was_running() -> None:
+    workflow = workflow_of("- id: x\n  map: 1", trigger="workflow_timeout: 300ms")
+    workflow.steps = [Nap("first", 0.1, timeout=10), Nap("second", 5, timeout=10), Nap("third", 0)]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    outcome = await workflow.run(invocation(), 1)
+    assert loop.time() - started < 1
+    error = "the workflow timed out after 0.3 s (workflow_timeout)"
+    assert outcome.error == f"step second (nap): {error}"
+    assert [(r["id"], r["status"], r["error"]) for r in outcome.steps] == [
+        ("first", "succeeded", None),
+        ("second", "failed", error),
+    ]
+
+
+async def test_a_bug_in_a_step_is_an_internal_error_logged_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    workflow = workflow_of("- id: x\n  map: 1")
+    workflow.steps = [Boom()]
+    with caplog.at_level(logging.ERROR, logger="worker.engine"):
+        outcome = await workflow.run(invocation(), 1)
+    assert outcome.error == "step boom (boom): internal error: KeyError"
+    [entry] = caplog.records
+    assert entry.getMessage() == "step boom (boom) raised"
+    assert entry.exc_info is not None
+
+
+async def test_a_large_output_is_truncated_in_the_record_but_whole_for_later_steps() -> None:
+    workflow = workflow_of(
+        """
+        - id: big
+          map: "{{ request.body }}"
+        - id: size
+          map: "{{ length(steps.big.output.text) }}"
+        """,
+        output_limit=100,
+    )
+    text = "é" * 200  # 400 bytes of UTF-8: the cut must not split a character
+    outcome = await workflow.run(invocation({"text": text}), 1)
+    big, size = outcome.steps
+    encoded = msgspec.json.encode({"text": text})
+    assert big["output"] == {
+        "truncated": True,
+        "size_bytes": len(encoded),
+        "preview": encoded[:100].decode("utf-8", errors="ignore"),
+    }
+    assert len(big["output"]["preview"].encode()) <= 100
+    assert size["output"] == 200
+
+
+def test_an_output_within_the_limit_is_kept_as_it_is() -> None:
+    assert truncated({"a": 1}, 7) == {"a": 1}
+    assert truncated({"a": 1}, 6)["truncated"] is True
+    assert truncated(None, 0) is None
+
+
+async def test_a_workflow_that_cannot_compile_on_this_worker_fails_each_run() -> None:
+    # Valid when applied elsewhere, but this worker lacks the python step.
+    spec = {
+        "name": "t",
+        "auth": {"type": "none"},
+        "workflow": [{"kind": "python", "id": "p", "python": {"step": "not-installed"}}],
+    }
+    workflow = Workflow(msgspec.convert(spec, Trigger))
+    outcome = await workflow.run(invocation(), 1)
+    assert (outcome.ok, outcome.steps) == (False, [])
+    assert outcome.error == (
+        "the workflow cannot be compiled on this worker: unknown python step 'not-installed'; installed: csv"
+    )
+
+
+def test_secrets_are_scrubbed_from_messages() -> None:
+    assert scrub("cannot log in as admin with s3cr3t-value", ["s3cr3t-value", "x"]) == (
+        "cannot log in as admin with [redacted]"
+    )

@@ -1,0 +1,241 @@
+"""The `http` step against a real HTTP server on a local port (http.server in a thread)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+import worker.steps.http
+from tests.stack import free_port
+from tests.workflow_runs import StaticResources, invocation, workflow_of
+from worker.steps.base import HttpTarget
+
+
+class Handler(BaseHTTPRequestHandler):
+    """/echo answers what it received; /status/N, /slow, /text, /mislabelled, /empty, /big."""
+
+    def _any(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length).decode()
+        path, _, query = self.path.partition("?")
+        if path.startswith("/status/"):
+            self._send(int(path.split("/")[2]), "application/json", json.dumps({"error": "nope"}))
+        elif path == "/slow":
+            time.sleep(1.5)
+            self._send(200, "text/plain", "late")
+        elif path == "/text":
+            self._send(200, "text/plain; charset=utf-8", "hello")
+        elif path == "/mislabelled":
+            self._send(200, "application/json", "not json")
+        elif path == "/empty":
+            self._send(204, "text/plain", "")
+        elif path == "/big":
+            self._send(200, "text/plain", "x" * 5000)
+        else:
+            echo = {
+                "method": self.command,
+                "path": path,
+                "query": query,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "body": body,
+            }
+            self._send(200, "application/json", json.dumps(echo), {"Set-Cookie": "session=abc"})
+
+    do_GET = do_POST = do_PUT = do_DELETE = _any
+
+    def _send(self, status: int, content_type: str, text: str, extra: dict[str, str] | None = None) -> None:
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        with contextlib.suppress(BrokenPipeError):  # /slow: the client gave up, as tested
+            self.wfile.write(data)
+
+    def log_message(self, *_: Any) -> None:
+        return
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+async def resources(server: str) -> AsyncIterator[StaticResources]:
+    target = HttpTarget(
+        base_url=f"{server}/api",
+        headers={"api-key": "k-3f9a7c1e", "X-Tenant": "acme"},
+        shown_base_url="${env:TARGET_URL}/api",
+        secrets=("k-3f9a7c1e",),
+    )
+    async with httpx.AsyncClient() as client:
+        yield StaticResources(client, {"target": target})
+
+
+CONNECTION = (
+    "target: {type: http, base_url: '${env:TARGET_URL}/api', headers: {api-key: '${env:TARGET_KEY}'}}"
+)
+
+
+async def test_a_json_call_records_status_headers_and_the_parsed_body(
+    server: str, resources: StaticResources
+) -> None:
+    workflow = workflow_of(
+        f"""
+        - id: call
+          http:
+            method: POST
+            url: "{server}/echo"
+            json: {{name: "{{{{ request.body.name }}}}", n: 3}}
+        """,
+        resources,
+    )
+    outcome = await workflow.run(invocation({"name": "Gromit"}), 1)
+    assert outcome.ok, outcome.error
+    output = outcome.output
+    assert output["status"] == 200
+    assert output["headers"]["content-type"] == "application/json"
+    assert output["headers"]["set-cookie"] == "[redacted]"
+    echo = output["body"]
+    assert (echo["method"], echo["path"], json.loads(echo["body"])) == (
+        "POST",
+        "/echo",
+        {"name": "Gromit", "n": 3},
+    )
+    assert echo["headers"]["content-type"] == "application/json"
+
+
+async def test_a_connection_gives_base_url_and_headers_which_the_record_redacts(
+    server: str, resources: StaticResources
+) -> None:
+    workflow = workflow_of(
+        """
+        - id: call
+          http:
+            connection: target
+            path: /orders
+            query: {page: 2, tags: [a, b], none: null, flag: true}
+            headers: {X-Request: "{{ execution.id }}", X-Auth-Token: plain}
+        """,
+        resources,
+        connections=CONNECTION,
+    )
+    run = invocation()
+    outcome = await workflow.run(run, 1)
+    assert outcome.ok, outcome.error
+    echo = outcome.output["body"]
+    assert (echo["path"], echo["query"]) == ("/api/orders", "page=2&tags=a&tags=b&flag=true")
+    assert echo["headers"]["api-key"] == "k-3f9a7c1e"
+    assert echo["headers"]["x-tenant"] == "acme"
+    [record] = outcome.steps
+    assert record["request"] == {
+        "method": "GET",
+        "url": "${env:TARGET_URL}/api/orders",
+        "query": [["page", "2"], ["tags", "a"], ["tags", "b"], ["flag", "true"]],
+        "headers": {
+            "api-key": "[redacted]",
+            "X-Tenant": "[redacted]",
+            "X-Request": run.id,
+            "X-Auth-Token": "[redacted]",
+        },
+    }
+
+
+async def test_values_in_a_path_are_percent_encoded(resources: StaticResources) -> None:
+    workflow = workflow_of(
+        """
+        - id: call
+          http: {connection: target, path: "/items/{{ request.body.id }}/stock"}
+        """,
+        resources,
+        connections=CONNECTION,
+    )
+    outcome = await workflow.run(invocation({"id": "../admin x"}), 1)
+    assert outcome.output["body"]["path"] == "/api/items/..%2Fadmin%20x/stock"
+
+
+async def test_a_status_outside_expect_fails_the_step_and_keeps_the_answer(
+    server: str, resources: StaticResources
+) -> None:
+    workflow = workflow_of(f'- id: call\n  http: {{url: "{server}/status/404"}}', resources)
+    outcome = await workflow.run(invocation(), 1)
+    assert not outcome.ok
+    assert outcome.error == f"step call (http): GET {server}/status/404 answered 404; expected 2xx"
+    [record] = outcome.steps
+    assert record["status"] == "failed"
+    assert record["output"]["status"] == 404
+    assert record["output"]["body"] == {"error": "nope"}
+
+
+async def test_expect_takes_codes_and_classes(server: str, resources: StaticResources) -> None:
+    workflow = workflow_of(
+        f'- id: call\n  http: {{url: "{server}/status/409", expect: [201, 4xx]}}', resources
+    )
+    outcome = await workflow.run(invocation(), 1)
+    assert outcome.ok
+    assert outcome.output["status"] == 409
+
+
+async def test_a_slow_answer_fails_at_the_step_timeout(server: str, resources: StaticResources) -> None:
+    workflow = workflow_of(f'- id: call\n  http: {{url: "{server}/slow", timeout: 300ms}}', resources)
+    started = time.monotonic()
+    outcome = await workflow.run(invocation(), 1)
+    assert time.monotonic() - started < 1.2
+    assert outcome.error == "step call (http): timed out after 0.3 s (timeout)"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/text", "hello"), ("/mislabelled", "not json"), ("/empty", None)],
+)
+async def test_an_answer_that_is_not_json_is_kept_as_text(
+    server: str, resources: StaticResources, path: str, body: str | None
+) -> None:
+    workflow = workflow_of(f'- id: call\n  http: {{url: "{server}{path}"}}', resources)
+    outcome = await workflow.run(invocation(), 1)
+    assert outcome.ok, outcome.error
+    assert outcome.output["body"] == body
+
+
+async def test_a_text_body_is_sent_as_text(server: str, resources: StaticResources) -> None:
+    workflow = workflow_of(
+        f'- id: call\n  http: {{method: PUT, url: "{server}/echo", body: "name={{{{ request.body.n }}}}"}}',
+        resources,
+    )
+    outcome = await workflow.run(invocation({"n": "Gromit"}), 1)
+    echo = outcome.output["body"]
+    assert (echo["method"], echo["body"]) == ("PUT", "name=Gromit")
+    assert echo["headers"]["content-type"] == "text/plain; charset=utf-8"
+
+
+async def test_an_answer_too_large_fails_the_step(
+    server: str, resources: StaticResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker.steps.http, "MAX_RESPONSE_BYTES", 1000)
+    workflow = workflow_of(f'- id: call\n  http: {{url: "{server}/big"}}', resources)
+    outcome = await workflow.run(invocation(), 1)
+    assert outcome.error == f"step call (http): GET {server}/big: the answer is larger than 1000 bytes"
+
+
+async def test_an_unreachable_server_fails_the_step_naming_the_call(resources: StaticResources) -> None:
+    url = f"http://127.0.0.1:{free_port()}/x"
+    workflow = workflow_of(f'- id: call\n  http: {{url: "{url}"}}', resources)
+    outcome = await workflow.run(invocation(), 1)
+    assert outcome.error == f"step call (http): GET {url}: ConnectError: All connection attempts failed"
