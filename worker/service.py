@@ -20,6 +20,7 @@ from shared.db.lanes import LANES_CHANNEL, load_layouts
 from shared.db.notify import follow
 from shared.db.pool import create_pool
 from shared.settings import Settings
+from worker.connections import Connections
 from worker.consumer import Lane, Runner
 from worker.execution import Reporter
 from worker.holds import LaneHolds
@@ -50,6 +51,8 @@ class Worker:
         self._pool = await create_pool(self.settings.database_url, min_size=1, max_size=4)
         self._recorder = Recorder(self._pool)
         self._recorder.start()
+        self._connections = Connections(self._pool)
+        self._connections.start(self.settings.database_url)
         self._broker.on_connect(self._on_connect)
         await self._broker.start()
         follower = asyncio.create_task(self._follow_lanes(), name="lanes")
@@ -67,7 +70,7 @@ class Worker:
         replies = await connection.channel(publisher_confirms=False)
         delays = await open_confirm_channel(connection)
         self._runner = Runner(
-            WorkflowCache(self._pool),
+            WorkflowCache(self._pool, self._connections, self.settings.step_output_limit),
             Reporter(self._recorder, replies.default_exchange, self._pool),
             LaneHolds(self._pool, self._stop),
             delays.default_exchange,
@@ -152,8 +155,10 @@ class Worker:
         )
         # 3. Close the connection: whatever was not acked goes back to the head of its queue.
         await self._broker.close()
-        # 4. Close the recorder and the pool last: in-flight runs needed them.
+        # 4. Close the recorder, the steps' connections and the pool last: in-flight runs
+        #    needed them.
         await self._recorder.close()
+        await self._connections.close()
         await self._pool.close()
 
 
