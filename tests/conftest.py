@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,9 +23,9 @@ import pytest
 
 from shared.db.migrate import migrate
 from shared.db.pool import connect
+from shared.demo_target import DemoTarget
 from tests import servers
 from tests.stack import Services, services
-
 
 # Secrets the session's services can resolve from `${env:...}` references in trigger files.
 TEST_SECRETS = {
@@ -131,9 +132,33 @@ def log_dir(server_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def stack(amqp_url: str, database_url: str, amqp_prefix: str, log_dir: Path) -> Iterator[Services]:
+def demo_target() -> Iterator[DemoTarget]:
+    """The system the examples call (shared/demo_target.py), served from a thread of the tests."""
+    server = DemoTarget(0, "demo-target-key-of-the-tests")
+    thread = threading.Thread(target=server.serve_forever, name="demo-target", daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def demo_env(demo_target: DemoTarget, database_url: str) -> dict[str, str]:
+    """What the connections of examples/*.yaml reference, as `hookline up` sets it."""
+    return {
+        "DEMO_TARGET_URL": demo_target.url,
+        "DEMO_TARGET_KEY": demo_target.api_key,
+        "DEMO_ERP_DSN": database_url,
+    }
+
+
+@pytest.fixture(scope="session")
+def stack(
+    amqp_url: str, database_url: str, amqp_prefix: str, log_dir: Path, demo_env: dict[str, str]
+) -> Iterator[Services]:
     """Dispatcher, two workers and an ingress, shared by the session's integration tests."""
-    with services(amqp_url, database_url, log_dir, workers=2, prefix=amqp_prefix, extra_env=TEST_SECRETS) as running:
+    env = {**TEST_SECRETS, **demo_env}
+    with services(amqp_url, database_url, log_dir, workers=2, prefix=amqp_prefix, extra_env=env) as running:
         yield running
 
 
