@@ -116,3 +116,12 @@ async def test_a_changed_connection_reaches_a_running_worker_and_secrets_stay_ou
 
     error = await eventually(failed, timeout=10)
     assert error == 'step q (sql): connection erp: database "[redacted]" does not exist'
+
+
+async def test_the_password_of_a_dsn_is_a_secret_of_its_own(
+    db: Connection, workspace: str, connections: Connections, environ: dict[str, str]
+) -> None:
+    await apply(db, workspace)
+    environ["ERP_DSN"] = "postgresql://app:pw-5e2c91@127.0.0.1:1/erp"
+    _, secrets = await connections.postgres(workspace, "erp")
+    assert sorted(secrets) == ["postgresql://app:pw-5e2c91@127.0.0.1:1/erp", "pw-5e2c91"]

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -87,13 +88,15 @@ class Connections:
         spec = await self._spec(workspace, name)
         if not isinstance(spec, PostgresConnection):
             raise WorkflowError(f"connection {name!r} is not a postgres connection")
-        secrets = self._secrets([spec.dsn])
+        dsn = self._resolve(name, spec.dsn)
+        # A DSN that is one reference holds a password too: scrub it on its own as well.
+        password = urlsplit(dsn).password
+        secrets = (*self._secrets([spec.dsn]), *([password] if password else []))
         key = (workspace, name)
         async with self._opening:
             current = self._pools.get(key)
             if current is not None and current[0] == spec:
                 return current[1], secrets
-            dsn = self._resolve(name, spec.dsn)
             try:
                 pool = await asyncpg.create_pool(
                     dsn, min_size=0, max_size=spec.pool_size, init=init_connection, timeout=10
