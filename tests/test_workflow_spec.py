@@ -196,6 +196,14 @@ FUNCTIONS = (
             id="condition-if-not-an-expression",
         ),
         pytest.param(
+            (
+                'if: "{{ steps.create.output.status == `201` }}"',
+                'if: "{{ request.body.a }} and {{ request.body.b }}"',
+            ),
+            "f.yaml: trigger order, step check, field condition.if: must be one expression, such as {{ x == `1` }}",
+            id="condition-if-text-around-expressions",
+        ),
+        pytest.param(
             ("status: 502", "status: [1]"),
             "f.yaml: trigger order, step check, else, step check_else_1, field respond.status: "
             "Expected `int | str`, got `array`",

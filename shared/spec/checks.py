@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from shared.errors import ExpressionError, SpecError
-from shared.expressions import RESPONSE_ROOTS, WORKFLOW_ROOTS, compile_template
+from shared.expressions import RESPONSE_ROOTS, WORKFLOW_ROOTS, Expr, compile_template
 from shared.spec.connections import Connection, HttpConnection, PostgresConnection, is_credential_header
 from shared.spec.model import Trigger, Workspace
 from shared.spec.plugins import PluginConfigInvalid, configure, load_plugin
@@ -29,7 +29,6 @@ from shared.spec.steps import (
 
 # `${env:NAME}` anywhere in a string (shared/spec/secrets.py resolves the same syntax).
 _REFERENCE = re.compile(r"\$\{env:[A-Za-z_][A-Za-z0-9_]*\}")
-_WHOLE_EXPRESSION = re.compile(r"^\{\{.*\}\}$", re.DOTALL)
 
 
 def check_workspace(workspace: Workspace) -> None:
@@ -59,7 +58,8 @@ def _check_steps(steps: list[Step], where: str, connections: dict[str, Connectio
         elif isinstance(step, PythonStep):
             _check_python(here, step)
         elif isinstance(step, ConditionStep):
-            if not _WHOLE_EXPRESSION.match(step.condition.if_.strip()):
+            # Templates were compiled above; `if` must be one expression, not text around some.
+            if not isinstance(compile_template(step.condition.if_.strip()), Expr):
                 raise SpecError(
                     f"{here}, field condition.if: must be one expression, such as {{{{ x == `1` }}}}"
                 )
