@@ -237,6 +237,18 @@ FUNCTIONS = (
             id="literal-dsn-password",
         ),
         pytest.param(
+            ('base_url: "https://crm.example.com/api"', 'base_url: "https://app:pw@crm.example.com/api"'),
+            "f.yaml: connection crm, field base_url: "
+            "the password must be an ${env:NAME} reference, never written in the file",
+            id="literal-base-url-password",
+        ),
+        pytest.param(
+            ("connection: crm, method: POST, path: /customers", 'url: "https://app:pw@crm.example.com/c"'),
+            "f.yaml: trigger order, step create, field http.url: a password in a URL is a secret; "
+            "use an http connection, whose headers can hold ${env:NAME} references",
+            id="literal-url-password",
+        ),
+        pytest.param(
             ('dsn: "${env:ERP_DSN}"', 'dsn: "${env:ERP-DSN}"'),
             "f.yaml: connection erp, field dsn: a secret is written ${env:NAME} (letters, digits, _)",
             id="malformed-env-reference",

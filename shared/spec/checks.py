@@ -51,6 +51,11 @@ def _check_steps(steps: list[Step], where: str, connections: dict[str, Connectio
         here = f"{where}, step {step.id}"
         for field, value in _template_fields(step):
             _templates(here, field, value, WORKFLOW_ROOTS)
+        if isinstance(step, HttpStep) and step.http.url and _literal_password(step.http.url):
+            raise SpecError(
+                f"{here}, field http.url: a password in a URL is a secret; "
+                "use an http connection, whose headers can hold ${env:NAME} references"
+            )
         if isinstance(step, HttpStep) and step.http.connection is not None:
             _connection(here, "http", step.http.connection, HttpConnection, connections)
         elif isinstance(step, SqlStep):
@@ -145,6 +150,10 @@ def _check_connection(where: str, connection: Connection) -> None:
     _references(where, "base_url", connection.base_url)
     if not connection.base_url.startswith(("http://", "https://", "${env:")):
         raise SpecError(f"{where}, field base_url: must start with http:// or https://")
+    if _literal_password(connection.base_url):
+        raise SpecError(
+            f"{where}, field base_url: the password must be an ${{env:NAME}} reference, never written in the file"
+        )
     for header, value in connection.headers.items():
         _references(where, f"headers.{header}", value)
         if is_credential_header(header) and not _REFERENCE.search(value):
@@ -164,8 +173,15 @@ def _check_dsn(where: str, dsn: str) -> None:
     parts = urlsplit(dsn)
     if parts.scheme not in ("postgres", "postgresql"):
         raise SpecError(f"{where}, field dsn: must be a postgresql://user@host/database URL")
-    passwords = [parts.password or "", *parse_qs(parts.query).get("password", [])]
-    if any(p and not _REFERENCE.fullmatch(p) for p in passwords):
+    if _literal_password(dsn) or any(
+        not _REFERENCE.fullmatch(p) for p in parse_qs(parts.query).get("password", [])
+    ):
         raise SpecError(
             f"{where}, field dsn: the password must be an ${{env:NAME}} reference, never written in the file"
         )
+
+
+def _literal_password(url: str) -> bool:
+    """Whether a URL carries a password written out (`user:pw@`), not a `${env:NAME}`."""
+    password = urlsplit(url).password
+    return bool(password) and not _REFERENCE.fullmatch(password or "")
