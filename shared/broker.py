@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,3 +210,16 @@ def republished_headers(headers: Mapping[str, Any] | None, **changes: Any) -> di
         else:
             out[name] = value
     return out
+
+
+@contextlib.asynccontextmanager
+async def connect_once(url: str, name: str) -> AsyncIterator[AbstractConnection]:
+    """A plain connection for a command-line tool; BrokerUnavailable if there is none."""
+    try:
+        connection = await aio_pika.connect(url, timeout=10, client_properties={"connection_name": name})
+    except CONNECTION_EXCEPTIONS as exc:
+        raise BrokerUnavailable(f"cannot reach RabbitMQ ({type(exc).__name__})") from None
+    try:
+        yield connection
+    finally:
+        await connection.close()

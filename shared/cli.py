@@ -7,11 +7,11 @@ import os
 import sys
 from pathlib import Path
 
-from shared.commands import executions, keys, registry
+from shared.commands import dlq, executions, keys, lanes, registry
 from shared.errors import HooklineError
 
 SERVICES = ("ingress", "dispatcher", "worker")
-COMMANDS = (registry, keys, executions)
+COMMANDS = (registry, keys, executions, dlq, lanes)
 
 
 def main(argv: list[str] | None = None) -> int:
