@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -69,6 +70,7 @@ class Topology:
     retries: tuple[QueueSpec, ...]
     lanes: tuple[Lane, ...]
     routes: tuple[Route, ...]
+    holds: tuple[QueueSpec, ...] = ()  # hold queues of paused unordered triggers
 
 
 @dataclass(frozen=True)
@@ -103,9 +105,21 @@ def layout_changes(shapes: list[TriggerShape], layouts: list[LaneLayout]) -> Lay
 
 
 def desired_topology(
-    shapes: list[TriggerShape], layouts: list[LaneLayout], prefix: str, max_length: int, delivery_limit: int
+    shapes: list[TriggerShape],
+    layouts: list[LaneLayout],
+    prefix: str,
+    max_length: int,
+    delivery_limit: int,
+    pauses: Mapping[tuple[str, str], bool] | None = None,
 ) -> Topology:
-    """What the broker should look like for these triggers and layouts."""
+    """What the broker should look like for these triggers and layouts.
+
+    `pauses` maps a paused trigger to whether it is being resumed. A paused unordered
+    trigger's key is bound to its hold queue instead of the work queue; a resumed one's is
+    bound back (the dispatcher then empties the hold queue). Ordered triggers keep their
+    lanes: their workers stop consuming them instead, which keeps the order.
+    """
+    pauses = pauses or {}
     work = QueueSpec(
         topology.work_queue_name(prefix),
         topology.work_queue_arguments(prefix, max_length, delivery_limit),
@@ -122,11 +136,16 @@ def desired_topology(
     work_target = Target("queue", work.name)
     lanes: list[Lane] = []
     routes: list[Route] = []
+    holds: list[QueueSpec] = []
     for shape in sorted(shapes, key=lambda s: (s.workspace, s.name)):
         key = topology.routing_key(shape.workspace, shape.name)
         rows = by_trigger.get((shape.workspace, shape.name), [])
         old = tuple(_target(x, prefix) for x in rows if x.draining)
         active = next((x for x in rows if not x.draining), None)
+        pause = pauses.get((shape.workspace, shape.name))
+        hold = Target("queue", topology.hold_queue_name(prefix, shape.workspace, shape.name))
+        if pause is not None:
+            old = (*old, hold)  # left unless it is where the key must go (below)
         if shape.deleted:
             extra = (_target(active, prefix),) if active is not None else ()
             routes.append(Route(key, None, (work_target, *old, *extra)))
@@ -135,9 +154,12 @@ def desired_topology(
                 Lane(tuple(QueueSpec(q, lane_args) for q in active.queues(prefix)), active.exchange(prefix))
             )
             routes.append(Route(key, _target(active, prefix), (work_target, *old)))
+        elif pause is False:
+            holds.append(QueueSpec(hold.name, topology.hold_queue_arguments(prefix, max_length)))
+            routes.append(Route(key, hold, (work_target, *(x for x in old if x != hold))))
         else:
             routes.append(Route(key, work_target, old))
-    return Topology(work, dead, retries, tuple(lanes), tuple(routes))
+    return Topology(work, dead, retries, tuple(lanes), tuple(routes), tuple(holds))
 
 
 def _by_trigger(layouts: list[LaneLayout]) -> dict[tuple[str, str], list[LaneLayout]]:
@@ -171,7 +193,7 @@ class Reconciler:
             await channel.exchange_declare(invocations, exchange_type="direct", durable=True)
             dead_exchange = topology.dead_letter_exchange(self._prefix)
             await channel.exchange_declare(dead_exchange, exchange_type="fanout", durable=True)
-            for queue in (desired.dead, desired.work, *desired.retries):
+            for queue in (desired.dead, desired.work, *desired.retries, *desired.holds):
                 await channel.queue_declare(queue.name, durable=True, arguments=queue.argument_dict())
             await channel.queue_bind(desired.dead.name, dead_exchange)
             for lane in desired.lanes:

@@ -14,10 +14,13 @@ import time
 from aio_pika.abc import AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
+from dispatcher.holds import delete_if_empty, release_held
 from dispatcher.reconcile import Reconciler, desired_topology, layout_changes
+from shared import topology
 from shared.broker import BrokerLink
 from shared.db.lanes import delete_layout, load_layouts, save_layouts, trigger_shapes
 from shared.db.notify import follow
+from shared.db.pauses import forget_resumed, pause_states
 from shared.db.pool import DB_ERRORS, create_pool
 from shared.errors import BrokerUnavailable
 from shared.settings import Settings
@@ -41,6 +44,7 @@ class Dispatcher:
         self._lock = asyncio.Lock()
         self._reconciler: Reconciler | None = None
         self._draining: dict[LaneLayout, float] = {}  # layout -> when first seen draining
+        self._resumed: dict[tuple[str, str], float] = {}  # trigger -> when its key left the hold queue
 
     async def run(self) -> None:
         """Reconcile until `stop()`."""
@@ -83,6 +87,7 @@ class Dispatcher:
             await connection.execute("select pg_advisory_lock($1)", _LOCK)
             try:
                 shapes = await trigger_shapes(connection)
+                pauses = {(p.workspace, p.trigger): p.resumed for p in await pause_states(connection)}
                 layouts = await load_layouts(connection)
                 changes = layout_changes(shapes, layouts)
                 if changes.drain or changes.create:
@@ -100,12 +105,14 @@ class Dispatcher:
                     self.settings.amqp_prefix,
                     self.settings.work_queue_max_length,
                     self.settings.delivery_limit,
+                    pauses,
                 )
                 self._track_draining(layouts)
                 if self._reconciler is None:
                     return
                 try:
                     await self._reconciler.apply(desired)
+                    self._track_resumed(pauses)
                 except (*CONNECTION_EXCEPTIONS, BrokerUnavailable) as exc:
                     # The broker went away mid-way; the reconnect callback runs us again.
                     log.warning("reconcile interrupted (%s)", type(exc).__name__)
@@ -116,6 +123,27 @@ class Dispatcher:
         now = time.monotonic()
         self._draining = {x: self._draining.get(x, now) for x in layouts if x.draining}
 
+    def _track_resumed(self, pauses: dict[tuple[str, str], bool]) -> None:
+        # Recorded only once the key is bound back: from then on nothing new reaches the hold queue.
+        now = time.monotonic()
+        self._resumed = {t: self._resumed.get(t, now) for t, resumed in pauses.items() if resumed}
+
+    async def _release_resumed(self) -> None:
+        """Move what resumed triggers' hold queues kept; delete each once settled and empty."""
+        connection = self._broker.connection
+        assert connection is not None
+        async with self._lock:  # a pause coming back in between is seen by the next round
+            for (workspace, trigger), since in list(self._resumed.items()):
+                queue = topology.hold_queue_name(self.settings.amqp_prefix, workspace, trigger)
+                await release_held(connection, queue)
+                settled = time.monotonic() - since >= DRAIN_SETTLE_SECONDS
+                if not settled or not await delete_if_empty(connection, queue):
+                    continue
+                async with self._pool.acquire() as db:
+                    await forget_resumed(db, workspace, trigger)
+                self._resumed.pop((workspace, trigger), None)
+                log.info("resume carried out", extra={"workspace": workspace, "trigger": trigger})
+
     async def _drain_loop(self) -> None:
         """Every second, delete the draining layouts that have emptied."""
         while True:
@@ -123,10 +151,12 @@ class Dispatcher:
             ready = [
                 x for x, seen in self._draining.items() if time.monotonic() - seen >= DRAIN_SETTLE_SECONDS
             ]
-            if not ready or self._reconciler is None or not self._broker.ready:
+            if not (ready or self._resumed) or self._reconciler is None or not self._broker.ready:
                 continue
             try:
-                await self._drain(ready)
+                await self._release_resumed()
+                if ready:
+                    await self._drain(ready)
             except (*CONNECTION_EXCEPTIONS, BrokerUnavailable) as exc:
                 log.warning("drain check failed (%s); trying again", type(exc).__name__)
             except DB_ERRORS as exc:

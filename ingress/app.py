@@ -10,7 +10,8 @@ from typing import Any
 
 from litestar import HttpMethod, Litestar, Request, Response, route
 
-from ingress.api import Resources, build_routes, health_routes
+from ingress.api import Resources, api_router, health_routes, openapi_config, status_route
+from ingress.console import console_router, console_templates
 from ingress.hooks import Hooks
 from ingress.idempotency import IdempotencyStore
 from ingress.problems import make_handlers
@@ -37,6 +38,7 @@ HOOK_METHODS: list[HttpMethod] = [
 def create_app(settings: Settings) -> Litestar:
     """Wire the registry, the publisher and the routes; resources open in the lifespan."""
     res = Resources()
+    res.settings = settings
 
     @asynccontextmanager
     async def resources(_: Litestar) -> AsyncIterator[None]:
@@ -61,15 +63,21 @@ def create_app(settings: Settings) -> Litestar:
             await res.publisher.close()
             await res.pool.close()
 
-    @route("/hooks/{workspace:str}/{trigger:str}", http_method=HOOK_METHODS, request_max_body_size=None)
+    @route(
+        "/hooks/{workspace:str}/{trigger:str}",
+        http_method=HOOK_METHODS,
+        request_max_body_size=None,
+        include_in_schema=False,
+    )
     async def hook(request: Request[Any, Any, Any], workspace: str, trigger: str) -> Response[bytes]:
         return await res.hooks.handle(request, workspace, trigger)
 
     app = Litestar(
-        route_handlers=[hook, *build_routes(res, settings.admin_token), *health_routes(res)],
+        route_handlers=[hook, status_route(res), api_router(res), console_router(res), *health_routes(res)],
         lifespan=[resources],
         exception_handlers=make_handlers(settings.retry_after),
-        openapi_config=None,
+        openapi_config=openapi_config(),
+        template_config=console_templates(),
         debug=False,
     )
     return app

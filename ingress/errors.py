@@ -93,10 +93,22 @@ class AdminUnauthorized(HooklineError):
     problem_type = "unauthorized"
 
 
+class Forbidden(HooklineError):
+    """Raised when a management token may not see or do this (another workspace, admin only)."""
+
+    problem_type = "forbidden"
+
+
 class TriggerMisconfigured(HooklineError):
     """Raised when a trigger cannot serve calls (e.g. its secret's variable is not set here)."""
 
     problem_type = "trigger-misconfigured"
+
+
+class TriggerPaused(HooklineError):
+    """Raised when a paused request-response trigger is called (nobody would answer)."""
+
+    problem_type = "trigger-paused"
 
 
 class RateLimited(HooklineError):

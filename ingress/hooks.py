@@ -15,7 +15,7 @@ import msgspec
 from litestar import Request, Response
 
 from ingress import metrics
-from ingress.errors import MethodNotAllowed, ReplyTimeout, TriggerNotFound, Unauthorized
+from ingress.errors import MethodNotAllowed, ReplyTimeout, TriggerNotFound, TriggerPaused, Unauthorized
 from ingress.idempotency import IdempotencyStore
 from ingress.parse import check_content_type, media_type, parse_body, parse_query, read_body
 from ingress.problems import status_of
@@ -107,6 +107,8 @@ class Hooks:
             received_at=time.time(),
             request=data,
         )
+        if entry.paused and spec.mode == "request_response":
+            raise TriggerPaused("the trigger is paused; call again once it is resumed")
         key = idempotency_key(entry, headers)
         if key is not None and spec.idempotency is not None:
             window = spec.idempotency.window

@@ -11,7 +11,10 @@ from litestar.exceptions import HTTPException
 
 from ingress import errors
 from shared.broker import NotRouted, QueueFull
-from shared.errors import BrokerUnavailable, DatabaseUnavailable, HooklineError, NotFound
+from shared.db.keys import KeyRejected
+from shared.db.runlog import BadFilter
+from shared.db.triggers import TriggerExists
+from shared.errors import BrokerUnavailable, DatabaseUnavailable, HooklineError, NotFound, SpecError
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +28,11 @@ STATUS: dict[type[HooklineError], tuple[int, str]] = {
     errors.MethodNotAllowed: (405, "Method not allowed"),
     errors.Unauthorized: (401, "Unauthorized"),
     errors.AdminUnauthorized: (401, "Unauthorized"),
+    errors.Forbidden: (403, "Forbidden"),
+    TriggerExists: (409, "Trigger exists"),
+    SpecError: (400, "Invalid definition"),
+    KeyRejected: (400, "Key rejected"),
+    BadFilter: (400, "Bad filter"),
     errors.InvalidParameter: (400, "Invalid query parameter"),
     errors.MalformedBody: (400, "Malformed body"),
     errors.BadRequest: (400, "Bad request"),
@@ -33,6 +41,7 @@ STATUS: dict[type[HooklineError], tuple[int, str]] = {
     errors.ReplyTimeout: (504, "The workflow did not answer in time"),
     errors.ReplyLost: (503, "The answer was lost"),
     errors.TriggerMisconfigured: (503, "Trigger misconfigured"),
+    errors.TriggerPaused: (503, "Trigger paused"),
     errors.RateLimited: (429, "Too many requests"),
     QueueFull: (503, "Too much work queued"),
     NotRouted: (503, "Trigger not ready"),

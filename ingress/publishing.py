@@ -47,6 +47,13 @@ class InvocationPublisher:
     def ready(self) -> bool:
         return self._exchange is not None and self._link.ready
 
+    @property
+    def connection(self) -> AbstractRobustConnection:
+        """The process's broker connection (the management API reads queues through it)."""
+        if self._link.connection is None or not self._link.ready:
+            raise BrokerUnavailable("the broker is unreachable")
+        return self._link.connection
+
     async def _on_connect(self, connection: AbstractRobustConnection) -> None:
         await self._open(connection)
         connection.close_callbacks.add(self._on_close)

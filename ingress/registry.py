@@ -47,6 +47,7 @@ class TriggerEntry:
     response_headers: Any
     auth: Authenticator
     ordering_key: Expr | None = None  # a keyed ordered trigger's key, evaluated per call
+    paused: bool = False  # async calls are held on the broker; request-response ones refused
 
     @classmethod
     def from_row(cls, row: RegistryRow, environ: Mapping[str, str]) -> TriggerEntry:
@@ -68,6 +69,7 @@ class TriggerEntry:
             response_headers=compile_template(spec.response.headers),
             auth=auth,
             ordering_key=compile_key(spec.ordered.key) if isinstance(spec.ordered, OrderingKey) else None,
+            paused=row.paused,
         )
 
 

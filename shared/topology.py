@@ -81,6 +81,11 @@ def retry_queue_name(prefix: str, seconds: float) -> str:
     return f"{prefix}.retry.{_label(seconds)}"
 
 
+def hold_queue_name(prefix: str, workspace: str, trigger: str) -> str:
+    """Where a paused unordered trigger's calls wait, unconsumed, until it is resumed."""
+    return f"{prefix}.held.{workspace}.{trigger}"
+
+
 def routing_key(workspace: str, trigger: str) -> str:
     """Routing key of a trigger's invocations on the invocations exchange."""
     return f"{workspace}.{trigger}"
@@ -121,6 +126,20 @@ def retry_queue_arguments(prefix: str, seconds: float, max_length: int) -> tuple
     return (
         ("x-queue-type", "quorum"),
         ("x-message-ttl", round(seconds * 1000)),
+        ("x-max-length", max_length),
+        ("x-overflow", "reject-publish"),
+        ("x-dead-letter-exchange", ""),
+        ("x-dead-letter-routing-key", work_queue_name(prefix)),
+        ("x-dead-letter-strategy", "at-least-once"),
+    )
+
+
+def hold_queue_arguments(prefix: str, max_length: int) -> tuple[tuple[str, Any], ...]:
+    """A hold queue: nobody consumes it; on resume the dispatcher rejects each message, and
+    the broker dead-letters it (at least once) straight to the work queue, as a retry tier does.
+    """
+    return (
+        ("x-queue-type", "quorum"),
         ("x-max-length", max_length),
         ("x-overflow", "reject-publish"),
         ("x-dead-letter-exchange", ""),

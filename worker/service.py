@@ -18,6 +18,7 @@ from shared import topology
 from shared.broker import BrokerLink, open_confirm_channel
 from shared.db.lanes import LANES_CHANNEL, load_layouts
 from shared.db.notify import follow
+from shared.db.pauses import paused_triggers
 from shared.db.pool import create_pool
 from shared.settings import Settings
 from worker.connections import Connections
@@ -128,6 +129,9 @@ class Worker:
     async def _sync_lanes(self) -> None:
         async with self._pool.acquire() as connection:
             layouts = await load_layouts(connection)
+            paused = await paused_triggers(connection)
+        # A paused ordered trigger's lanes are let go (once idle): its calls wait there, in order.
+        layouts = [x for x in layouts if (x.workspace, x.trigger) not in paused]
         if self._lanes is not None:
             await self._lanes.sync(layouts)
 

@@ -108,13 +108,16 @@ class RegistryRow:
     version: int
     spec: Trigger
     key_digests: frozenset[bytes]
+    paused: bool = False
 
 
 async def load_registry(connection: Connection) -> list[RegistryRow]:
     """Every live trigger, current version, with its unrevoked keys' digests."""
     rows = await connection.fetch(
         "select t.workspace, t.name, t.version, t.spec,"
-        " coalesce(array_agg(k.digest) filter (where k.digest is not null), '{}') as digests"
+        " coalesce(array_agg(k.digest) filter (where k.digest is not null), '{}') as digests,"
+        " exists (select 1 from trigger_pauses p where p.workspace = t.workspace and p.trigger = t.name"
+        "         and p.resumed_at is null) as paused"
         " from triggers t"
         " left join api_key_triggers kt on kt.trigger_id = t.id"
         " left join api_keys k on k.id = kt.key_id and k.revoked_at is null"
@@ -128,6 +131,7 @@ async def load_registry(connection: Connection) -> list[RegistryRow]:
             r["version"],
             spec_from_json(r["spec"]),
             frozenset(r["digests"]),
+            r["paused"],
         )
         for r in rows
     ]

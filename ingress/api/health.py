@@ -1,0 +1,45 @@
+"""`/healthz` (the process answers), `/readyz` (broker, database, registry), `/metrics`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import msgspec
+from litestar import Response, get
+
+from ingress import metrics
+from ingress.api.resources import Resources
+from shared.db.pool import DB_ERRORS
+
+_json = msgspec.json.Encoder()
+
+
+def health_routes(res: Resources) -> list[Any]:
+    """Probes and metrics, kept out of the API schema."""
+
+    @get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response[bytes]:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/readyz", include_in_schema=False)
+    async def readyz() -> Response[bytes]:
+        checks = {"broker": res.publisher.ready, "registry": res.registry.loaded}
+        try:
+            async with res.pool.acquire(timeout=2) as connection:
+                await connection.execute("select 1")
+            checks["database"] = True
+        except (*DB_ERRORS, asyncpg.PostgresError):  # type: ignore[misc]
+            checks["database"] = False
+        ready = all(checks.values())
+        return Response(
+            _json.encode({"ready": ready, "checks": checks}),
+            status_code=200 if ready else 503,
+            media_type="application/json",
+        )
+
+    return [healthz, readyz, prometheus]

@@ -1,0 +1,97 @@
+"""`/api/workspaces/{workspace}/keys`: API keys of a workspace's triggers.
+
+A created key is in the answer once and stored only as a digest; listings show its label
+and first characters.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import delete, get, patch, post
+
+from ingress.api.access import Scope, database
+from ingress.api.resources import Resources
+from shared.db import keys
+from shared.db.keys import CreatedKey, KeyInfo
+from shared.db.pool import Connection
+from shared.errors import NotFound
+
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+TriggerNames = Annotated[list[str], msgspec.Meta(min_length=1, max_length=100)]
+
+
+class NewKey(msgspec.Struct, forbid_unknown_fields=True):
+    """A key to generate (or, with `key`, to store as pasted) and the triggers it opens."""
+
+    label: Label
+    triggers: TriggerNames
+    key: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
+class Relabel(msgspec.Struct, forbid_unknown_fields=True):
+    """A key's new label."""
+
+    label: Label
+
+
+class Triggers(msgspec.Struct, forbid_unknown_fields=True):
+    """Triggers to attach a key to, or detach it from."""
+
+    triggers: TriggerNames
+
+
+async def _one(connection: Connection, workspace: str, key_id: str) -> KeyInfo:
+    found = [k for k in await keys.list_keys(connection, workspace) if str(k.id) == key_id]
+    if not found:
+        raise NotFound(f"no live key {key_id} in workspace {workspace}")
+    return found[0]
+
+
+def routes(res: Resources) -> list[Any]:
+    """The key handlers."""
+    base = "/workspaces/{workspace:str}/keys"
+
+    @get(base, summary="List keys: label and prefix, never the key")
+    async def list_all(
+        access: Scope, workspace: str, trigger: str | None = None, revoked: bool = False
+    ) -> list[KeyInfo]:
+        access.check(workspace)
+        async with database(res) as connection:
+            return await keys.list_keys(connection, workspace, trigger, revoked)
+
+    @post(base, summary="Create a key (shown in this answer only)", status_code=201)
+    async def create(access: Scope, workspace: str, data: NewKey) -> CreatedKey:
+        access.check(workspace)
+        async with database(res) as connection:
+            return await keys.create_key(connection, workspace, data.triggers, data.label, data.key)
+
+    @patch(base + "/{key_id:str}", summary="Relabel a key")
+    async def relabel(access: Scope, workspace: str, key_id: str, data: Relabel) -> KeyInfo:
+        access.check(workspace)
+        async with database(res) as connection:
+            await keys.relabel_key(connection, workspace, key_id, data.label)
+            return await _one(connection, workspace, key_id)
+
+    @delete(base + "/{key_id:str}", summary="Revoke a key (refused by every ingress within a second)")
+    async def revoke(access: Scope, workspace: str, key_id: str) -> None:
+        access.check(workspace)
+        async with database(res) as connection:
+            await keys.revoke_key(connection, workspace, key_id)
+
+    @post(base + "/{key_id:str}/attach", summary="Let a key open more triggers", status_code=200)
+    async def attach(access: Scope, workspace: str, key_id: str, data: Triggers) -> KeyInfo:
+        access.check(workspace)
+        async with database(res) as connection:
+            await keys.attach_key(connection, workspace, key_id, data.triggers)
+            return await _one(connection, workspace, key_id)
+
+    @post(base + "/{key_id:str}/detach", summary="Stop a key opening some triggers", status_code=200)
+    async def detach(access: Scope, workspace: str, key_id: str, data: Triggers) -> KeyInfo:
+        access.check(workspace)
+        async with database(res) as connection:
+            await keys.detach_key(connection, workspace, key_id, data.triggers)
+            return await _one(connection, workspace, key_id)
+
+    return [list_all, create, relabel, revoke, attach, detach]

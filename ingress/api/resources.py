@@ -1,0 +1,20 @@
+"""What one ingress process opens in its lifespan; routes read it at call time."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from ingress.hooks import Hooks
+from ingress.publishing import InvocationPublisher
+from ingress.registry import TriggerRegistry
+from shared.settings import Settings
+
+
+class Resources:
+    """The pool, the registry, the publisher and the hot path of one ingress process."""
+
+    pool: asyncpg.Pool
+    hooks: Hooks
+    publisher: InvocationPublisher
+    registry: TriggerRegistry
+    settings: Settings

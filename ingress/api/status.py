@@ -1,0 +1,38 @@
+"""The status URL of an execution, for its caller: authenticated like the trigger itself."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get
+
+from ingress.api.access import database
+from ingress.api.resources import Resources
+from shared.db.executions import get_execution
+from shared.errors import NotFound
+
+_json = msgspec.json.Encoder()
+SHOWN = ("id", "status", "attempts", "received_at", "finished_at", "output", "response", "error")
+
+
+def status_route(res: Resources) -> Any:
+    """`GET /hooks/{workspace}/{trigger}/executions/{id}` (not part of the management API)."""
+
+    @get("/hooks/{workspace:str}/{trigger:str}/executions/{execution_id:str}", include_in_schema=False)
+    async def execution_status(
+        request: Request[Any, Any, Any], workspace: str, trigger: str, execution_id: str
+    ) -> Response[bytes]:
+        entry = res.hooks.lookup(workspace, trigger)
+        # Authenticated like the trigger; a signed trigger's caller signs the empty body.
+        await entry.auth.before_body(request.headers)
+        entry.auth.after_body(b"", request.headers, time.time())
+        async with database(res) as connection:
+            found = await get_execution(connection, execution_id)
+        if found.workspace != workspace or found.trigger != trigger:
+            raise NotFound(f"no execution {execution_id} for this trigger")
+        view = {k: getattr(found, k) for k in SHOWN}
+        return Response(_json.encode(view), media_type="application/json")
+
+    return execution_status

@@ -1,0 +1,73 @@
+"""The web console at `/console`: server-rendered pages (Jinja2, autoescaped) and a little JS.
+
+Everything shown may come from a caller (bodies, headers, query values), so every value
+goes through Jinja2's autoescaping, and a strict Content-Security-Policy allows only this
+console's own script and style files: no inline script can run even if escaping failed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from jinja2 import Environment, PackageLoader, select_autoescape
+from litestar import Request, Response, Router
+from litestar.datastructures import ResponseHeader
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Redirect, Template
+from litestar.static_files import create_static_files_router
+from litestar.template import TemplateConfig
+
+from ingress.api.resources import Resources
+from ingress.console.actions import actions
+from ingress.console.pages import pages, trigger_pages
+from ingress.console.session import NotSignedIn
+from ingress.problems import status_of
+from shared.errors import HooklineError
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self';"
+    " form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+HEADERS = [
+    ResponseHeader(name="Content-Security-Policy", value=CSP),
+    ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
+    ResponseHeader(name="Referrer-Policy", value="no-referrer"),
+    ResponseHeader(name="Cache-Control", value="no-store"),
+]
+
+
+def pretty(value: Any) -> str:
+    """A value as indented JSON (bytes show as base64, as they are stored)."""
+    return msgspec.json.format(msgspec.json.encode(value), indent=2).decode()
+
+
+def console_templates() -> TemplateConfig[JinjaTemplateEngine]:
+    """Jinja2 with autoescaping on for every template, whatever its name."""
+    environment = Environment(
+        loader=PackageLoader("ingress.console", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+    )
+    environment.filters["pretty"] = pretty
+    return TemplateConfig(instance=JinjaTemplateEngine.from_environment(environment))
+
+
+def _to_sign_in(_: Request[Any, Any, Any], __: NotSignedIn) -> Response[Any]:
+    return Redirect("/console/login")
+
+
+def _error_page(_: Request[Any, Any, Any], exc: HooklineError) -> Response[Any]:
+    return Template(template_name="error.html", context={"message": str(exc)}, status_code=status_of(exc))
+
+
+def console_router(res: Resources) -> Router:
+    """Pages, forms and static files under `/console`."""
+    static = create_static_files_router(path="/static", directories=[Path(__file__).parent / "static"])
+    return Router(
+        path="/console",
+        route_handlers=[*pages(res), *trigger_pages(res), *actions(res), static],
+        response_headers=HEADERS,
+        exception_handlers={NotSignedIn: _to_sign_in, HooklineError: _error_page},
+        include_in_schema=False,
+    )

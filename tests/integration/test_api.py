@@ -1,0 +1,295 @@
+"""The management API under /api: every endpoint, on a real stack, with whole answers checked."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.db.pool import Connection
+from tests.helpers import apply_yaml, eventually, finished_execution
+from tests.stack import Services
+
+ADMIN = {"Authorization": "Bearer test-admin-token-0123456789"}
+
+TRIGGERS = """
+workspace: {ws}
+description: the API tests' own
+triggers:
+  - name: inbox
+    auth: {{type: api_key}}
+    methods: [POST]
+    headers: [X-Request-Id]
+    workflow:
+      - id: received
+        map: {{order: "{{{{ request.body.order }}}}"}}
+  - name: broken
+    auth: {{type: none}}
+    retry: {{max_attempts: 1}}
+    workflow:
+      - id: fail
+        http: {{url: "http://127.0.0.1:9/", timeout: 2s}}
+  - name: ready
+    auth: {{type: none}}
+    mode: request_response
+    workflow: [{{respond: {{status: 204}}}}]
+"""
+
+
+@pytest.fixture
+async def api(stack: Services) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=f"{stack.base_url}/api", headers=ADMIN, timeout=20) as client:
+        yield client
+
+
+@pytest.fixture
+async def ws(db: Connection, workspace: str, stack: Services) -> str:
+    """The test's workspace with its triggers applied and routable."""
+    await apply_yaml(db, TRIGGERS.format(ws=workspace))
+
+    async def routable() -> bool | None:
+        async with httpx.AsyncClient() as client:
+            return True if (await client.post(f"{stack.base_url}/hooks/{workspace}/ready")).status_code == 204 else None
+
+    await eventually(routable)
+    return workspace
+
+
+async def call(stack: Services, path: str, key: str | None = None, **kwargs: Any) -> httpx.Response:
+    headers = {**kwargs.pop("headers", {}), **({"X-API-Key": key} if key else {})}
+    async with httpx.AsyncClient(base_url=stack.base_url) as client:
+        return await client.post(path, headers=headers, **kwargs)
+
+
+async def accepted(stack: Services, path: str, key: str | None = None, **kwargs: Any) -> httpx.Response:
+    """The first 2xx answer (a new key reaches the ingress with the registry notification)."""
+
+    async def probe() -> httpx.Response | None:
+        answer = await call(stack, path, key, **kwargs)
+        return answer if answer.status_code < 300 else None
+
+    return await eventually(probe, timeout=5)
+
+
+async def test_every_api_call_needs_a_valid_token(stack: Services) -> None:
+    async with httpx.AsyncClient(base_url=f"{stack.base_url}/api") as client:
+        missing = await client.get("/workspaces")
+        wrong = await client.get("/workspaces", headers={"Authorization": "Bearer hlt_nope"})
+    assert missing.status_code == 401
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.json() == {
+        "type": "/problems/unauthorized",
+        "title": "Unauthorized",
+        "status": 401,
+        "detail": "a management token is required (Authorization: Bearer ...)",
+    }
+    assert wrong.json()["detail"] == "this token is not valid (revoked, or never issued)"
+
+
+async def test_workspaces_are_listed_shown_and_created(api: httpx.AsyncClient, ws: str, workspace: str) -> None:
+    listed = (await api.get("/workspaces")).json()
+    assert {"name": ws, "description": "the API tests' own", "triggers": 3} == {
+        k: v for k, v in next(w for w in listed if w["name"] == ws).items() if k != "created_at"
+    }
+    shown = await api.get(f"/workspaces/{ws}")
+    assert shown.json()["triggers"] == 3
+    created = await api.post("/workspaces", json={"name": f"{workspace}-new", "description": "d"})
+    assert created.status_code == 201
+    assert created.json()["name"] == f"{workspace}-new"
+    again = await api.post("/workspaces", json={"name": f"{workspace}-new", "description": "e"})
+    assert again.status_code == 200
+    bad = await api.post("/workspaces", json={"name": "Not Valid"})
+    assert bad.status_code == 400
+    assert (await api.get("/workspaces/no-such-workspace")).status_code == 404
+
+
+async def test_triggers_are_created_updated_as_new_versions_and_deleted(
+    api: httpx.AsyncClient, ws: str, stack: Services
+) -> None:
+    definition = {"name": "made", "auth": {"type": "none"}, "workflow": [{"map": {"a": "{{ request.body }}"}}]}
+    created = await api.post(f"/workspaces/{ws}/triggers", json=definition)
+    assert created.status_code == 201
+    assert created.json() == {"workspace": ws, "trigger": "made", "action": "created", "version": 1}
+    assert (await api.post(f"/workspaces/{ws}/triggers", json=definition)).status_code == 409
+
+    changed = {**definition, "description": "now described"}
+    updated = await api.put(f"/workspaces/{ws}/triggers/made", json=changed)
+    assert updated.json() == {"workspace": ws, "trigger": "made", "action": "updated", "version": 2}
+    same = await api.put(f"/workspaces/{ws}/triggers/made", json=changed)
+    assert same.json()["action"] == "unchanged"
+
+    shown = (await api.get(f"/workspaces/{ws}/triggers/made")).json()
+    assert shown["url"] == f"{stack.base_url}/hooks/{ws}/made"
+    assert (shown["version"], shown["description"], shown["mode"], shown["auth"]) == (2, "now described", "async", "none")
+    assert shown["spec"]["workflow"] == [{"kind": "map", "id": "map_1", "map": {"a": "{{ request.body }}"}}]
+    versions = (await api.get(f"/workspaces/{ws}/triggers/made/versions")).json()
+    assert [v["version"] for v in versions] == [2, 1]
+
+    invalid = await api.put(f"/workspaces/{ws}/triggers/made", json={**definition, "methods": ["TRACE"]})
+    assert invalid.status_code == 400
+    assert invalid.json()["type"] == "/problems/spec-invalid"
+    assert invalid.json()["detail"].startswith("definition: trigger made, field methods")
+
+    names = [t["name"] for t in (await api.get(f"/workspaces/{ws}/triggers")).json()]
+    assert names == ["broken", "inbox", "made", "ready"]
+    assert (await api.delete(f"/workspaces/{ws}/triggers/made")).status_code == 204
+    assert (await api.get(f"/workspaces/{ws}/triggers/made")).status_code == 404
+    deleted = (await api.get(f"/workspaces/{ws}/triggers", params={"deleted": "true"})).json()
+    assert [t["name"] for t in deleted if t["deleted_at"]] == ["made"]
+    assert (await api.delete(f"/workspaces/{ws}/triggers/made")).status_code == 404
+
+
+async def test_keys_are_created_once_listed_without_secret_relabelled_attached_and_revoked(
+    api: httpx.AsyncClient, ws: str, stack: Services
+) -> None:
+    created = await api.post(f"/workspaces/{ws}/keys", json={"label": "partner-a", "triggers": ["inbox"]})
+    assert created.status_code == 201
+    key = created.json()
+    assert key["key"].startswith("hk_") and key["prefix"] == key["key"][:8]
+    await accepted(stack, f"/hooks/{ws}/inbox", key["key"], json={"order": 1})
+
+    listed = (await api.get(f"/workspaces/{ws}/keys")).json()
+    assert [(k["id"], k["label"], k["prefix"], k["triggers"]) for k in listed] == [
+        (key["id"], "partner-a", key["prefix"], ["inbox"])
+    ]
+    assert "key" not in listed[0]
+    relabelled = await api.patch(f"/workspaces/{ws}/keys/{key['id']}", json={"label": "partner-b"})
+    assert relabelled.json()["label"] == "partner-b"
+    refused = await api.post(f"/workspaces/{ws}/keys/{key['id']}/attach", json={"triggers": ["broken"]})
+    assert refused.status_code == 400
+    assert refused.json()["detail"] == f"trigger {ws}/broken does not use API keys (its auth type is not api_key)"
+    detached = await api.post(f"/workspaces/{ws}/keys/{key['id']}/detach", json={"triggers": ["inbox"]})
+    assert detached.json()["triggers"] == []
+    attached = await api.post(f"/workspaces/{ws}/keys/{key['id']}/attach", json={"triggers": ["inbox"]})
+    assert attached.json()["triggers"] == ["inbox"]
+    assert (await api.delete(f"/workspaces/{ws}/keys/{key['id']}")).status_code == 204
+
+    async def refused_now() -> bool | None:
+        answer = await call(stack, f"/hooks/{ws}/inbox", key["key"], json={"order": 2})
+        return True if answer.status_code == 401 else None
+
+    await eventually(refused_now, timeout=5)
+    assert (await api.get(f"/workspaces/{ws}/keys")).json() == []
+    assert len((await api.get(f"/workspaces/{ws}/keys", params={"revoked": "true"})).json()) == 1
+
+
+async def test_run_log_filters_pages_by_cursor_shows_and_replays(
+    api: httpx.AsyncClient, ws: str, stack: Services, db: Connection
+) -> None:
+    ids = [(await call(stack, f"/hooks/{ws}/broken", json={"n": n})).json()["execution_id"] for n in range(3)]
+    for execution_id in ids:
+        await finished_execution(db, execution_id)
+    ready = (await call(stack, f"/hooks/{ws}/ready")).headers["x-execution-id"]
+    await finished_execution(db, ready)
+
+    newest = (await api.get("/executions", params={"workspace": ws, "limit": 1})).json()
+    assert [r["id"] for r in newest["items"]] == [ready]
+    broken = {"workspace": ws, "trigger": "broken", "limit": 2}
+    first = (await api.get("/executions", params=broken)).json()
+    assert [r["id"] for r in first["items"]] == [ids[2], ids[1]]
+    second = (await api.get("/executions", params={**broken, "cursor": first["next_cursor"]})).json()
+    assert [r["id"] for r in second["items"]] == [ids[0]]
+    assert second["next_cursor"] is None
+    dead = (await api.get("/executions", params={"workspace": ws, "trigger": "broken", "status": "dead"})).json()
+    assert [r["id"] for r in dead["items"]] == list(reversed(ids))
+    assert dead["items"][0]["error"].startswith("step fail (http):")
+    later = (await api.get("/executions", params={"workspace": ws, "since": "2999-01-01T00:00:00Z"})).json()
+    assert later == {"items": [], "next_cursor": None}
+    bad = await api.get("/executions", params={"status": "exploded"})
+    assert bad.status_code == 400
+    assert bad.json()["detail"] == "status 'exploded' is not one of running, retrying, succeeded, failed, dead"
+
+    shown = (await api.get(f"/executions/{ids[0]}")).json()
+    assert (shown["status"], shown["attempts"], shown["request"]["body"]) == ("dead", 1, {"n": 0})
+    assert shown["steps"][0]["id"] == "fail"
+    replayed = await api.post(f"/executions/{ids[0]}/replay")
+    assert replayed.status_code == 202
+    assert replayed.json()["replay_of"] == ids[0]
+    again = await finished_execution(db, replayed.json()["execution_id"])
+    assert (again.replay_of, again.request["body"]) == (ids[0], {"n": 0})
+    assert (await api.get("/executions/not-an-id")).status_code == 404
+
+
+async def test_dead_letters_are_listed_with_their_error_and_replayed(
+    api: httpx.AsyncClient, ws: str, stack: Services, db: Connection
+) -> None:
+    execution_id = (await call(stack, f"/hooks/{ws}/broken", json={"x": 1})).json()["execution_id"]
+    await finished_execution(db, execution_id)
+
+    async def listed() -> list[dict[str, Any]] | None:
+        letters = (await api.get("/dead-letters", params={"workspace": ws})).json()
+        return [x for x in letters if x["id"] == execution_id] or None
+
+    (letter,) = await eventually(listed)
+    assert (letter["workspace"], letter["trigger"], letter["reason"], letter["status"]) == (ws, "broken", "rejected", "dead")
+    assert letter["error"].startswith("step fail (http):")
+    replayed = await api.post(f"/dead-letters/{execution_id}/replay")
+    assert replayed.json() == {"replayed": [execution_id], "missing": []}
+    missing = await api.post("/dead-letters/replay", json={"ids": ["0190f000-0000-7000-8000-000000000000"]})
+    assert missing.json() == {"replayed": [], "missing": ["0190f000-0000-7000-8000-000000000000"]}
+    assert (await api.post("/dead-letters/0190f000-0000-7000-8000-000000000000/replay")).status_code == 404
+
+
+async def test_queues_report_depth_and_consumers(api: httpx.AsyncClient, stack: Services, ws: str) -> None:
+    queues = (await api.get("/queues")).json()
+    work = next(q for q in queues if q["kind"] == "work")
+    assert work["name"] == f"{stack.env['HOOKLINE_AMQP_PREFIX']}.work"
+    assert work["consumers"] >= 2  # the session's two workers
+    assert {q["kind"] for q in queues} >= {"work", "dead", "retry"}
+    assert (await api.get("/queues", params={"workspace": ws})).json() == []  # no ordered or held queue
+
+
+async def test_the_sample_is_the_last_call_as_a_workflow_sees_it(
+    api: httpx.AsyncClient, ws: str, stack: Services, db: Connection
+) -> None:
+    assert (await api.get(f"/workspaces/{ws}/triggers/broken/sample")).status_code == 404
+    key = (await api.post(f"/workspaces/{ws}/keys", json={"label": "s", "triggers": ["inbox"]})).json()["key"]
+    answer = await accepted(
+        stack, f"/hooks/{ws}/inbox?page=2", None, json={"order": 7}, headers={"X-Request-Id": "r-1", "X-API-Key": key}
+    )
+    await finished_execution(db, answer.json()["execution_id"])
+    sample = (await api.get(f"/workspaces/{ws}/triggers/inbox/sample")).json()
+    assert sample["execution_id"] == answer.json()["execution_id"]
+    assert sample["request"] == {
+        "method": "POST",
+        "query": {"page": "2"},
+        "headers": {"x-request-id": "r-1"},
+        "body": {"order": 7},
+        "content_type": "application/json",
+    }
+
+
+async def test_a_workspace_token_sees_its_workspace_only_until_revoked(
+    api: httpx.AsyncClient, ws: str, stack: Services
+) -> None:
+    made = await api.post("/tokens", json={"label": "team", "workspace": ws})
+    assert made.status_code == 201
+    token = made.json()["token"]
+    assert token.startswith("hlt_")
+    listed = [t for t in (await api.get("/tokens")).json() if t["id"] == made.json()["id"]]
+    assert [(t["workspace"], t["label"], t["prefix"]) for t in listed] == [(ws, "team", token[:8])]
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=f"{stack.base_url}/api", headers=headers) as team:
+        assert [w["name"] for w in (await team.get("/workspaces")).json()] == [ws]
+        assert (await team.get(f"/workspaces/{ws}/triggers")).status_code == 200
+        other = await team.get("/workspaces/someone-else/triggers")
+        assert (other.status_code, other.json()["detail"]) == (403, f"this token is for workspace {ws!r} only")
+        assert (await team.get("/tokens")).status_code == 403
+        assert (await team.post("/workspaces", json={"name": "mine-now"})).status_code == 403
+        assert (await team.get("/executions", params={"workspace": "someone-else"})).status_code == 403
+        assert {q["workspace"] for q in (await team.get("/queues")).json()} <= {ws}
+        assert (await api.delete(f"/tokens/{made.json()['id']}")).status_code == 204
+        assert (await team.get("/workspaces")).status_code == 401
+
+
+async def test_the_schema_describes_the_api_and_not_the_hooks(stack: Services) -> None:
+    async with httpx.AsyncClient(base_url=stack.base_url) as client:
+        schema = (await client.get("/api/schema")).json()
+        same = (await client.get("/api/schema/openapi.json")).json()
+    assert schema == same
+    assert schema["info"]["title"] == "hookline management API"
+    assert all(path.startswith("/api/") for path in schema["paths"])
+    assert "/api/executions/{execution_id}/replay" in schema["paths"]
+    assert schema["components"]["securitySchemes"] == {"bearer": {"type": "http", "scheme": "bearer"}}
