@@ -51,7 +51,11 @@ async def ws(db: Connection, workspace: str, stack: Services) -> str:
 
     async def routable() -> bool | None:
         async with httpx.AsyncClient() as client:
-            return True if (await client.post(f"{stack.base_url}/hooks/{workspace}/ready")).status_code == 204 else None
+            return (
+                True
+                if (await client.post(f"{stack.base_url}/hooks/{workspace}/ready")).status_code == 204
+                else None
+            )
 
     await eventually(routable)
     return workspace
@@ -88,7 +92,9 @@ async def test_every_api_call_needs_a_valid_token(stack: Services) -> None:
     assert wrong.json()["detail"] == "this token is not valid (revoked, or never issued)"
 
 
-async def test_workspaces_are_listed_shown_and_created(api: httpx.AsyncClient, ws: str, workspace: str) -> None:
+async def test_workspaces_are_listed_shown_and_created(
+    api: httpx.AsyncClient, ws: str, workspace: str
+) -> None:
     listed = (await api.get("/workspaces")).json()
     assert {"name": ws, "description": "the API tests' own", "triggers": 3} == {
         k: v for k, v in next(w for w in listed if w["name"] == ws).items() if k != "created_at"
@@ -108,7 +114,11 @@ async def test_workspaces_are_listed_shown_and_created(api: httpx.AsyncClient, w
 async def test_triggers_are_created_updated_as_new_versions_and_deleted(
     api: httpx.AsyncClient, ws: str, stack: Services
 ) -> None:
-    definition = {"name": "made", "auth": {"type": "none"}, "workflow": [{"map": {"a": "{{ request.body }}"}}]}
+    definition = {
+        "name": "made",
+        "auth": {"type": "none"},
+        "workflow": [{"map": {"a": "{{ request.body }}"}}],
+    }
     created = await api.post(f"/workspaces/{ws}/triggers", json=definition)
     assert created.status_code == 201
     assert created.json() == {"workspace": ws, "trigger": "made", "action": "created", "version": 1}
@@ -122,7 +132,12 @@ async def test_triggers_are_created_updated_as_new_versions_and_deleted(
 
     shown = (await api.get(f"/workspaces/{ws}/triggers/made")).json()
     assert shown["url"] == f"{stack.base_url}/hooks/{ws}/made"
-    assert (shown["version"], shown["description"], shown["mode"], shown["auth"]) == (2, "now described", "async", "none")
+    assert (shown["version"], shown["description"], shown["mode"], shown["auth"]) == (
+        2,
+        "now described",
+        "async",
+        "none",
+    )
     assert shown["spec"]["workflow"] == [{"kind": "map", "id": "map_1", "map": {"a": "{{ request.body }}"}}]
     versions = (await api.get(f"/workspaces/{ws}/triggers/made/versions")).json()
     assert [v["version"] for v in versions] == [2, 1]
@@ -147,7 +162,8 @@ async def test_keys_are_created_once_listed_without_secret_relabelled_attached_a
     created = await api.post(f"/workspaces/{ws}/keys", json={"label": "partner-a", "triggers": ["inbox"]})
     assert created.status_code == 201
     key = created.json()
-    assert key["key"].startswith("hk_") and key["prefix"] == key["key"][:8]
+    assert key["key"].startswith("hk_")
+    assert key["prefix"] == key["key"][:8]
     await accepted(stack, f"/hooks/{ws}/inbox", key["key"], json={"order": 1})
 
     listed = (await api.get(f"/workspaces/{ws}/keys")).json()
@@ -159,7 +175,10 @@ async def test_keys_are_created_once_listed_without_secret_relabelled_attached_a
     assert relabelled.json()["label"] == "partner-b"
     refused = await api.post(f"/workspaces/{ws}/keys/{key['id']}/attach", json={"triggers": ["broken"]})
     assert refused.status_code == 400
-    assert refused.json()["detail"] == f"trigger {ws}/broken does not use API keys (its auth type is not api_key)"
+    assert (
+        refused.json()["detail"]
+        == f"trigger {ws}/broken does not use API keys (its auth type is not api_key)"
+    )
     detached = await api.post(f"/workspaces/{ws}/keys/{key['id']}/detach", json={"triggers": ["inbox"]})
     assert detached.json()["triggers"] == []
     attached = await api.post(f"/workspaces/{ws}/keys/{key['id']}/attach", json={"triggers": ["inbox"]})
@@ -192,14 +211,18 @@ async def test_run_log_filters_pages_by_cursor_shows_and_replays(
     second = (await api.get("/executions", params={**broken, "cursor": first["next_cursor"]})).json()
     assert [r["id"] for r in second["items"]] == [ids[0]]
     assert second["next_cursor"] is None
-    dead = (await api.get("/executions", params={"workspace": ws, "trigger": "broken", "status": "dead"})).json()
+    dead = (
+        await api.get("/executions", params={"workspace": ws, "trigger": "broken", "status": "dead"})
+    ).json()
     assert [r["id"] for r in dead["items"]] == list(reversed(ids))
     assert dead["items"][0]["error"].startswith("step fail (http):")
     later = (await api.get("/executions", params={"workspace": ws, "since": "2999-01-01T00:00:00Z"})).json()
     assert later == {"items": [], "next_cursor": None}
     bad = await api.get("/executions", params={"status": "exploded"})
     assert bad.status_code == 400
-    assert bad.json()["detail"] == "status 'exploded' is not one of running, retrying, succeeded, failed, dead"
+    assert (
+        bad.json()["detail"] == "status 'exploded' is not one of running, retrying, succeeded, failed, dead"
+    )
 
     shown = (await api.get(f"/executions/{ids[0]}")).json()
     assert (shown["status"], shown["attempts"], shown["request"]["body"]) == ("dead", 1, {"n": 0})
@@ -223,7 +246,12 @@ async def test_dead_letters_are_listed_with_their_error_and_replayed(
         return [x for x in letters if x["id"] == execution_id] or None
 
     (letter,) = await eventually(listed)
-    assert (letter["workspace"], letter["trigger"], letter["reason"], letter["status"]) == (ws, "broken", "rejected", "dead")
+    assert (letter["workspace"], letter["trigger"], letter["reason"], letter["status"]) == (
+        ws,
+        "broken",
+        "rejected",
+        "dead",
+    )
     assert letter["error"].startswith("step fail (http):")
     replayed = await api.post(f"/dead-letters/{execution_id}/replay")
     assert replayed.json() == {"replayed": [execution_id], "missing": []}
@@ -247,7 +275,11 @@ async def test_the_sample_is_the_last_call_as_a_workflow_sees_it(
     assert (await api.get(f"/workspaces/{ws}/triggers/broken/sample")).status_code == 404
     key = (await api.post(f"/workspaces/{ws}/keys", json={"label": "s", "triggers": ["inbox"]})).json()["key"]
     answer = await accepted(
-        stack, f"/hooks/{ws}/inbox?page=2", None, json={"order": 7}, headers={"X-Request-Id": "r-1", "X-API-Key": key}
+        stack,
+        f"/hooks/{ws}/inbox?page=2",
+        None,
+        json={"order": 7},
+        headers={"X-Request-Id": "r-1", "X-API-Key": key},
     )
     await finished_execution(db, answer.json()["execution_id"])
     sample = (await api.get(f"/workspaces/{ws}/triggers/inbox/sample")).json()
@@ -275,7 +307,10 @@ async def test_a_workspace_token_sees_its_workspace_only_until_revoked(
         assert [w["name"] for w in (await team.get("/workspaces")).json()] == [ws]
         assert (await team.get(f"/workspaces/{ws}/triggers")).status_code == 200
         other = await team.get("/workspaces/someone-else/triggers")
-        assert (other.status_code, other.json()["detail"]) == (403, f"this token is for workspace {ws!r} only")
+        assert (other.status_code, other.json()["detail"]) == (
+            403,
+            f"this token is for workspace {ws!r} only",
+        )
         assert (await team.get("/tokens")).status_code == 403
         assert (await team.post("/workspaces", json={"name": "mine-now"})).status_code == 403
         assert (await team.get("/executions", params={"workspace": "someone-else"})).status_code == 403

@@ -1,0 +1,147 @@
+"""Pause and resume: calls held on the broker while paused (or refused, if a caller waits),
+run after the resume, in arrival order for an ordered trigger; nothing lost."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.db.pool import Connection
+from tests.helpers import apply_yaml, eventually
+from tests.stack import Services
+
+ADMIN = {"Authorization": "Bearer test-admin-token-0123456789"}
+
+TRIGGERS = """
+workspace: {ws}
+triggers:
+  - name: loose
+    auth: {{type: none}}
+    workflow: [{{id: seen, map: {{n: "{{{{ request.body.n }}}}"}}}}]
+  - name: lane
+    auth: {{type: none}}
+    ordered: true
+    workflow: [{{id: seen, map: {{n: "{{{{ request.body.n }}}}"}}}}]
+  - name: asks
+    auth: {{type: none}}
+    mode: request_response
+    workflow: [{{respond: {{status: 200, body: answered}}}}]
+"""
+
+
+@pytest.fixture
+async def api(stack: Services) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.base_url, headers=ADMIN, timeout=20) as client:
+        yield client
+
+
+@pytest.fixture
+async def ws(db: Connection, workspace: str, api: httpx.AsyncClient) -> str:
+    """The test's triggers, each answering (the ordered one's lane declared)."""
+    await apply_yaml(db, TRIGGERS.format(ws=workspace))
+    for name in ("asks", "lane", "loose"):
+        await send(api, workspace, name, {"n": -1})
+    await eventually(lambda: finished(db, workspace, 3), timeout=15)
+    return workspace
+
+
+async def send(api: httpx.AsyncClient, ws: str, trigger: str, body: Any) -> httpx.Response:
+    """One call, retried while the trigger is not routable yet (503 during a rebinding)."""
+
+    async def probe() -> httpx.Response | None:
+        answer = await api.post(f"/hooks/{ws}/{trigger}", json=body)
+        return answer if answer.status_code in (200, 202) else None
+
+    return await eventually(probe, timeout=15)
+
+
+async def finished(db: Connection, ws: str, count: int, trigger: str | None = None) -> list[Any] | None:
+    rows = await db.fetch(
+        "select request->'body'->'n' as n from executions where workspace = $1 and status = 'succeeded'"
+        " and ($2::text is null or trigger = $2) order by started_at",
+        ws,
+        trigger,
+    )
+    return [r["n"] for r in rows] if len(rows) >= count else None
+
+
+async def queue(api: httpx.AsyncClient, ws: str, kind: str) -> dict[str, Any] | None:
+    found = [q for q in (await api.get("/api/queues", params={"workspace": ws})).json() if q["kind"] == kind]
+    return found[0] if found else None
+
+
+async def test_a_paused_request_response_trigger_answers_503_until_resumed(
+    api: httpx.AsyncClient, ws: str
+) -> None:
+    paused = await api.post(f"/api/workspaces/{ws}/triggers/asks/pause")
+    assert paused.json()["paused"] is True
+
+    async def refused() -> httpx.Response | None:
+        answer = await api.post(f"/hooks/{ws}/asks")
+        return answer if answer.status_code == 503 else None
+
+    answer = await eventually(refused, timeout=5)
+    assert answer.headers["retry-after"] == "5"
+    assert answer.json() == {
+        "type": "/problems/trigger-paused",
+        "title": "Trigger paused",
+        "status": 503,
+        "detail": "the trigger is paused; call again once it is resumed",
+    }
+    assert (await api.post(f"/api/workspaces/{ws}/triggers/asks/resume")).json()["paused"] is False
+    assert (await send(api, ws, "asks", {})).text == "answered"
+
+
+async def test_a_paused_async_trigger_holds_calls_on_the_broker_and_runs_them_on_resume(
+    api: httpx.AsyncClient, ws: str, db: Connection
+) -> None:
+    await api.post(f"/api/workspaces/{ws}/triggers/loose/pause")
+    await eventually(lambda: queue(api, ws, "held"))  # the dispatcher bound the hold queue
+    for n in range(5):
+        assert (await send(api, ws, "loose", {"n": n})).status_code == 202
+
+    async def all_held() -> dict[str, Any] | None:
+        held = await queue(api, ws, "held")
+        return held if held is not None and held["messages"] == 5 else None
+
+    held = await eventually(all_held)
+    assert (held["consumers"], held["trigger"]) == (0, "loose")
+    assert await finished(db, ws, 2, "loose") is None  # only the warm-up call ran
+
+    resumed = await api.post(f"/api/workspaces/{ws}/triggers/loose/resume")
+    assert resumed.json()["paused"] is False
+    ran = await eventually(lambda: finished(db, ws, 6, "loose"), timeout=20)
+    assert sorted(ran) == [-1, 0, 1, 2, 3, 4]
+
+    async def hold_queue_gone() -> bool | None:
+        return True if await queue(api, ws, "held") is None else None
+
+    await eventually(hold_queue_gone, timeout=15)
+
+
+async def test_a_paused_ordered_trigger_keeps_its_calls_in_its_lane_and_runs_them_in_order(
+    api: httpx.AsyncClient, ws: str, db: Connection
+) -> None:
+    await api.post(f"/api/workspaces/{ws}/triggers/lane/pause")
+
+    async def let_go() -> dict[str, Any] | None:
+        lane = await queue(api, ws, "ordered")
+        return lane if lane is not None and lane["consumers"] == 0 else None
+
+    await eventually(let_go)  # every worker let go of the lane
+    for n in range(6):
+        assert (await send(api, ws, "lane", {"n": n})).status_code == 202
+
+    async def all_waiting() -> dict[str, Any] | None:
+        lane = await queue(api, ws, "ordered")
+        return lane if lane is not None and lane["messages"] == 6 else None
+
+    await eventually(all_waiting)
+    assert await finished(db, ws, 2, "lane") is None
+
+    await api.post(f"/api/workspaces/{ws}/triggers/lane/resume")
+    ran = await eventually(lambda: finished(db, ws, 7, "lane"), timeout=20)
+    assert ran == [-1, 0, 1, 2, 3, 4, 5]
