@@ -16,9 +16,16 @@ from shared.settings import load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="hookline dispatcher", description=__doc__).parse_args(argv)
+    parser = argparse.ArgumentParser(prog="hookline dispatcher", description=__doc__)
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics, /healthz, /readyz here (default HOOKLINE_METRICS_PORT; off if unset; 0: any free port)",
+    )
+    args = parser.parse_args(argv)
     try:
-        settings = load_settings()
+        settings = load_settings(metrics_port=args.metrics_port)
     except HooklineError as exc:
         print(f"hookline dispatcher: {exc}", file=sys.stderr)
         return 2

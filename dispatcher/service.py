@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from dispatcher.holds import delete_if_empty, release_held
+from dispatcher.metrics import sample_forever
 from dispatcher.reconcile import Reconciler, desired_topology, layout_changes
 from shared import topology
 from shared.broker import BrokerLink
@@ -23,6 +24,7 @@ from shared.db.notify import follow
 from shared.db.pauses import forget_resumed, pause_states
 from shared.db.pool import DB_ERRORS, create_pool
 from shared.errors import BrokerUnavailable
+from shared.probes import database_ready, start_probes
 from shared.settings import Settings
 from shared.topology import LaneLayout
 
@@ -49,18 +51,31 @@ class Dispatcher:
     async def run(self) -> None:
         """Reconcile until `stop()`."""
         self._pool = await create_pool(self.settings.database_url, min_size=1, max_size=2)
+        probes = await start_probes("dispatcher", self.settings.host, self.settings.metrics_port, self._checks)
         self._broker.on_connect(self._on_connect)
         await self._broker.start()
         tasks = [
             asyncio.create_task(self._follow(), name="registry"),
             asyncio.create_task(self._drain_loop(), name="drain"),
         ]
+        if probes is not None:
+            tasks.append(asyncio.create_task(self._sample_queues(), name="queue-depths"))
         await self._stop.wait()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._broker.close()
         await self._pool.close()
+        if probes is not None:
+            await probes.stop()
+
+    async def _sample_queues(self) -> None:
+        await self._broker.wait_ready()
+        assert self._broker.connection is not None
+        await sample_forever(self._broker.connection, self._pool, self.settings.amqp_prefix)
+
+    async def _checks(self) -> dict[str, bool]:
+        return {"broker": self._broker.ready, "database": await database_ready(self._pool)}
 
     def stop(self) -> None:
         """Ask `run()` to finish (safe from a signal handler)."""

@@ -8,6 +8,7 @@ import sys
 import uvicorn
 
 from shared.errors import HooklineError
+from shared.logs import setup_logging
 from shared.settings import load_settings
 
 
@@ -21,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     except HooklineError as exc:
         print(f"hookline ingress: {exc}", file=sys.stderr)
         return 2
+    # uvicorn's own lines (start, stop, errors) go through the same formatter: no log_config.
+    setup_logging("ingress", settings.log_level, settings.log_json)
     uvicorn.run(
         "ingress.app:app_from_env",
         factory=True,
@@ -32,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         lifespan="on",
         access_log=False,
         log_level="warning",
+        log_config=None,
         timeout_keep_alive=5,
         timeout_graceful_shutdown=10,
     )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import msgspec
@@ -24,6 +27,31 @@ FIELDS = (
     "reason",
     "count",
 )
+
+
+# The run a task is working on: every line logged while it runs carries these fields
+# (the engine's, the steps', the libraries' lines too), set once by `run_context`.
+_RUN: ContextVar[dict[str, Any] | None] = ContextVar("hookline_run", default=None)
+
+
+@contextlib.contextmanager
+def run_context(**fields: Any) -> Iterator[None]:
+    """Within this block (this task and the tasks it starts), log lines carry `fields`."""
+    token = _RUN.set({**(_RUN.get() or {}), **{k: v for k, v in fields.items() if k in FIELDS}})
+    try:
+        yield
+    finally:
+        _RUN.reset(token)
+
+
+class RunContextFilter(logging.Filter):
+    """Adds the current run's fields to a record that does not set them itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in (_RUN.get() or {}).items():
+            if record.__dict__.get(name) is None:
+                setattr(record, name, value)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -72,6 +100,7 @@ def setup_logging(service: str, level: str = "INFO", json: bool = True) -> None:
     """Send every logger's records to stderr in one format."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service) if json else TextFormatter(service))
+    handler.addFilter(RunContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

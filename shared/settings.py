@@ -40,6 +40,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     work_queue_max_length: int = 1_000_000
     delivery_limit: int = 10
     heartbeat: int = 15
+    metrics_port: int | None = None  # worker and dispatcher probes; None: off, 0: a free port
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -59,6 +60,7 @@ _INTS = (
     "work_queue_max_length",
     "heartbeat",
     "delivery_limit",
+    "metrics_port",
 )
 _FLOATS = ("publish_timeout",)
 _BOOLS = ("log_json",)

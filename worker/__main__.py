@@ -23,9 +23,15 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="unordered executions at once (default HOOKLINE_WORKER_CONCURRENCY or 32)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics, /healthz, /readyz here (default HOOKLINE_METRICS_PORT; off if unset; 0: any free port)",
+    )
     args = parser.parse_args(argv)
     try:
-        settings = load_settings()
+        settings = load_settings(metrics_port=args.metrics_port)
     except HooklineError as exc:
         print(f"hookline worker: {exc}", file=sys.stderr)
         return 2

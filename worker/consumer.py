@@ -22,6 +22,7 @@ from shared import topology
 from shared.broker import publish_confirmed
 from shared.db.executions import Status
 from shared.errors import BrokerUnavailable, HooklineError, NotFound
+from shared.logs import run_context
 from shared.messages import Invocation, invocation_decoder
 from shared.spec.model import Retry
 from worker.engine import Outcome
@@ -158,7 +159,10 @@ class Runner:
             await settle(message, Verdict.GIVE_UP, lane)
             return
         try:
-            await self._handle(message, invocation, lane, queue)
+            with run_context(
+                workspace=invocation.workspace, trigger=invocation.trigger, execution_id=invocation.id
+            ):
+                await self._handle(message, invocation, lane, queue)
         except Abandoned:
             log.info("stopping: execution handed back unsettled", extra={"execution_id": invocation.id})
 

@@ -15,6 +15,7 @@ from shared.db.executions import ExecutionRecord, Status
 from shared.db.lanes import mark_dead
 from shared.db.pool import DB_ERRORS
 from shared.messages import Invocation, Reply, reply_encoder
+from worker import metrics
 from worker.engine import Outcome
 from worker.recorder import Recorder
 
@@ -62,6 +63,14 @@ class Reporter:
                 replay_of=invocation.replay_of,
             )
         )
+        metrics.observe(
+            invocation.workspace,
+            invocation.trigger,
+            status,
+            invocation.received_at,
+            finished.started,
+            finished.finished,
+        )
         log.info(
             "execution %s",
             status,
@@ -82,6 +91,7 @@ class Reporter:
             with attempt:
                 async with self._pool.acquire() as connection:
                     await mark_dead(connection, invocation.id)
+        metrics.DEAD.labels(invocation.workspace, invocation.trigger).inc()
         log.info("execution dead: %s", reason, extra={"execution_id": invocation.id})
 
     async def reply(self, message: AbstractIncomingMessage, invocation: Invocation, outcome: Outcome) -> None:

@@ -20,6 +20,7 @@ from shared.db.lanes import LANES_CHANNEL, load_layouts
 from shared.db.notify import follow
 from shared.db.pauses import paused_triggers
 from shared.db.pool import create_pool
+from shared.probes import database_ready, start_probes
 from shared.settings import Settings
 from worker.connections import Connections
 from worker.consumer import Lane, Runner
@@ -52,6 +53,7 @@ class Worker:
         self._pool = await create_pool(self.settings.database_url, min_size=1, max_size=4)
         self._recorder = Recorder(self._pool)
         self._recorder.start()
+        probes = await start_probes("worker", self.settings.host, self.settings.metrics_port, self._checks)
         self._connections = Connections(self._pool)
         self._connections.start(self.settings.database_url)
         self._broker.on_connect(self._on_connect)
@@ -62,6 +64,11 @@ class Worker:
         with contextlib.suppress(asyncio.CancelledError):
             await follower
         await self._shutdown()
+        if probes is not None:
+            await probes.stop()
+
+    async def _checks(self) -> dict[str, bool]:
+        return {"broker": self._broker.ready, "database": await database_ready(self._pool)}
 
     def stop(self) -> None:
         """Ask `run()` to finish (safe from a signal handler)."""

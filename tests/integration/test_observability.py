@@ -1,0 +1,143 @@
+"""Metrics and probes on every service, and JSON logs that carry the run and never a body."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from shared.db.pool import Connection
+from shared.logs import JsonFormatter, RunContextFilter, run_context
+from tests.helpers import apply_yaml, eventually, finished_execution
+from tests.stack import Services, free_port
+
+TRIGGERS = """
+workspace: {ws}
+triggers:
+  - name: counted
+    auth: {{type: none}}
+    workflow:
+      - id: fails
+        http: {{url: "http://127.0.0.1:9/", timeout: 2s}}
+    retry: {{max_attempts: 1}}
+"""
+
+
+@pytest.fixture
+def probed(stack: Services) -> Iterator[dict[str, int]]:
+    """One more worker and dispatcher, each with its metrics port."""
+    ports = {"worker-probed": free_port(), "dispatcher-probed": free_port()}
+    for name, port in ports.items():
+        stack.start(name, "--metrics-port", str(port))
+    yield ports
+    for name in ports:
+        stack.stop(name)
+
+
+async def test_worker_and_dispatcher_serve_health_readiness_and_metrics(
+    probed: dict[str, int], stack: Services
+) -> None:
+    async def ready(port: int) -> httpx.Response | None:
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(f"http://127.0.0.1:{port}/readyz")
+        return answer if answer.status_code == 200 else None
+
+    for port in probed.values():
+        answer = await eventually(lambda port=port: ready(port), timeout=20)  # type: ignore[misc]
+        assert answer.json() == {"ready": True, "checks": {"broker": True, "database": True}}
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"http://127.0.0.1:{port}/healthz")).json() == {"status": "ok"}
+    async with httpx.AsyncClient() as client:
+        worker = (await client.get(f"http://127.0.0.1:{probed['worker-probed']}/metrics")).text
+    for name in (
+        "hookline_worker_executions_total",
+        "hookline_worker_execution_seconds",
+        "hookline_worker_end_to_end_seconds",
+        "hookline_worker_retries_total",
+        "hookline_worker_dead_letters_total",
+    ):
+        assert f"# TYPE {name} " in worker
+
+    work = f'queue="{stack.env["HOOKLINE_AMQP_PREFIX"]}.work"'
+
+    async def sampled() -> str | None:
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"http://127.0.0.1:{probed['dispatcher-probed']}/metrics")).text
+        return text if f"hookline_queue_consumers{{kind=\"work\"," in text and work in text else None
+
+    await eventually(sampled, timeout=20)
+
+
+async def test_ingress_metrics_count_calls_and_refusals(
+    stack: Services, db: Connection, workspace: str
+) -> None:
+    await apply_yaml(db, TRIGGERS.format(ws=workspace))
+
+    async def accepted() -> str | None:
+        async with httpx.AsyncClient(base_url=stack.base_url) as client:
+            answer = await client.post(f"/hooks/{workspace}/counted", json={})
+        return str(answer.json()["execution_id"]) if answer.status_code == 202 else None
+
+    await eventually(accepted)
+    async with httpx.AsyncClient(base_url=stack.base_url) as client:
+        await client.get(f"/hooks/{workspace}/counted")  # 405
+        text = (await client.get("/metrics")).text
+    assert f'hookline_ingress_calls_total{{outcome="202",trigger="counted",workspace="{workspace}"}} 1.0' in text
+    assert 'hookline_ingress_rejected_total{reason="method-not-allowed"}' in text
+    assert "hookline_ingress_publish_seconds_count" in text
+
+
+async def test_service_logs_are_json_with_the_run_ids_and_no_body(
+    stack: Services, db: Connection, workspace: str
+) -> None:
+    await apply_yaml(db, TRIGGERS.format(ws=workspace))
+    marker = f"body-marker-{uuid.uuid4().hex}"
+
+    async def accepted() -> str | None:
+        async with httpx.AsyncClient(base_url=stack.base_url) as client:
+            answer = await client.post(f"/hooks/{workspace}/counted", json={"secret": marker})
+        return str(answer.json()["execution_id"]) if answer.status_code == 202 else None
+
+    execution_id = await eventually(accepted)
+    await finished_execution(db, execution_id)
+    lines = []
+    for name in ("ingress", "dispatcher", "worker-1", "worker-2"):
+        text = stack.log(name)
+        assert marker not in text
+        lines += [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    of_run = [x for x in lines if x.get("execution_id") == execution_id]
+    assert of_run, "the run logged nothing"
+    assert all((x["workspace"], x["trigger"]) == (workspace, "counted") for x in of_run)
+
+
+def test_every_line_logged_during_a_run_carries_its_ids() -> None:
+    formatter = JsonFormatter("worker")
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    handler.addFilter(RunContextFilter())
+    logger = logging.getLogger("hookline.test.steps")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with run_context(workspace="w", trigger="t", execution_id="e-1", body="never"):
+            logger.info("step ran")
+            logger.info("own ids win", extra={"execution_id": "e-2"})
+        logger.info("after the run")
+    finally:
+        logger.removeHandler(handler)
+    lines = [json.loads(formatter.format(r)) for r in records]
+    assert [(x["msg"], x.get("workspace"), x.get("trigger"), x.get("execution_id")) for x in lines] == [
+        ("step ran", "w", "t", "e-1"),
+        ("own ids win", "w", "t", "e-2"),
+        ("after the run", None, None, None),
+    ]
+    assert all("body" not in x for x in lines)
