@@ -67,7 +67,7 @@ async def test_worker_and_dispatcher_serve_health_readiness_and_metrics(
     async def sampled() -> str | None:
         async with httpx.AsyncClient() as client:
             text = (await client.get(f"http://127.0.0.1:{probed['dispatcher-probed']}/metrics")).text
-        return text if f"hookline_queue_consumers{{kind=\"work\"," in text and work in text else None
+        return text if 'hookline_queue_consumers{kind="work",' in text and work in text else None
 
     await eventually(sampled, timeout=20)
 
@@ -86,7 +86,9 @@ async def test_ingress_metrics_count_calls_and_refusals(
     async with httpx.AsyncClient(base_url=stack.base_url) as client:
         await client.get(f"/hooks/{workspace}/counted")  # 405
         text = (await client.get("/metrics")).text
-    assert f'hookline_ingress_calls_total{{outcome="202",trigger="counted",workspace="{workspace}"}} 1.0' in text
+    assert (
+        f'hookline_ingress_calls_total{{outcome="202",trigger="counted",workspace="{workspace}"}} 1.0' in text
+    )
     assert 'hookline_ingress_rejected_total{reason="method-not-allowed"}' in text
     assert "hookline_ingress_publish_seconds_count" in text
 
