@@ -7,11 +7,11 @@ import os
 import sys
 from pathlib import Path
 
-from shared.commands import dlq, executions, keys, lanes, registry
+from shared.commands import dlq, executions, keys, lanes, registry, status, tokens, triggers
 from shared.errors import HooklineError
 
 SERVICES = ("ingress", "dispatcher", "worker")
-COMMANDS = (registry, keys, executions, dlq, lanes)
+COMMANDS = (registry, triggers, keys, tokens, executions, dlq, lanes, status)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ def register(sub: Any) -> None:
     p.add_argument("--trigger", action="append", required=True, help="trigger to attach to (repeatable)")
     p.add_argument("--label", required=True)
     p.add_argument("--key", help="store this key instead of generating one")
+    p.add_argument("--json", action="store_true", help="print the new key as JSON")
     p.set_defaults(run=runs(_create))
 
     p = actions.add_parser("list", help="keys of a workspace: label and prefix, never the key")
@@ -56,6 +57,9 @@ def register(sub: Any) -> None:
 async def _create(settings: Settings, ns: argparse.Namespace) -> int:
     async with connect(settings.database_url) as connection:
         created = await keys.create_key(connection, ns.workspace, ns.trigger, ns.label, ns.key)
+    if ns.json:
+        print(msgspec.json.encode({**vars(created), "id": str(created.id), "triggers": ns.trigger}).decode())
+        return 0
     print(created.key)
     print(
         f"key {created.id} ({created.prefix}..., label {created.label!r}) attached to "

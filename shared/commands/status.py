@@ -1,0 +1,74 @@
+"""`hookline status`: is the stack up (ingress readiness), what waits where, how much fails."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import httpx
+
+from shared.broker import connect_once
+from shared.commands import runs
+from shared.commands.output import print_json, print_table
+from shared.db.pool import connect
+from shared.db.runlog import failure_rate
+from shared.errors import BrokerUnavailable
+from shared.queues import QueueDepth, queue_depths
+from shared.settings import Settings
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("status", help="services up, queue depths and consumers, recent failure rate")
+    p.add_argument("--minutes", type=int, default=15, help="failure-rate window (default 15)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=runs(_status))
+
+
+def ingress_readiness(settings: Settings) -> dict[str, Any]:
+    """The ingress's `/readyz` answer, or why there is none."""
+    try:
+        answer = httpx.get(f"{settings.public_url}/readyz", timeout=3)
+    except httpx.HTTPError as exc:
+        return {"ready": False, "error": f"unreachable ({type(exc).__name__})"}
+    try:
+        body: dict[str, Any] = answer.json()
+    except ValueError:
+        return {"ready": False, "error": f"answered {answer.status_code}"}
+    return body
+
+
+async def _status(settings: Settings, ns: argparse.Namespace) -> int:
+    ingress = ingress_readiness(settings)
+    async with connect(settings.database_url) as db:
+        rate = await failure_rate(db, ns.minutes)
+        try:
+            async with connect_once(settings.amqp_url, "hookline-status") as broker:
+                queues: list[QueueDepth] | None = await queue_depths(broker, db, settings.amqp_prefix)
+        except BrokerUnavailable:
+            queues = None
+    if ns.json:
+        print_json(
+            {
+                "ingress": ingress,
+                "broker": queues is not None,
+                "queues": queues,
+                "failures": {**vars(rate), "rate": rate.rate},
+            }
+        )
+        return 0 if ingress.get("ready") and queues is not None else 1
+    checks = ", ".join(f"{k} {'ok' if v else 'DOWN'}" for k, v in ingress.get("checks", {}).items())
+    state = "ready" if ingress.get("ready") else "NOT READY"
+    print(f"ingress {settings.public_url}: {state} ({checks or ingress.get('error', '')})")
+    if queues is None:
+        print("broker: unreachable")
+    else:
+        rows = [("QUEUE", "KIND", "TRIGGER", "MESSAGES", "CONSUMERS")]
+        for q in queues:
+            trigger = f"{q.workspace}/{q.trigger}" if q.trigger else "-"
+            rows.append(
+                (q.name, q.kind, trigger, str(q.messages), str(q.consumers) if q.exists else "missing")
+            )
+        print_table(rows)
+    share = f" ({rate.rate:.1%})" if rate.rate is not None else ""
+    print(f"last {rate.minutes} min: {rate.finished} runs finished, {rate.failed} failed{share}")
+    return 0 if ingress.get("ready") and queues is not None else 1

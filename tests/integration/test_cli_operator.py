@@ -1,0 +1,109 @@
+"""`hookline triggers|tokens|executions list|status` on a real stack (the API's service layer)."""
+
+from __future__ import annotations
+
+import httpx
+
+from shared.db.pool import Connection
+from tests.helpers import apply_yaml, eventually, finished_execution
+from tests.integration.calls import cli, cli_json
+from tests.stack import Services
+
+TRIGGERS = """
+workspace: {ws}
+triggers:
+  - name: plain
+    auth: {{type: none}}
+    workflow: [{{id: seen, map: {{n: "{{{{ request.body.n }}}}"}}}}]
+  - name: keyed
+    auth: {{type: api_key}}
+    mode: request_response
+    ordered: true
+    workflow: [{{respond: {{status: 200}}}}]
+"""
+
+
+async def test_triggers_list_show_versions_pause_resume_and_delete(
+    stack: Services, db: Connection, workspace: str
+) -> None:
+    await apply_yaml(db, TRIGGERS.format(ws=workspace))
+    listed = cli_json(stack, "triggers", "list", "--workspace", workspace)
+    assert [(t["name"], t["mode"], t["auth"], t["ordered"], t["paused"]) for t in listed] == [
+        ("keyed", "request_response", "api_key", True, False),
+        ("plain", "async", "none", False, False),
+    ]
+    assert listed[1]["url"] == f"{stack.base_url}/hooks/{workspace}/plain"
+    table = cli(stack, "triggers", "list", "--workspace", workspace).stdout.splitlines()
+    assert table[0].split() == ["TRIGGER", "VERSION", "MODE", "AUTH", "ORDERING", "STATE", "KEYS", "URL"]
+    assert table[1].split()[:7] == [
+        f"{workspace}/keyed",
+        "1",
+        "request_response",
+        "api_key",
+        "ordered",
+        "running",
+        "0",
+    ]
+
+    paused = cli(stack, "triggers", "pause", f"{workspace}/keyed")
+    assert (
+        paused.stdout == f"{workspace}/keyed paused: async calls are held, request-response calls get 503\n"
+    )
+    assert cli_json(stack, "triggers", "list", "--workspace", workspace)[0]["paused"] is True
+    assert cli(stack, "triggers", "resume", f"{workspace}/keyed").stdout == f"{workspace}/keyed resumed\n"
+    assert (
+        cli(stack, "triggers", "resume", f"{workspace}/keyed").stdout == f"{workspace}/keyed was not paused\n"
+    )
+
+    shown = cli(stack, "triggers", "show", f"{workspace}/plain")
+    assert '"workflow"' in shown.stdout
+    assert [v["version"] for v in cli_json(stack, "triggers", "versions", f"{workspace}/plain")] == [1]
+    assert cli(stack, "triggers", "delete", f"{workspace}/plain").returncode == 0
+    missing = cli(stack, "triggers", "show", f"{workspace}/plain")
+    assert (missing.returncode, missing.stderr) == (1, f"hookline: no trigger {workspace}/plain\n")
+
+
+async def test_keys_create_json_tokens_and_the_run_log_list(
+    stack: Services, db: Connection, workspace: str
+) -> None:
+    await apply_yaml(db, TRIGGERS.format(ws=workspace))
+    key = cli_json(stack, "keys", "create", "--workspace", workspace, "--trigger", "keyed", "--label", "cli")
+    assert (key["label"], key["triggers"], key["prefix"]) == ("cli", ["keyed"], key["key"][:8])
+
+    async def sent() -> str | None:
+        async with httpx.AsyncClient(base_url=stack.base_url) as client:
+            answer = await client.post(f"/hooks/{workspace}/plain", json={"n": 1})
+        return str(answer.json()["execution_id"]) if answer.status_code == 202 else None
+
+    execution_id = await eventually(sent)
+    await finished_execution(db, execution_id)
+    page = cli_json(stack, "executions", "list", "--trigger", f"{workspace}/plain", "--status", "succeeded")
+    assert [r["id"] for r in page["items"]] == [execution_id]
+    assert page["next_cursor"] is None
+    table = cli(stack, "executions", "list", "--workspace", workspace).stdout.splitlines()
+    assert table[1].split()[:2] == [execution_id, page["items"][0]["received_at"][:10]]
+
+    made = cli(stack, "tokens", "create", "--workspace", workspace, "--label", "team")
+    token = made.stdout.strip()
+    assert token.startswith("hlt_")
+    listed = [t for t in cli_json(stack, "tokens", "list") if t["workspace"] == workspace]
+    assert [(t["label"], t["prefix"]) for t in listed] == [("team", token[:8])]
+    async with httpx.AsyncClient(base_url=stack.base_url) as client:
+        seen = await client.get("/api/workspaces", headers={"Authorization": f"Bearer {token}"})
+    assert [w["name"] for w in seen.json()] == [workspace]
+    assert cli(stack, "tokens", "revoke", listed[0]["id"]).stdout == "revoked\n"
+    assert (
+        cli(stack, "tokens", "create", "--label", "x").stderr == "hookline: give --workspace W or --admin\n"
+    )
+
+
+def test_status_reports_readiness_queues_and_failure_rate(stack: Services) -> None:
+    status = cli_json(stack, "status")
+    assert status["ingress"]["ready"] is True
+    assert status["broker"] is True
+    work = next(q for q in status["queues"] if q["kind"] == "work")
+    assert work["consumers"] >= 2
+    assert set(status["failures"]) == {"minutes", "finished", "failed", "rate"}
+    human = cli(stack, "status").stdout.splitlines()
+    assert human[0] == f"ingress {stack.base_url}: ready (broker ok, registry ok, database ok)"
+    assert human[-1].startswith("last 15 min: ")
