@@ -53,13 +53,13 @@ def actions(res: Resources) -> list[Any]:
             return Template(
                 template_name="login.html", context={"error": "That token is not valid."}, status_code=401
             )
-        response = Redirect("/console/runs")
+        response = Redirect("/console/runs", status_code=303)
         response.set_cookie(session_cookie(data.token.strip(), request.url.scheme == "https"))
         return response
 
     @post("/logout", include_in_schema=False, status_code=303)
     async def logout() -> Redirect:
-        response = Redirect("/console/login")
+        response = Redirect("/console/login", status_code=303)
         response.set_cookie(cleared_cookie())
         return response
 
@@ -99,7 +99,7 @@ def actions(res: Resources) -> list[Any]:
                 await pause_trigger(connection, workspace, name)
             else:
                 await resume_trigger(connection, workspace, name)
-        return Redirect("/console/triggers")
+        return Redirect("/console/triggers", status_code=303)
 
     @post("/executions/{execution_id:str}/replay", include_in_schema=False, status_code=303)
     async def replay_execution(
@@ -108,7 +108,9 @@ def actions(res: Resources) -> list[Any]:
         scope, csrf = await signed_in(res, request)
         check_csrf(data.csrf, csrf)
         replayed = await replay(res, scope, execution_id)
-        return Redirect(f"/console/executions/{replayed.execution_id}?replayed_from={execution_id}")
+        return Redirect(
+            f"/console/executions/{replayed.execution_id}?replayed_from={execution_id}", status_code=303
+        )
 
     @post("/dead-letters/{execution_id:str}/replay", include_in_schema=False, status_code=303)
     async def replay_dead(
@@ -117,6 +119,6 @@ def actions(res: Resources) -> list[Any]:
         scope, csrf = await signed_in(res, request)
         check_csrf(data.csrf, csrf)
         await replay_letters(res, scope, [execution_id])
-        return Redirect("/console/dead-letters")
+        return Redirect("/console/dead-letters", status_code=303)
 
     return [login, logout, new_key, pause_or_resume, replay_execution, replay_dead]
