@@ -51,7 +51,9 @@ class Dispatcher:
     async def run(self) -> None:
         """Reconcile until `stop()`."""
         self._pool = await create_pool(self.settings.database_url, min_size=1, max_size=2)
-        probes = await start_probes("dispatcher", self.settings.host, self.settings.metrics_port, self._checks)
+        probes = await start_probes(
+            "dispatcher", self.settings.host, self.settings.metrics_port, self._checks
+        )
         self._broker.on_connect(self._on_connect)
         await self._broker.start()
         tasks = [
