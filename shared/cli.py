@@ -7,11 +7,11 @@ import os
 import sys
 from pathlib import Path
 
-from shared.commands import dlq, executions, keys, lanes, registry, status, tokens, triggers
+from shared.commands import bench, dlq, executions, keys, lanes, registry, status, tokens, triggers
 from shared.errors import HooklineError
 
 SERVICES = ("ingress", "dispatcher", "worker")
-COMMANDS = (registry, triggers, keys, tokens, executions, dlq, lanes, status)
+COMMANDS = (registry, triggers, keys, tokens, executions, dlq, lanes, status, bench)
 
 
 def main(argv: list[str] | None = None) -> int:

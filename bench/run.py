@@ -1,0 +1,165 @@
+"""`python -m bench.run` (`hookline bench`, `make bench`): every scenario, hookline beside its ceiling.
+
+Brings up private RabbitMQ and PostgreSQL in a temporary folder, hookline's services and the
+ceiling's minimal app and consumers as processes, loads them with wrk on 127.0.0.1, prints
+a Markdown table and writes the JSON to bench/results/. Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench import report, scenarios
+from bench.harness import Bench, Options
+from bench.load import LoadError, ensure_wrk
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SCENARIOS = ("async_accept", "ordered_lane", "worker_drain", "async_end_to_end", "request_response")
+
+
+def say(text: str) -> None:
+    print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+async def session(bench: Bench, only: tuple[str, ...]) -> dict[str, Any]:
+    """Every scenario in an order that needs the fewest worker restarts."""
+    try:
+        return await _scenarios(bench, only)
+    finally:
+        if bench.connected:
+            await bench.amqp.close()
+
+
+async def _scenarios(bench: Bench, only: tuple[str, ...]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    await bench.prepare()
+    say("starting hookline (dispatcher, ingress) and the ceiling app")
+    await bench.start_hookline()
+    await bench.start_ceiling()
+    steps: list[tuple[str, Callable[[Bench], Awaitable[dict[str, Any]]], bool]] = [
+        # (name, function, workers must be stopped first)
+        ("async_accept", scenarios.async_accept, True),
+        ("ordered_lane", scenarios.ordered_lane, True),
+        ("worker_drain", scenarios.worker_drain, True),
+        ("async_end_to_end", scenarios.async_end_to_end, False),
+        ("request_response", scenarios.request_response, False),
+    ]
+    for name, run, stopped in steps:
+        if name not in only:
+            continue
+        if stopped:
+            bench.stop_workers()
+        elif not bench.processes.of_role("worker"):
+            await bench.start_workers()
+        say(f"{name} (load average {os.getloadavg()[0]:.2f})")
+        began = time.monotonic()
+        results[name] = await run(bench)
+        bench.processes.sample_peaks()
+        say(f"{name} done in {time.monotonic() - began:.0f} s")
+    bench.processes.sample_peaks()
+    results["memory"] = {
+        role: [round(kib / 1024, 1) for kib in peaks]
+        for role, peaks in bench.processes.peaks_by_role().items()
+    }
+    return results
+
+
+class Interrupted(Exception):
+    """SIGTERM: stop like Ctrl-C."""
+
+
+def _on_term(signum: int, _: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hookline bench", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10, help="each measured load (default 10)")
+    parser.add_argument("--warmup", type=float, default=2, help="warm-up before each load (default 2)")
+    parser.add_argument("--connections", type=int, default=50, help="concurrent connections (default 50)")
+    parser.add_argument(
+        "--drain-messages", type=int, default=20_000, help="scenario 5's queue (default 20000)"
+    )
+    parser.add_argument("--lane-calls", type=int, default=5_000, help="scenario 4's calls (default 5000)")
+    parser.add_argument(
+        "--only", action="append", choices=SCENARIOS, help="run only this scenario (repeatable)"
+    )
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="folder for the JSON (default bench/results)"
+    )
+    parser.add_argument("--check", action="store_true", help="exit with code 3 when a target is missed")
+    args = parser.parse_args(argv)
+    options = Options(
+        seconds=args.seconds,
+        warmup=args.warmup,
+        connections=args.connections,
+        drain_messages=args.drain_messages,
+        lane_calls=args.lane_calls,
+    )
+    try:
+        ensure_wrk()
+    except LoadError as exc:
+        say(str(exc))
+        return 1
+    signal.signal(signal.SIGTERM, _on_term)
+    started = time.time()
+    load_before = os.getloadavg()
+    bench = Bench(options)
+    failed = True
+    try:
+        say(f"starting private RabbitMQ and PostgreSQL in {bench.folder}")
+        bench.start_servers()
+        results = asyncio.run(session(bench, tuple(args.only or SCENARIOS)))
+        failed = False
+    except (KeyboardInterrupt, Interrupted):
+        say("interrupted; stopping everything it started")
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # A failed run keeps its processes' logs, to see why.
+        bench.close(keep_logs=args.results / "last-failed-logs" if failed else None)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    verdict = report.verdicts(results)
+    document: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "seconds": round(time.time() - started, 1),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "machine": {**report.machine(), **bench.versions_info},
+        "options": options.__dict__,
+        "results": results,
+        "targets": verdict,
+    }
+    args.results.mkdir(parents=True, exist_ok=True)
+    out = args.results / f"bench-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(started))}.json"
+    out.write_text(json.dumps(document, indent=2) + "\n")
+    print(report.markdown(results, verdict))
+    print()
+    print("CPU, % of one core, during each measured load (machine: all cores together):")
+    print()
+    print(report.cpu_table(results))
+    print()
+    m = document["machine"]
+    print(
+        f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}, "
+        f"RabbitMQ {m.get('rabbitmq', '?')}, PostgreSQL {m.get('postgresql', '?')}; "
+        f"load average {document['load_average_before'][0]} before, {document['load_average_after'][0]} after; "
+        f"{document['seconds']:.0f} s in all. JSON: {out}"
+    )
+    return 3 if args.check and not all(v["met"] for v in verdict.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

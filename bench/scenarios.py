@@ -1,0 +1,367 @@
+"""The scenarios: each measures hookline and its ceiling under the same load, one after the other.
+
+Every function returns plain data (dicts of numbers) for the report and the JSON file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict
+from typing import Any
+
+from bench import broker
+from bench.cpu import CpuMeter
+from bench.harness import PREFIX, WORKSPACE, Bench, read_stats
+from bench.load import Load, run_wrk
+from shared import topology
+from shared.broker import queue_state
+from shared.ids import uuid7
+from shared.localservers import LocalRabbitMQ
+from shared.messages import Invocation, RequestData, invocation_encoder
+
+Result = dict[str, Any]
+
+
+def cpu_meter(bench: Bench) -> CpuMeter:
+    """CPU per role: hookline's services, the ceiling's, and the servers."""
+
+    def roots() -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for running in bench.processes.running.values():
+            out.setdefault(running.role, []).append(running.process.pid)
+        for server in bench.servers:
+            if server.pid is not None:
+                out["rabbitmq" if isinstance(server, LocalRabbitMQ) else "postgres"] = [server.pid]
+        return out
+
+    return CpuMeter(roots)
+
+
+async def load(
+    bench: Bench,
+    url: str,
+    headers: dict[str, str],
+    connections: int | None = None,
+    seconds: float | None = None,
+    every: Any = None,
+) -> tuple[Load, dict[str, float]]:
+    """A warm-up, then the measured load with the CPU it used per role."""
+    options = bench.options
+    connections = connections or options.connections
+    await run_wrk(url, bench.body_file, headers=headers, connections=connections, seconds=options.warmup)
+    meter = cpu_meter(bench)
+    meter.start()
+    result = await run_wrk(
+        url,
+        bench.body_file,
+        headers=headers,
+        connections=connections,
+        seconds=seconds or options.seconds,
+        every=every,
+    )
+    return result, meter.stop()
+
+
+def measured(result: Load, cpu: dict[str, float], **extra: Any) -> Result:
+    return {**asdict(result), "cpu_percent": cpu, **extra}
+
+
+# -- 1. async accept -----------------------------------------------------------------------
+
+
+async def async_accept(bench: Bench) -> Result:
+    """Pure ingress: publish with confirm and answer, nobody consuming."""
+    ceiling, ceiling_cpu = await load(bench, bench.ceiling_url("async", broker.ASYNC_QUEUE), {})
+    await broker.purge(bench.amqp, broker.ASYNC_QUEUE)
+    hookline, hookline_cpu = await load(bench, bench.hook_url("accept"), bench.headers)
+    await bench.purge_hookline()
+    return {"ceiling": measured(ceiling, ceiling_cpu), "hookline": measured(hookline, hookline_cpu)}
+
+
+# -- 2. async end to end -------------------------------------------------------------------
+
+
+class Backlog:
+    """Samples a queue's depth while a load runs."""
+
+    def __init__(self, bench: Bench, queue: str) -> None:
+        self.bench = bench
+        self.queue = queue
+        self.samples: list[tuple[float, int]] = []
+        self.started = time.monotonic()
+
+    async def __call__(self) -> None:
+        depth = await broker.depth(self.bench.amqp, self.queue)
+        self.samples.append((round(time.monotonic() - self.started, 2), depth))
+
+    def summary(self, end_depth: int, rate: float) -> Result:
+        """Depth at the end, and its growth over the second half of the load (messages/s)."""
+        half = [s for s in self.samples if s[0] >= self.samples[-1][0] / 2] if self.samples else []
+        growth = 0.0
+        if len(half) >= 2 and half[-1][0] > half[0][0]:
+            growth = (half[-1][1] - half[0][1]) / (half[-1][0] - half[0][0])
+        # Steady: the backlog stays under a tenth of a second of calls, or does not grow by
+        # more than 2 % of the accept rate.
+        steady = end_depth <= max(100, rate / 10) or growth <= 0.02 * rate
+        return {"end": end_depth, "growth_per_s": round(growth, 1), "steady": steady, "samples": self.samples}
+
+
+async def async_end_to_end(bench: Bench) -> Result:
+    """Accepting while two consumers drain the same queue."""
+    out: Result = {}
+    files = bench.start_consumers("drain", broker.ASYNC_QUEUE, 100, bench.options.workers)
+    await _until_consumers(bench, broker.ASYNC_QUEUE, len(files))
+    backlog = Backlog(bench, broker.ASYNC_QUEUE)
+    result, cpu = await load(bench, bench.ceiling_url("async", broker.ASYNC_QUEUE), {}, every=backlog)
+    end = await broker.depth(bench.amqp, broker.ASYNC_QUEUE)
+    out["ceiling"] = measured(result, cpu, backlog=backlog.summary(end, result.rps))
+    bench.stop_consumers()
+    await broker.purge(bench.amqp, broker.ASYNC_QUEUE)
+
+    work = topology.work_queue_name(PREFIX)
+    backlog = Backlog(bench, work)
+    began = time.time()
+    result, cpu = await load(bench, bench.hook_url("flow"), bench.headers, every=backlog)
+    ended = time.time()
+    end = await broker.depth(bench.amqp, work)
+    lag = await _lag(bench, "flow", began, ended)
+    out["hookline"] = measured(result, cpu, backlog=backlog.summary(end, result.rps), lag=lag)
+    return out
+
+
+async def _lag(bench: Bench, trigger: str, began: float, ended: float, within: float = 60) -> Result:
+    """Accepted -> executed (finished) of the calls received in [began, ended], once drained."""
+    work = topology.work_queue_name(PREFIX)
+    deadline = time.monotonic() + within
+    await _until_empty(bench, work, deadline)
+    connection = await bench.db()
+    try:
+        previous = -1
+        while time.monotonic() < deadline:
+            count = await connection.fetchval(
+                "select count(*) from executions where workspace = $1 and trigger = $2", WORKSPACE, trigger
+            )
+            if count == previous:
+                break
+            previous = count
+            await asyncio.sleep(0.5)
+        row = await connection.fetchrow(
+            """
+            select count(*) as n,
+                   percentile_cont(0.5) within group (order by lag)::float8 as p50,
+                   percentile_cont(0.99) within group (order by lag)::float8 as p99,
+                   max(lag)::float8 as max
+            from (select extract(epoch from finished_at - received_at) * 1000 as lag
+                  from executions
+                  where workspace = $1 and trigger = $2
+                    and received_at between to_timestamp($3) and to_timestamp($4)) lags
+            """,
+            WORKSPACE,
+            trigger,
+            began,
+            ended,
+        )
+    finally:
+        await connection.close()
+    assert row is not None
+    return {
+        "executions": row["n"],
+        "p50_ms": round(row["p50"] or 0, 1),
+        "p99_ms": round(row["p99"] or 0, 1),
+        "max_ms": round(row["max"] or 0, 1),
+    }
+
+
+async def _until_empty(bench: Bench, queue: str, deadline: float) -> None:
+    """Until nothing is ready in `queue` (or the deadline passed)."""
+    while time.monotonic() < deadline:
+        bench.processes.check_alive()
+        if await broker.depth(bench.amqp, queue) == 0:
+            return
+        await asyncio.sleep(0.1)
+
+
+async def _until_consumers(bench: Bench, queue: str, count: int, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        bench.processes.check_alive()
+        state = await queue_state(bench.amqp, queue)
+        if state is not None and state.consumers >= count:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{count} consumers did not start on {queue}")
+        await asyncio.sleep(0.1)
+
+
+# -- 3. request-response -------------------------------------------------------------------
+
+
+async def request_response(bench: Bench) -> Result:
+    """Through a worker and back, at 50 connections, then one client calling sequentially."""
+    out: Result = {}
+    files = bench.start_consumers(
+        "respond", broker.RPC_QUEUE, bench.options.worker_concurrency, bench.options.workers
+    )
+    await _until_consumers(bench, broker.RPC_QUEUE, len(files))
+    url = bench.ceiling_url("rpc", broker.RPC_QUEUE)
+    result, cpu = await load(bench, url, {})
+    sequential, sequential_cpu = await load(bench, url, {}, connections=1, seconds=bench.options.seconds / 2)
+    out["ceiling"] = measured(result, cpu, sequential=measured(sequential, sequential_cpu))
+    bench.stop_consumers()
+
+    url = bench.hook_url("echo")
+    result, cpu = await load(bench, url, bench.headers)
+    sequential, sequential_cpu = await load(
+        bench, url, bench.headers, connections=1, seconds=bench.options.seconds / 2
+    )
+    out["hookline"] = measured(result, cpu, sequential=measured(sequential, sequential_cpu))
+    return out
+
+
+# -- 4. ordered lane -----------------------------------------------------------------------
+
+
+async def ordered_lane(bench: Bench) -> Result:
+    """N calls queued on one ordered trigger (single active consumer), then run in order.
+
+    Workers must be stopped when this starts; they are running when it returns.
+    """
+    calls = bench.options.lane_calls
+    out: Result = {}
+    # The ceiling: a single-active-consumer quorum queue, prefetch 1, manual ack.
+    await run_wrk(
+        bench.ceiling_url("async", broker.LANE_QUEUE), bench.body_file, seconds=60, max_answers=calls
+    )
+    queued = await broker.depth(bench.amqp, broker.LANE_QUEUE)
+    meter = cpu_meter(bench)
+    meter.start()
+    files = bench.start_consumers("drain", broker.LANE_QUEUE, 1, bench.options.workers)
+    stats = await _until_counted(bench, files, queued)
+    out["ceiling"] = {**stats, "cpu_percent": meter.stop()}
+    bench.stop_consumers()
+
+    lane = topology.ordered_queue_name(PREFIX, WORKSPACE, "lane")
+    await run_wrk(
+        bench.hook_url("lane"), bench.body_file, headers=bench.headers, seconds=60, max_answers=calls
+    )
+    queued = await broker.depth(bench.amqp, lane)
+    meter = cpu_meter(bench)
+    meter.start()
+    await bench.start_workers()
+    out["hookline"] = {**await _until_recorded(bench, "lane", lane, queued), "cpu_percent": meter.stop()}
+    return out
+
+
+async def _until_counted(bench: Bench, files: list[Any], total: int, within: float = 120) -> Result:
+    """Until the ceiling consumers acknowledged `total` messages; their rate."""
+    deadline = time.monotonic() + within
+    while True:
+        bench.processes.check_alive()
+        stats = [s for s in read_stats(files) if s.messages]
+        done = sum(s.messages for s in stats)
+        if done >= total or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    span = max(s.last for s in stats) - min(s.first for s in stats) if stats else 0.0
+    return {
+        "messages": done,
+        "expected": total,
+        "seconds": round(span, 3),
+        "per_second": round(done / span, 1) if span else 0.0,
+    }
+
+
+async def _until_recorded(bench: Bench, trigger: str, queue: str, total: int, within: float = 180) -> Result:
+    """Until `total` executions of `trigger` are committed; executions per second.
+
+    From the first run's start to the moment the last record was seen committed. The
+    queue is watched until empty first (cheap), the table only for the last few.
+    """
+    deadline = time.monotonic() + within
+    await _until_empty(bench, queue, deadline)
+    connection = await bench.db()
+    try:
+        while True:
+            count = await connection.fetchval(
+                "select count(*) from executions where workspace = $1 and trigger = $2 and status = 'succeeded'",
+                WORKSPACE,
+                trigger,
+            )
+            seen = time.time()
+            if count >= total or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        first = await connection.fetchval(
+            "select extract(epoch from min(started_at))::float8 from executions where workspace = $1 and trigger = $2",
+            WORKSPACE,
+            trigger,
+        )
+    finally:
+        await connection.close()
+    span = seen - float(first) if first is not None else 0.0
+    return {
+        "messages": count,
+        "expected": total,
+        "seconds": round(span, 3),
+        "per_second": round(count / span, 1) if span else 0.0,
+    }
+
+
+# -- 5. worker drain -----------------------------------------------------------------------
+
+
+def invocation_bodies(bench: Bench, count: int) -> list[bytes]:
+    """`count` invocations of the `drain` trigger, as the ingress would have published them."""
+    import msgspec
+
+    parsed = msgspec.json.decode(bench.body)
+    request = RequestData(
+        method="POST",
+        path=f"/hooks/{WORKSPACE}/drain",
+        content_type="application/json",
+        body_kind="json",
+        body=parsed,
+    )
+    now = time.time()
+    return [
+        invocation_encoder.encode(
+            Invocation(
+                id=str(uuid7()),
+                workspace=WORKSPACE,
+                trigger="drain",
+                version=bench.versions["drain"],
+                mode="async",
+                received_at=now,
+                request=request,
+            )
+        )
+        for _ in range(count)
+    ]
+
+
+async def worker_drain(bench: Bench) -> Result:
+    """A pre-filled queue drained by the worker processes, records committed before each ack.
+
+    Workers must be stopped when this starts; they are running when it returns.
+    """
+    count = bench.options.drain_messages
+    bodies = invocation_bodies(bench, count)
+    out: Result = {}
+    await broker.prefill(bench.amqp, "", broker.DRAIN_QUEUE, bodies)
+    meter = cpu_meter(bench)
+    meter.start()
+    files = bench.start_consumers("drain", broker.DRAIN_QUEUE, 100, bench.options.workers)
+    stats = await _until_counted(bench, files, count)
+    out["ceiling"] = {**stats, "cpu_percent": meter.stop()}
+    bench.stop_consumers()
+
+    work = topology.work_queue_name(PREFIX)
+    await broker.prefill(
+        bench.amqp, topology.invocations_exchange(PREFIX), topology.routing_key(WORKSPACE, "drain"), bodies
+    )
+    meter = cpu_meter(bench)
+    meter.start()
+    await bench.start_workers()
+    out["hookline"] = {**await _until_recorded(bench, "drain", work, count), "cpu_percent": meter.stop()}
+    return out
