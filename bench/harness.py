@@ -23,6 +23,7 @@ from aio_pika.abc import AbstractConnection
 from bench import broker
 from bench.ceiling_consumer import Stats
 from bench.processes import ROOT, Fleet
+from bench.profile import Profiler
 from shared import topology
 from shared.broker import queue_state
 from shared.db.keys import create_key
@@ -70,6 +71,8 @@ class Bench:
     body: bytes = b""
     versions: dict[str, int] = field(default_factory=dict)
     versions_info: dict[str, str] = field(default_factory=dict)
+    profile_roles: tuple[str, ...] = ()  # py-spy on these roles' processes during each load
+    profile_dir: Path = Path()
     _amqp: AbstractConnection | None = None
 
     # -- bring-up ---------------------------------------------------------------------------
@@ -228,6 +231,15 @@ class Bench:
 
     async def db(self) -> asyncpg.Connection:
         return await asyncpg.connect(self.database_url)
+
+    def profiler(self, label: str) -> Profiler | None:
+        """py-spy on every process of the profiled roles, if any (stop it after the load)."""
+        pids = {role: [r.process.pid for r in self.processes.of_role(role)] for role in self.profile_roles}
+        pids = {role: found for role, found in pids.items() if found}
+        if not pids:
+            return None
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        return Profiler(pids, self.profile_dir / label)
 
     # -- tear-down --------------------------------------------------------------------------
 

@@ -98,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         "--results", type=Path, default=RESULTS, help="folder for the JSON (default bench/results)"
     )
     parser.add_argument("--check", action="store_true", help="exit with code 3 when a target is missed")
+    parser.add_argument(
+        "--profile",
+        metavar="ROLE",
+        action="append",
+        help="py-spy on this role's processes during each load (repeatable: ingress, worker,"
+        " ceiling-app, ceiling-consumer); profiles go to RESULTS/profiles-<time>/",
+    )
     args = parser.parse_args(argv)
     options = Options(
         seconds=args.seconds,
@@ -115,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     load_before = os.getloadavg()
     bench = Bench(options)
+    bench.profile_roles = tuple(args.profile or ())
+    bench.profile_dir = args.results / f"profiles-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(started))}"
     failed = True
     try:
         say(f"starting private RabbitMQ and PostgreSQL in {bench.folder}")

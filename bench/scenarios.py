@@ -40,31 +40,44 @@ def cpu_meter(bench: Bench) -> CpuMeter:
 
 async def load(
     bench: Bench,
+    label: str,
     url: str,
     headers: dict[str, str],
     connections: int | None = None,
     seconds: float | None = None,
     every: Any = None,
 ) -> tuple[Load, dict[str, float]]:
-    """A warm-up, then the measured load with the CPU it used per role."""
+    """A warm-up, then the measured load with the CPU it used per role (and a profile)."""
     options = bench.options
     connections = connections or options.connections
     await run_wrk(url, bench.body_file, headers=headers, connections=connections, seconds=options.warmup)
     meter = cpu_meter(bench)
+    profiler = bench.profiler(label)
     meter.start()
-    result = await run_wrk(
-        url,
-        bench.body_file,
-        headers=headers,
-        connections=connections,
-        seconds=seconds or options.seconds,
-        every=every,
-    )
-    return result, meter.stop()
+    try:
+        result = await run_wrk(
+            url,
+            bench.body_file,
+            headers=headers,
+            connections=connections,
+            seconds=seconds or options.seconds,
+            every=every,
+        )
+    finally:
+        cpu = meter.stop()
+        if profiler is not None:
+            profiler.stop()
+    return result, cpu
 
 
 def measured(result: Load, cpu: dict[str, float], **extra: Any) -> Result:
-    return {**asdict(result), "cpu_percent": cpu, **extra}
+    """A load's figures, the CPU per role, and the CPU per request (steadier than rates when
+    the machine is shared: other work slows us down but does not make a request cost more)."""
+    per_request = {
+        role: round(10 * percent * result.seconds / result.requests, 3) if result.requests else 0.0
+        for role, percent in cpu.items()
+    }
+    return {**asdict(result), "cpu_percent": cpu, "cpu_ms_per_request": per_request, **extra}
 
 
 # -- 1. async accept -----------------------------------------------------------------------
@@ -72,9 +85,11 @@ def measured(result: Load, cpu: dict[str, float], **extra: Any) -> Result:
 
 async def async_accept(bench: Bench) -> Result:
     """Pure ingress: publish with confirm and answer, nobody consuming."""
-    ceiling, ceiling_cpu = await load(bench, bench.ceiling_url("async", broker.ASYNC_QUEUE), {})
+    ceiling, ceiling_cpu = await load(
+        bench, "accept-ceiling", bench.ceiling_url("async", broker.ASYNC_QUEUE), {}
+    )
     await broker.purge(bench.amqp, broker.ASYNC_QUEUE)
-    hookline, hookline_cpu = await load(bench, bench.hook_url("accept"), bench.headers)
+    hookline, hookline_cpu = await load(bench, "accept-hookline", bench.hook_url("accept"), bench.headers)
     await bench.purge_hookline()
     return {"ceiling": measured(ceiling, ceiling_cpu), "hookline": measured(hookline, hookline_cpu)}
 
@@ -113,7 +128,8 @@ async def async_end_to_end(bench: Bench) -> Result:
     files = bench.start_consumers("drain", broker.ASYNC_QUEUE, 100, bench.options.workers)
     await _until_consumers(bench, broker.ASYNC_QUEUE, len(files))
     backlog = Backlog(bench, broker.ASYNC_QUEUE)
-    result, cpu = await load(bench, bench.ceiling_url("async", broker.ASYNC_QUEUE), {}, every=backlog)
+    url = bench.ceiling_url("async", broker.ASYNC_QUEUE)
+    result, cpu = await load(bench, "end-to-end-ceiling", url, {}, every=backlog)
     end = await broker.depth(bench.amqp, broker.ASYNC_QUEUE)
     out["ceiling"] = measured(result, cpu, backlog=backlog.summary(end, result.rps))
     bench.stop_consumers()
@@ -122,7 +138,9 @@ async def async_end_to_end(bench: Bench) -> Result:
     work = topology.work_queue_name(PREFIX)
     backlog = Backlog(bench, work)
     began = time.time()
-    result, cpu = await load(bench, bench.hook_url("flow"), bench.headers, every=backlog)
+    result, cpu = await load(
+        bench, "end-to-end-hookline", bench.hook_url("flow"), bench.headers, every=backlog
+    )
     ended = time.time()
     end = await broker.depth(bench.amqp, work)
     lag = await _lag(bench, "flow", began, ended)
@@ -205,15 +223,16 @@ async def request_response(bench: Bench) -> Result:
     )
     await _until_consumers(bench, broker.RPC_QUEUE, len(files))
     url = bench.ceiling_url("rpc", broker.RPC_QUEUE)
-    result, cpu = await load(bench, url, {})
-    sequential, sequential_cpu = await load(bench, url, {}, connections=1, seconds=bench.options.seconds / 2)
+    result, cpu = await load(bench, "rpc-ceiling", url, {})
+    seconds = bench.options.seconds / 2
+    sequential, sequential_cpu = await load(bench, "rpc-1-ceiling", url, {}, connections=1, seconds=seconds)
     out["ceiling"] = measured(result, cpu, sequential=measured(sequential, sequential_cpu))
     bench.stop_consumers()
 
     url = bench.hook_url("echo")
-    result, cpu = await load(bench, url, bench.headers)
+    result, cpu = await load(bench, "rpc-hookline", url, bench.headers)
     sequential, sequential_cpu = await load(
-        bench, url, bench.headers, connections=1, seconds=bench.options.seconds / 2
+        bench, "rpc-1-hookline", url, bench.headers, connections=1, seconds=seconds
     )
     out["hookline"] = measured(result, cpu, sequential=measured(sequential, sequential_cpu))
     return out
@@ -237,8 +256,11 @@ async def ordered_lane(bench: Bench) -> Result:
     meter = cpu_meter(bench)
     meter.start()
     files = bench.start_consumers("drain", broker.LANE_QUEUE, 1, bench.options.workers)
+    profiler = bench.profiler("lane-ceiling")
     stats = await _until_counted(bench, files, queued)
     out["ceiling"] = {**stats, "cpu_percent": meter.stop()}
+    if profiler is not None:
+        profiler.stop()
     bench.stop_consumers()
 
     lane = topology.ordered_queue_name(PREFIX, WORKSPACE, "lane")
@@ -249,7 +271,10 @@ async def ordered_lane(bench: Bench) -> Result:
     meter = cpu_meter(bench)
     meter.start()
     await bench.start_workers()
+    profiler = bench.profiler("lane-hookline")
     out["hookline"] = {**await _until_recorded(bench, "lane", lane, queued), "cpu_percent": meter.stop()}
+    if profiler is not None:
+        profiler.stop()
     return out
 
 
@@ -352,8 +377,11 @@ async def worker_drain(bench: Bench) -> Result:
     meter = cpu_meter(bench)
     meter.start()
     files = bench.start_consumers("drain", broker.DRAIN_QUEUE, 100, bench.options.workers)
+    profiler = bench.profiler("drain-ceiling")
     stats = await _until_counted(bench, files, count)
     out["ceiling"] = {**stats, "cpu_percent": meter.stop()}
+    if profiler is not None:
+        profiler.stop()
     bench.stop_consumers()
 
     work = topology.work_queue_name(PREFIX)
@@ -363,5 +391,8 @@ async def worker_drain(bench: Bench) -> Result:
     meter = cpu_meter(bench)
     meter.start()
     await bench.start_workers()
+    profiler = bench.profiler("drain-hookline")
     out["hookline"] = {**await _until_recorded(bench, "drain", work, count), "cpu_percent": meter.stop()}
+    if profiler is not None:
+        profiler.stop()
     return out
