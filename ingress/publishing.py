@@ -10,18 +10,21 @@ import asyncio
 import logging
 from typing import Any
 
-import aio_pika
+import aiormq
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection, DeliveryMode
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from ingress.replies import REPLY_TO, ReplyWaiter
 from shared import topology
-from shared.broker import BrokerLink, open_confirm_channel, publish_confirmed
+from shared.broker import BrokerLink, ConfirmedPublisher, open_confirm_channel
 from shared.errors import BrokerUnavailable
 from shared.messages import Invocation, invocation_encoder
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+
+_PERSISTENT = int(DeliveryMode.PERSISTENT)
+_Properties = aiormq.spec.Basic.Properties
 
 
 class InvocationPublisher:
@@ -34,6 +37,7 @@ class InvocationPublisher:
         self._link.on_connect(self._on_connect)
         self._exchange: AbstractExchange | None = None
         self._channel: AbstractRobustChannel | None = None
+        self._publisher: ConfirmedPublisher | None = None
         self._reopening: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
@@ -63,9 +67,9 @@ class InvocationPublisher:
         channel = await open_confirm_channel(connection)
         replies = await channel.get_queue(REPLY_TO, ensure=False)
         await replies.consume(self._waiter.on_message, no_ack=True)
-        self._exchange = await channel.get_exchange(
-            topology.invocations_exchange(self._settings.amqp_prefix), ensure=False
-        )
+        name = topology.invocations_exchange(self._settings.amqp_prefix)
+        self._publisher = ConfirmedPublisher(channel, name, self._settings.publish_timeout)
+        self._exchange = await channel.get_exchange(name, ensure=False)
         self._channel = channel
 
     def _blocked(self) -> bool:
@@ -109,18 +113,19 @@ class InvocationPublisher:
 
         `ordering_key` goes in the header the trigger's consistent-hash exchange hashes.
         """
-        if self._exchange is None or not self._link.ready:
+        publisher = self._publisher
+        if self._exchange is None or publisher is None or not self._link.ready:
             raise BrokerUnavailable("the broker is unreachable")
         if self._blocked():
             raise BrokerUnavailable("the broker is refusing new messages for now (resource alarm)")
-        message = aio_pika.Message(
-            invocation_encoder.encode(invocation),
-            delivery_mode=DeliveryMode.PERSISTENT,
+        # The AMQP properties directly: an aio_pika.Message costs ~11 us more per call.
+        properties = _Properties(
+            delivery_mode=_PERSISTENT,
             message_id=invocation.id,
             correlation_id=invocation.id if want_reply else None,
             reply_to=REPLY_TO if want_reply else None,
             content_type="application/msgpack",
-            type="hookline.invocation",
+            message_type="hookline.invocation",
             headers={topology.ORDERING_KEY_HEADER: ordering_key} if ordering_key is not None else None,
         )
-        await publish_confirmed(self._exchange, message, routing_key, self._settings.publish_timeout)
+        await publisher.publish(invocation_encoder.encode(invocation), properties, routing_key)

@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
 import aiormq
@@ -124,14 +124,69 @@ async def publish_confirmed(
     try:
         async with asyncio.timeout(deadline):
             await exchange.publish(message, routing_key, mandatory=True)
-    except PublishError:
-        raise NotRouted("no queue is bound for this trigger yet") from None
-    except DeliveryError:
-        raise QueueFull("the trigger's queue is full") from None
-    except TimeoutError:
-        raise BrokerUnavailable("the broker did not confirm in time") from None
-    except (*CONNECTION_EXCEPTIONS, aiormq.exceptions.AMQPError) as exc:
-        raise BrokerUnavailable(f"the broker is unreachable ({type(exc).__name__})") from None
+    except _PUBLISH_ERRORS as exc:
+        raise _unavailable(exc) from None
+
+
+# What a confirmed publish can fail with; `_unavailable` says which 503 each one is.
+_PUBLISH_ERRORS = (
+    PublishError,
+    DeliveryError,
+    TimeoutError,
+    *CONNECTION_EXCEPTIONS,
+    aiormq.exceptions.AMQPError,
+)
+
+
+def _unavailable(exc: BaseException) -> BrokerUnavailable:
+    """The BrokerUnavailable (or subclass) a failed confirmed publish becomes."""
+    if isinstance(exc, PublishError):
+        return NotRouted("no queue is bound for this trigger yet")
+    if isinstance(exc, DeliveryError):
+        return QueueFull("the trigger's queue is full")
+    if isinstance(exc, TimeoutError):
+        return BrokerUnavailable("the broker did not confirm in time")
+    return BrokerUnavailable(f"the broker is unreachable ({type(exc).__name__})")
+
+
+class ConfirmedPublisher:
+    """`publish_confirmed` for a hot path: same guarantees and errors, less work per message.
+
+    It hands the body and ready-made properties to aiormq, skipping aio-pika's `Message`
+    (about 11 us to build and convert per message, measured with `make bench`), lets
+    aiormq's own deadline bound the confirm instead of a second `asyncio.timeout`, and does
+    not wait for the frame to be flushed to the socket before waiting for the confirm (the
+    confirm comes after the flush anyway). The channel must have publisher confirms and
+    `on_return_raises` (`open_confirm_channel`).
+    """
+
+    def __init__(self, channel: AbstractRobustChannel, exchange: str, deadline: float) -> None:
+        self._channel = channel
+        self._exchange = exchange
+        self._deadline = deadline
+        self._underlay: aiormq.Channel | None = None
+
+    async def publish(self, body: bytes, properties: aiormq.spec.Basic.Properties, routing_key: str) -> None:
+        """Return once the broker confirmed; raise BrokerUnavailable (or a subclass) if not."""
+        try:
+            channel = self._underlay
+            if channel is None or channel.is_closed:
+                # aio-pika reopens a robust channel on a new aiormq channel; follow it.
+                async with asyncio.timeout(self._deadline):
+                    underlay = await self._channel.get_underlay_channel()
+                # `wait` (flush before returning) is on the concrete channel only.
+                channel = self._underlay = cast(aiormq.Channel, underlay)
+            await channel.basic_publish(
+                body,
+                exchange=self._exchange,
+                routing_key=routing_key,
+                properties=properties,
+                mandatory=True,
+                timeout=self._deadline,
+                wait=False,
+            )
+        except _PUBLISH_ERRORS as exc:
+            raise _unavailable(exc) from None
 
 
 @dataclass(frozen=True)
