@@ -6,6 +6,7 @@ Every function returns plain data (dicts of numbers) for the report and the JSON
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from dataclasses import asdict
 from typing import Any
@@ -317,19 +318,34 @@ async def _until_recorded(bench: Bench, trigger: str, queue: str, total: int, wi
             if count >= total or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)
-        first = await connection.fetchval(
-            "select extract(epoch from min(started_at))::float8 from executions where workspace = $1 and trigger = $2",
+        rows = await connection.fetch(
+            "select extract(epoch from started_at)::float8 as s, extract(epoch from finished_at)::float8 as f"
+            " from executions where workspace = $1 and trigger = $2 order by started_at",
             WORKSPACE,
             trigger,
         )
     finally:
         await connection.close()
-    span = seen - float(first) if first is not None else 0.0
+    span = seen - rows[0]["s"] if rows else 0.0
     return {
         "messages": count,
         "expected": total,
         "seconds": round(span, 3),
         "per_second": round(count / span, 1) if span else 0.0,
+        **_run_and_gap(rows),
+    }
+
+
+def _run_and_gap(rows: list[Any]) -> Result:
+    """Median time a run took, and median time from one run's end to the next one's start.
+
+    On an ordered lane the gap is what sequencing costs: commit, ack, the next delivery.
+    """
+    runs = sorted(r["f"] - r["s"] for r in rows)
+    gaps = sorted(b["s"] - a["f"] for a, b in itertools.pairwise(rows))
+    return {
+        "run_ms_p50": round(1000 * runs[len(runs) // 2], 3) if runs else 0.0,
+        "gap_ms_p50": round(1000 * gaps[len(gaps) // 2], 3) if gaps else 0.0,
     }
 
 

@@ -13,6 +13,7 @@ import contextlib
 import logging
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from shared.db.executions import ExecutionRecord, record_executions
@@ -30,6 +31,7 @@ class Recorder:
         self._pending: list[tuple[ExecutionRecord, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._connection: PoolConnectionProxy[asyncpg.Record] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="recorder")
@@ -52,23 +54,45 @@ class Recorder:
 
     async def _write(self, batch: list[tuple[ExecutionRecord, asyncio.Future[None]]]) -> None:
         # A later record of the same execution (a fast redelivery) wins within a batch.
-        latest = {record.id: record for record, _ in batch}
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(DB_ERRORS),
-            wait=wait_exponential(multiplier=0.2, max=5),
-            before_sleep=lambda state: log.warning(
-                "cannot record %d executions (%s); retrying",
-                len(latest),
-                type(state.outcome.exception()).__name__ if state.outcome else "?",
-                extra={"count": len(latest)},
-            ),
-        ):
-            with attempt:
-                async with self._pool.acquire() as connection:
-                    await record_executions(connection, list(latest.values()))
+        records = list({record.id: record for record, _ in batch}.values())
+        try:
+            await self._execute(records)
+        except DB_ERRORS:
+            # PostgreSQL is away (or our connection died): again on a fresh connection, then
+            # with backoff until it is back.
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(DB_ERRORS),
+                wait=wait_exponential(multiplier=0.2, max=5),
+                before_sleep=lambda state: log.warning(
+                    "cannot record %d executions (%s); retrying",
+                    len(records),
+                    type(state.outcome.exception()).__name__ if state.outcome else "?",
+                    extra={"count": len(records)},
+                ),
+            ):
+                with attempt:
+                    await self._execute(records)
         for _, future in batch:
             if not future.done():
                 future.set_result(None)
+
+    async def _execute(self, records: list[ExecutionRecord]) -> None:
+        # The recorder keeps one connection: handing it back to the pool after each batch
+        # costs a reset round trip (RESET ALL, UNLISTEN *, ...), which on an ordered lane
+        # (one record per batch) was a second database round trip per run.
+        if self._connection is None:
+            self._connection = await self._pool.acquire()
+        try:
+            await record_executions(self._connection, records)
+        except DB_ERRORS:
+            await self._let_go()
+            raise
+
+    async def _let_go(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(*DB_ERRORS):
+                await self._pool.release(connection, timeout=5)
 
     async def close(self) -> None:
         """Stop writing; records still pending are not acknowledged by their callers."""
@@ -79,3 +103,4 @@ class Recorder:
         for _, future in self._pending:
             future.cancel()
         self._pending.clear()
+        await self._let_go()
