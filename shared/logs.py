@@ -101,6 +101,13 @@ def setup_logging(service: str, level: str = "INFO", json: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service) if json else TextFormatter(service))
     handler.addFilter(RunContextFilter())
+    # What no formatter here prints, and every record would compute: the caller's file and
+    # line (a stack walk), thread and process names (the logging HOWTO's "Optimization").
+    # Measured: 15 -> 11 us per line; a worker logs one line per execution.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

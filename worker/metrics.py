@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import Counter, Histogram
 
 from shared.db.executions import Status
@@ -35,11 +37,22 @@ def observe(
     workspace: str, trigger: str, status: Status, received: float, started: float, finished: float
 ) -> None:
     """Count one recorded run."""
-    EXECUTIONS.labels(workspace, trigger, status).inc()
-    DURATION.labels(workspace, trigger).observe(max(finished - started, 0.0))
+    executions, duration, lag = _series(workspace, trigger, status)
+    executions.inc()
+    duration.observe(max(finished - started, 0.0))
     if status == "retrying":
         RETRIES.labels(workspace, trigger).inc()
         return
     if status == "dead":
         DEAD.labels(workspace, trigger).inc()
-    LAG.labels(workspace, trigger).observe(max(finished - received, 0.0))
+    lag.observe(max(finished - received, 0.0))
+
+
+@functools.lru_cache(maxsize=4096)
+def _series(workspace: str, trigger: str, status: Status) -> tuple[Counter, Histogram, Histogram]:
+    """The labelled series of a run, looked up once: `labels()` costs ~1.4 us a call."""
+    return (
+        EXECUTIONS.labels(workspace, trigger, status),
+        DURATION.labels(workspace, trigger),
+        LAG.labels(workspace, trigger),
+    )
