@@ -253,7 +253,7 @@ async def ordered_lane(bench: Bench) -> Result:
     await run_wrk(
         bench.ceiling_url("async", broker.LANE_QUEUE), bench.body_file, seconds=60, max_answers=calls
     )
-    queued = await broker.depth(bench.amqp, broker.LANE_QUEUE)
+    queued = await _settled_depth(bench, broker.LANE_QUEUE)
     meter = cpu_meter(bench)
     meter.start()
     files = bench.start_consumers("drain", broker.LANE_QUEUE, 1, bench.options.workers)
@@ -268,7 +268,7 @@ async def ordered_lane(bench: Bench) -> Result:
     await run_wrk(
         bench.hook_url("lane"), bench.body_file, headers=bench.headers, seconds=60, max_answers=calls
     )
-    queued = await broker.depth(bench.amqp, lane)
+    queued = await _settled_depth(bench, lane)
     meter = cpu_meter(bench)
     meter.start()
     await bench.start_workers()
@@ -277,6 +277,17 @@ async def ordered_lane(bench: Bench) -> Result:
     if profiler is not None:
         profiler.stop()
     return out
+
+
+async def _settled_depth(bench: Bench, queue: str) -> int:
+    """The queue's depth once it stopped changing (calls stopped mid-flight still land)."""
+    depth = await broker.depth(bench.amqp, queue)
+    while True:
+        await asyncio.sleep(0.5)
+        now = await broker.depth(bench.amqp, queue)
+        if now == depth:
+            return depth
+        depth = now
 
 
 async def _until_counted(bench: Bench, files: list[Any], total: int, within: float = 120) -> Result:
