@@ -63,6 +63,20 @@ def _ms(x: float) -> str:
     return f"{x:.1f}"
 
 
+def cpu_ms(result: dict[str, Any]) -> float:
+    """CPU of all our processes (services, ceiling, servers; not wrk) per call or per message, in ms.
+
+    Steadier than a rate on a shared machine: other work slows a run down, but does not make
+    a call cost more CPU (much).
+    """
+    percent = sum(v for k, v in result.get("cpu_percent", {}).items() if k != "machine")
+    if "cpu_messages" in result:  # a drain: the window from the consumers' start
+        count, seconds = result["cpu_messages"], result["cpu_seconds"]
+    else:
+        count, seconds = result.get("requests", 0), result.get("seconds", 0.0)
+    return round(10 * percent * seconds / count, 3) if count else 0.0
+
+
 def _ok(flag: bool) -> str:
     return "yes" if flag else "**no**"
 
@@ -120,24 +134,32 @@ def markdown(results: dict[str, Any], verdict: dict[str, dict[str, Any]]) -> str
     def rate(scenario: str, measure: str, h: float, c: float, key: str) -> None:
         row(scenario, measure, _n(h), _n(c), f"{_ratio(h, c):.2f}", key)
 
+    def cpu(hr: dict[str, Any], cr: dict[str, Any]) -> None:
+        hc, cc = cpu_ms(hr), cpu_ms(cr)
+        row("", "CPU ms per call (all processes)", f"{hc:.2f}", f"{cc:.2f}", f"({_ratio(cc, hc):.2f})")
+
     if (s := results.get("async_accept")) is not None:
         h, c = s["hookline"], s["ceiling"]
         rate("1. async accept (workers stopped)", "req/s", h["rps"], c["rps"], "accept_rps")
         row("", "p50 ms", _ms(h["p50_ms"]), _ms(c["p50_ms"]), f"{_ratio(h['p50_ms'], c['p50_ms']):.2f}x")
         p99 = f"{_ratio(h['p99_ms'], c['p99_ms']):.2f}x"
         row("", "p99 ms", _ms(h["p99_ms"]), _ms(c["p99_ms"]), p99, "accept_p99_factor")
+        cpu(h, c)
     if (s := results.get("async_end_to_end")) is not None:
         h, c = s["hookline"], s["ceiling"]
         rate("2. async end to end (2 workers)", "accepted req/s", h["rps"], c["rps"], "end_to_end_rps")
+        cpu(h, c)
         hb, cb = h["backlog"], c["backlog"]
         hback, cback = (f"{b['end']:,} ({b['growth_per_s']:+,.0f}/s)" for b in (hb, cb))
         row("", "backlog at end (growth/s)", hback, cback, "", "end_to_end_backlog_steady")
         lag = h["lag"]
+        row("", "executed/s while accepting", _n(lag["executed_per_second"]), "-")
         lags = f"{_ms(lag['p50_ms'])} / {_ms(lag['p99_ms'])}"
         row("", "lag accepted->executed p50 / p99 ms", lags, "-", f"{lag['executions']:,} runs")
     if (s := results.get("request_response")) is not None:
         h, c = s["hookline"], s["ceiling"]
         rate("3. request-response (2 workers)", "req/s", h["rps"], c["rps"], "rpc_rps")
+        cpu(h, c)
         hlat, clat = (f"{_ms(x['p50_ms'])} / {_ms(x['p99_ms'])}" for x in (h, c))
         row("", "p50 / p99 ms", hlat, clat)
         hs, cs = h["sequential"], c["sequential"]
@@ -149,10 +171,14 @@ def markdown(results: dict[str, Any], verdict: dict[str, dict[str, Any]]) -> str
         h, c = s["hookline"], s["ceiling"]
         measure = f"executions/s ({h['messages']:,} calls)"
         rate("4. ordered lane", measure, h["per_second"], c["per_second"], "lane_ratio")
+        cpu(h, c)
+        gaps = f"{h.get('run_ms_p50', 0):.2f} / {h.get('gap_ms_p50', 0):.2f}"
+        row("", "run / run-to-run gap p50 ms", gaps, "-")
     if (s := results.get("worker_drain")) is not None:
         h, c = s["hookline"], s["ceiling"]
         measure = f"executions/s ({h['expected']:,} queued)"
         rate("5. worker drain (2 workers)", measure, h["per_second"], c["per_second"], "drain_ratio")
+        cpu(h, c)
         row("", "records committed", f"{h['messages']:,}", "-", "", "drain_all_recorded")
     if (m := results.get("memory")) is not None:
 

@@ -181,10 +181,20 @@ async def _lag(bench: Bench, trigger: str, began: float, ended: float, within: f
             began,
             ended,
         )
+        executed = await connection.fetchval(
+            "select count(*) from executions where workspace = $1 and trigger = $2"
+            " and finished_at between to_timestamp($3) and to_timestamp($4)",
+            WORKSPACE,
+            trigger,
+            began,
+            ended,
+        )
     finally:
         await connection.close()
     assert row is not None
     return {
+        # Runs that finished while the load ran: what the workers sustained beside the ingress.
+        "executed_per_second": round(executed / (ended - began), 1),
         "executions": row["n"],
         "p50_ms": round(row["p50"] or 0, 1),
         "p99_ms": round(row["p99"] or 0, 1),
@@ -254,12 +264,12 @@ async def ordered_lane(bench: Bench) -> Result:
         bench.ceiling_url("async", broker.LANE_QUEUE), bench.body_file, seconds=60, max_answers=calls
     )
     queued = await _settled_depth(bench, broker.LANE_QUEUE)
-    meter = cpu_meter(bench)
-    meter.start()
     files = bench.start_consumers("drain", broker.LANE_QUEUE, 1, bench.options.workers)
+    await _until_consumers(bench, broker.LANE_QUEUE, 1)
+    meter = _DrainMeter(bench, sum(s.messages for s in read_stats(files)))
     profiler = bench.profiler("lane-ceiling")
     stats = await _until_counted(bench, files, queued)
-    out["ceiling"] = {**stats, "cpu_percent": meter.stop()}
+    out["ceiling"] = {**stats, **meter.stop(stats["messages"])}
     if profiler is not None:
         profiler.stop()
     bench.stop_consumers()
@@ -269,14 +279,43 @@ async def ordered_lane(bench: Bench) -> Result:
         bench.hook_url("lane"), bench.body_file, headers=bench.headers, seconds=60, max_answers=calls
     )
     queued = await _settled_depth(bench, lane)
-    meter = cpu_meter(bench)
-    meter.start()
     await bench.start_workers()
+    meter = _DrainMeter(bench, await _recorded(bench, "lane"))
     profiler = bench.profiler("lane-hookline")
-    out["hookline"] = {**await _until_recorded(bench, "lane", lane, queued), "cpu_percent": meter.stop()}
+    recorded = await _until_recorded(bench, "lane", lane, queued)
+    out["hookline"] = {**recorded, **meter.stop(recorded["messages"])}
     if profiler is not None:
         profiler.stop()
     return out
+
+
+class _DrainMeter:
+    """CPU per role from the moment the consumers run (start-up left out) to the drain's end."""
+
+    def __init__(self, bench: Bench, done: int) -> None:
+        self._meter = cpu_meter(bench)
+        self._done = done
+        self._started = time.monotonic()
+        self._meter.start()
+
+    def stop(self, done: int) -> Result:
+        cpu = self._meter.stop()
+        return {
+            "cpu_percent": cpu,
+            "cpu_seconds": round(time.monotonic() - self._started, 3),
+            "cpu_messages": done - self._done,
+        }
+
+
+async def _recorded(bench: Bench, trigger: str) -> int:
+    connection = await bench.db()
+    try:
+        count = await connection.fetchval(
+            "select count(*) from executions where workspace = $1 and trigger = $2", WORKSPACE, trigger
+        )
+    finally:
+        await connection.close()
+    return int(count)
 
 
 async def _settled_depth(bench: Bench, queue: str) -> int:
@@ -401,12 +440,12 @@ async def worker_drain(bench: Bench) -> Result:
     bodies = invocation_bodies(bench, count)
     out: Result = {}
     await broker.prefill(bench.amqp, "", broker.DRAIN_QUEUE, bodies)
-    meter = cpu_meter(bench)
-    meter.start()
     files = bench.start_consumers("drain", broker.DRAIN_QUEUE, 100, bench.options.workers)
+    await _until_consumers(bench, broker.DRAIN_QUEUE, len(files))
+    meter = _DrainMeter(bench, sum(s.messages for s in read_stats(files)))
     profiler = bench.profiler("drain-ceiling")
     stats = await _until_counted(bench, files, count)
-    out["ceiling"] = {**stats, "cpu_percent": meter.stop()}
+    out["ceiling"] = {**stats, **meter.stop(stats["messages"])}
     if profiler is not None:
         profiler.stop()
     bench.stop_consumers()
@@ -415,11 +454,11 @@ async def worker_drain(bench: Bench) -> Result:
     await broker.prefill(
         bench.amqp, topology.invocations_exchange(PREFIX), topology.routing_key(WORKSPACE, "drain"), bodies
     )
-    meter = cpu_meter(bench)
-    meter.start()
     await bench.start_workers()
+    meter = _DrainMeter(bench, await _recorded(bench, "drain"))
     profiler = bench.profiler("drain-hookline")
-    out["hookline"] = {**await _until_recorded(bench, "drain", work, count), "cpu_percent": meter.stop()}
+    recorded = await _until_recorded(bench, "drain", work, count)
+    out["hookline"] = {**recorded, **meter.stop(recorded["messages"])}
     if profiler is not None:
         profiler.stop()
     return out
