@@ -118,7 +118,10 @@ class DeadLetters:
         copy = aio_pika.Message(
             message.body,
             # A fresh budget of attempts; the ordering key header (if any) stays.
-            headers=republished_headers(message.headers, **{topology.ATTEMPT_HEADER: None}),
+            headers=republished_headers(
+                message.headers,
+                **{topology.ATTEMPT_HEADER: None, topology.RUNS_HEADER: None, topology.REPLAYED_HEADER: True},
+            ),
             delivery_mode=DeliveryMode.PERSISTENT,
             message_id=message.message_id,
             content_type=message.content_type,

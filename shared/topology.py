@@ -15,6 +15,11 @@ from typing import Any
 ORDERING_KEY_HEADER = "x-hookline-key"
 # Header counting failed runs of an invocation (1 on the first run), carried by retries.
 ATTEMPT_HEADER = "x-hookline-attempt"
+# Header with the runs already recorded when a message was published again (a retry, a
+# dead letter replayed): the execution record counts every run.
+RUNS_HEADER = "x-hookline-runs"
+# Header of a dead letter put back by an operator: the worker counts on from the record.
+REPLAYED_HEADER = "x-hookline-replayed"
 
 # Retry delays are served by a fixed set of delay queues, one per tier: quorum queues on
 # RabbitMQ 3.10 support a queue-level TTL but no per-message TTL, so a delay is rounded

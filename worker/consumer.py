@@ -28,7 +28,7 @@ from shared.spec.model import Retry
 from worker.engine import Outcome
 from worker.execution import Finished, Reporter
 from worker.holds import Abandoned, LaneHolds, pause
-from worker.retries import attempt_of, backoff_delay, redeliveries_of, retry_copy
+from worker.retries import attempt_of, backoff_delay, redeliveries_of, replayed, retry_copy, runs_before
 from worker.workflows import WorkflowCache
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ class Delay:
     exchange: AbstractExchange  # the default exchange of a confirm channel
     queue: str
     next_attempt: int
+    runs: int
     deadline: float
 
 
@@ -110,7 +111,10 @@ async def settle(
             assert delay is not None
             try:
                 await publish_confirmed(
-                    delay.exchange, retry_copy(message, delay.next_attempt), delay.queue, delay.deadline
+                    delay.exchange,
+                    retry_copy(message, delay.next_attempt, delay.runs),
+                    delay.queue,
+                    delay.deadline,
                 )
             except BrokerUnavailable as exc:
                 # No delay queue to be had: retry at once rather than hold the message.
@@ -171,7 +175,11 @@ class Runner:
     ) -> None:
         redeliveries = redeliveries_of(message)
         attempt = attempt_of(message)
-        runs = attempt + redeliveries  # runs so far, this one included (for the record)
+        runs = runs_before(message) + 1 + redeliveries  # this run's number, for the record
+        if redeliveries or replayed(message):
+            # Runs retried in place before a crash, or before the message died, are recorded
+            # but not counted in its headers: count on from the record.
+            runs = max(runs, await self._reporter.recorded_runs(invocation) + 1)
         if redeliveries >= self._delivery_limit:
             # The broker dead-letters it after this delivery anyway; do it knowingly.
             error = f"delivered {redeliveries + 1} times without being settled (did a worker crash?)"
@@ -213,7 +221,7 @@ class Runner:
                     return
                 attempt, runs, held = 1, runs + 1, True
                 continue
-            delay = self._delay(retry, attempt) if verdict is Verdict.RETRY else None
+            delay = self._delay(retry, attempt, runs) if verdict is Verdict.RETRY else None
             await asyncio.shield(self._finish(message, lane, invocation, verdict, finished, delay))
             if held:
                 await self._holds.release(queue)
@@ -231,11 +239,10 @@ class Runner:
             outcome = Outcome(False, error=str(exc))
         return Finished(outcome, runs, started, time.time()), workflow.trigger.retry
 
-    def _delay(self, retry: Retry, attempt: int) -> Delay:
+    def _delay(self, retry: Retry, attempt: int, runs: int) -> Delay:
         tier = topology.retry_tier(backoff_delay(retry, attempt))
-        return Delay(
-            self._delays, topology.retry_queue_name(self._prefix, tier), attempt + 1, self._publish_timeout
-        )
+        queue = topology.retry_queue_name(self._prefix, tier)
+        return Delay(self._delays, queue, attempt + 1, runs, self._publish_timeout)
 
     async def _finish(
         self,

@@ -11,7 +11,7 @@ import msgspec
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from shared.db.executions import ExecutionRecord, Status
+from shared.db.executions import ExecutionRecord, Status, recorded_attempts
 from shared.db.lanes import mark_dead
 from shared.db.pool import DB_ERRORS
 from shared.messages import Invocation, Reply, reply_encoder
@@ -82,6 +82,16 @@ class Reporter:
                 "duration_ms": round((finished.finished - finished.started) * 1000, 3),
             },
         )
+
+    async def recorded_runs(self, invocation: Invocation) -> int:
+        """Runs of this execution already recorded (waits out a database outage)."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(DB_ERRORS), wait=wait_exponential(multiplier=0.2, max=5)
+        ):
+            with attempt:
+                async with self._pool.acquire() as connection:
+                    return await recorded_attempts(connection, invocation.id)
+        raise AssertionError("unreachable")
 
     async def mark_dead(self, invocation: Invocation, reason: str) -> None:
         """Mark an already recorded execution dead (no new run)."""

@@ -50,7 +50,17 @@ class Recorder:
             while self._pending:
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
-                await self._write(batch)
+                try:
+                    await self._write(batch)
+                except Exception as exc:
+                    # Not an outage (those are retried above): fail this batch's callers,
+                    # who then leave their messages unacknowledged, and keep recording.
+                    # A recorder that died here would leave every later run waiting forever.
+                    log.exception("cannot record %d executions", len(batch))
+                    await self._let_go()
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
 
     async def _write(self, batch: list[tuple[ExecutionRecord, asyncio.Future[None]]]) -> None:
         # A later record of the same execution (a fast redelivery) wins within a batch.

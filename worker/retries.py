@@ -3,7 +3,9 @@
 Two counters, kept apart on purpose. `x-hookline-attempt` counts runs that *failed* and
 were retried (the trigger's `max_attempts` is about those); the quorum queue's
 `x-delivery-count` counts deliveries that were never settled (a crashed or stopped worker)
-and is bounded by the queue's `x-delivery-limit` instead. The execution record counts both.
+and is bounded by the queue's `x-delivery-limit` instead. The execution record counts both:
+its `attempts` is the run number, `x-hookline-runs` (runs recorded before this copy was
+published) + 1 + redeliveries.
 """
 
 from __future__ import annotations
@@ -23,6 +25,16 @@ def attempt_of(message: AbstractIncomingMessage) -> int:
     return _int_header(message, topology.ATTEMPT_HEADER, 1)
 
 
+def runs_before(message: AbstractIncomingMessage) -> int:
+    """Runs recorded before this copy of the message was published."""
+    return _int_header(message, topology.RUNS_HEADER, 0)
+
+
+def replayed(message: AbstractIncomingMessage) -> bool:
+    """Whether an operator put this message back from the dead-letter queue."""
+    return bool((message.headers or {}).get(topology.REPLAYED_HEADER))
+
+
 def redeliveries_of(message: AbstractIncomingMessage) -> int:
     """How often the broker gave this message to a worker that did not settle it."""
     return _int_header(message, "x-delivery-count", 0)
@@ -33,11 +45,12 @@ def backoff_delay(retry: Retry, attempt: int) -> float:
     return float(min(retry.backoff * 2 ** (attempt - 1), retry.max_backoff))
 
 
-def retry_copy(message: AbstractIncomingMessage, next_attempt: int) -> aio_pika.Message:
+def retry_copy(message: AbstractIncomingMessage, next_attempt: int, runs: int) -> aio_pika.Message:
     """The message to park in a delay queue: same body and id, the next attempt's number."""
+    headers = {topology.ATTEMPT_HEADER: next_attempt, topology.RUNS_HEADER: runs}
     return aio_pika.Message(
         message.body,
-        headers=republished_headers(message.headers, **{topology.ATTEMPT_HEADER: next_attempt}),
+        headers=republished_headers(message.headers, **headers),
         delivery_mode=DeliveryMode.PERSISTENT,
         message_id=message.message_id,
         content_type=message.content_type,

@@ -170,7 +170,11 @@ class Worker:
         #    needed them.
         await self._recorder.close()
         await self._connections.close()
-        await self._pool.close()
+        try:
+            # A graceful close waits on every connection; with PostgreSQL away that can hang.
+            await asyncio.wait_for(self._pool.close(), 10)
+        except TimeoutError:
+            self._pool.terminate()
 
 
 async def _nothing() -> None:

@@ -37,7 +37,10 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
 
 
 # One statement for a whole batch: arrays in, one row each out of unnest. A redelivered
-# invocation finds its row and adds an attempt instead of creating a second record.
+# invocation finds its row instead of creating a second record. A record carries its run
+# number (the worker counts runs, redeliveries included), so writing the same run twice (a
+# commit whose answer was lost in a database outage) counts it once, and an older run
+# never overwrites a newer one.
 _UPSERT = """
 insert into executions (id, workspace, trigger, trigger_version, status, attempts, received_at,
                         started_at, finished_at, request, output, response, steps, error, replay_of)
@@ -51,13 +54,14 @@ from unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[]
           finished_at, request, output, response, steps, error, replay_of)
 on conflict (id) do update set
     status = excluded.status,
-    attempts = greatest(executions.attempts + 1, excluded.attempts),
+    attempts = excluded.attempts,
     started_at = excluded.started_at,
     finished_at = excluded.finished_at,
     output = excluded.output,
     response = excluded.response,
     steps = excluded.steps,
     error = excluded.error
+where excluded.attempts >= executions.attempts
 """
 
 
@@ -145,3 +149,11 @@ def _execution(row: asyncpg.Record) -> Execution:
         error=row["error"],
         replay_of=str(row["replay_of"]) if row["replay_of"] else None,
     )
+
+
+async def recorded_attempts(connection: Connection, execution_id: str) -> int:
+    """How many runs of an execution are recorded (0 when none is)."""
+    attempts = await connection.fetchval(
+        "select attempts from executions where id = $1", uuid.UUID(execution_id)
+    )
+    return int(attempts or 0)

@@ -22,6 +22,9 @@ DB_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ConnectionFailureError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
+    # A connection that broke in the middle of a query fails its reset (on release to the
+    # pool) with "cannot switch to state ...; another operation is in progress".
+    asyncpg.exceptions.InternalClientError,
     TimeoutError,
 )
 
