@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -86,13 +87,69 @@ def measured(result: Load, cpu: dict[str, float], **extra: Any) -> Result:
 
 async def async_accept(bench: Bench) -> Result:
     """Pure ingress: publish with confirm and answer, nobody consuming."""
-    ceiling, ceiling_cpu = await load(
-        bench, "accept-ceiling", bench.ceiling_url("async", broker.ASYNC_QUEUE), {}
+
+    async def purge(side: str) -> None:
+        if side == "ceiling":
+            await broker.purge(bench.amqp, broker.ASYNC_QUEUE)
+        else:
+            await bench.purge_hookline()
+
+    ceiling, hookline = await paired(
+        bench,
+        "accept",
+        (bench.ceiling_url("async", broker.ASYNC_QUEUE), {}),
+        (bench.hook_url("accept"), bench.headers),
+        between=purge,
     )
-    await broker.purge(bench.amqp, broker.ASYNC_QUEUE)
-    hookline, hookline_cpu = await load(bench, "accept-hookline", bench.hook_url("accept"), bench.headers)
-    await bench.purge_hookline()
-    return {"ceiling": measured(ceiling, ceiling_cpu), "hookline": measured(hookline, hookline_cpu)}
+    return {"ceiling": ceiling, "hookline": hookline}
+
+
+async def paired(
+    bench: Bench,
+    label: str,
+    ceiling: tuple[str, dict[str, str]],
+    hookline: tuple[str, dict[str, str]],
+    connections: int | None = None,
+    seconds: float | None = None,
+    between: Callable[[str], Awaitable[None]] | None = None,
+) -> tuple[Result, Result]:
+    """Ceiling, hookline, hookline, ceiling: a load that drifts on a shared machine weighs on
+    both sides alike. Each side's two runs are merged (`merge`)."""
+    runs: dict[str, list[Result]] = {"ceiling": [], "hookline": []}
+    for side in ("ceiling", "hookline", "hookline", "ceiling"):
+        url, headers = ceiling if side == "ceiling" else hookline
+        name = f"{label}-{side}-{len(runs[side]) + 1}"
+        result, cpu = await load(bench, name, url, headers, connections, seconds)
+        runs[side].append(measured(result, cpu))
+        if between is not None:
+            await between(side)
+    return merge(runs["ceiling"]), merge(runs["hookline"])
+
+
+def merge(runs: list[Result]) -> Result:
+    """Runs of one side as one: requests and time added up, latency percentiles averaged."""
+    seconds = sum(r["seconds"] for r in runs)
+    requests = sum(r["requests"] for r in runs)
+    roles = {role for r in runs for role in r["cpu_percent"]}
+    cpu = {
+        role: round(sum(r["cpu_percent"].get(role, 0) * r["seconds"] for r in runs) / seconds)
+        for role in roles
+    }
+    out: Result = {
+        "requests": requests,
+        "seconds": round(seconds, 3),
+        "rps": round(requests / seconds, 1) if seconds else 0.0,
+        **{k: round(sum(r[k] for r in runs) / len(runs), 3) for k in ("p50_ms", "p90_ms", "p99_ms")},
+        "max_ms": max(r["max_ms"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+        "cpu_percent": cpu,
+        "cpu_ms_per_request": {
+            role: round(10 * percent * seconds / requests, 3) if requests else 0.0
+            for role, percent in cpu.items()
+        },
+        "runs": [{k: r[k] for k in ("rps", "p50_ms", "p99_ms", "errors")} for r in runs],
+    }
+    return out
 
 
 # -- 2. async end to end -------------------------------------------------------------------
@@ -227,26 +284,26 @@ async def _until_consumers(bench: Bench, queue: str, count: int, within: float =
 
 
 async def request_response(bench: Bench) -> Result:
-    """Through a worker and back, at 50 connections, then one client calling sequentially."""
-    out: Result = {}
+    """Through a worker and back, at 50 connections, then one client calling sequentially.
+
+    The ceiling's responders and hookline's workers both run; each side idles while the
+    other is measured.
+    """
     files = bench.start_consumers(
         "respond", broker.RPC_QUEUE, bench.options.worker_concurrency, bench.options.workers
     )
     await _until_consumers(bench, broker.RPC_QUEUE, len(files))
-    url = bench.ceiling_url("rpc", broker.RPC_QUEUE)
-    result, cpu = await load(bench, "rpc-ceiling", url, {})
-    seconds = bench.options.seconds / 2
-    sequential, sequential_cpu = await load(bench, "rpc-1-ceiling", url, {}, connections=1, seconds=seconds)
-    out["ceiling"] = measured(result, cpu, sequential=measured(sequential, sequential_cpu))
-    bench.stop_consumers()
-
-    url = bench.hook_url("echo")
-    result, cpu = await load(bench, "rpc-hookline", url, bench.headers)
-    sequential, sequential_cpu = await load(
-        bench, "rpc-1-hookline", url, bench.headers, connections=1, seconds=seconds
+    ceiling: tuple[str, dict[str, str]] = (bench.ceiling_url("rpc", broker.RPC_QUEUE), {})
+    hookline = (bench.hook_url("echo"), bench.headers)
+    concurrent = await paired(bench, "rpc", ceiling, hookline)
+    sequential = await paired(
+        bench, "rpc-1", ceiling, hookline, connections=1, seconds=bench.options.seconds / 2
     )
-    out["hookline"] = measured(result, cpu, sequential=measured(sequential, sequential_cpu))
-    return out
+    bench.stop_consumers()
+    return {
+        "ceiling": {**concurrent[0], "sequential": sequential[0]},
+        "hookline": {**concurrent[1], "sequential": sequential[1]},
+    }
 
 
 # -- 4. ordered lane -----------------------------------------------------------------------
