@@ -15,8 +15,13 @@ def test_names_are_pinned() -> None:
     assert topology.dead_letter_queue_name("hookline") == "hookline.dead-letters"
     assert topology.ordered_queue_name("hookline", "demo", "orders") == "hookline.ordered.demo.orders"
     assert topology.ordered_queue_name("hookline", "demo", "orders", 2) == "hookline.ordered.demo.orders.g2"
-    assert topology.ordered_queue_name("hookline", "demo", "orders", 1, 3) == "hookline.ordered.demo.orders.g1.3"
-    assert topology.partition_exchange_name("hookline", "demo", "orders", 4) == "hookline.partitions.demo.orders.g4"
+    assert (
+        topology.ordered_queue_name("hookline", "demo", "orders", 1, 3) == "hookline.ordered.demo.orders.g1.3"
+    )
+    assert (
+        topology.partition_exchange_name("hookline", "demo", "orders", 4)
+        == "hookline.partitions.demo.orders.g4"
+    )
     assert topology.routing_key("demo", "orders") == "demo.orders"
     assert [topology.retry_queue_name("hookline", t) for t in topology.RETRY_TIERS] == [
         "hookline.retry.250ms",
@@ -106,7 +111,9 @@ def test_desired_topology_routes_each_trigger_to_exactly_one_target() -> None:
     desired = desired_topology(shapes, layouts, "p", 100, 5)
     work = Target("queue", "p.work")
     assert desired.work == QueueSpec("p.work", topology.work_queue_arguments("p", 100, 5))
-    assert [r.name for r in desired.retries] == [topology.retry_queue_name("p", t) for t in topology.RETRY_TIERS]
+    assert [r.name for r in desired.retries] == [
+        topology.retry_queue_name("p", t) for t in topology.RETRY_TIERS
+    ]
     assert [(lane.exchange, [q.name for q in lane.queues]) for lane in desired.lanes] == [
         ("p.partitions.w.keyed.g2", ["p.ordered.w.keyed.g2.0", "p.ordered.w.keyed.g2.1"]),
         (None, ["p.ordered.w.lane"]),

@@ -1,0 +1,174 @@
+"""Retries with backoff, dead letters and replays: unordered runs retry without blocking
+anyone; an ordered lane retries in place, then skips (dead letter) or stops until resumed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.db.executions import get_execution
+from shared.db.pool import Connection
+from tests.helpers import apply_yaml, eventually, finished_execution
+from tests.integration.calls import (
+    all_finished,
+    cli,
+    cli_json,
+    delivery_stack,
+    never_overlap,
+    runs,
+    send,
+    send_many,
+)
+from tests.integration.target import Target, running_target
+from tests.stack import Services
+
+TRIGGERS = """
+workspace: {ws}
+triggers:
+  - name: flaky
+    auth: {{type: none}}
+    retry: {{max_attempts: 3, backoff: 1s}}
+    workflow:
+      - id: call
+        http: {{url: "{target}/fail/{{{{ request.body.tag }}}}"}}
+  - name: fine
+    auth: {{type: none}}
+    workflow:
+      - id: call
+        http: {{url: "{target}/work/20"}}
+  - name: lane
+    auth: {{type: none}}
+    ordered: true
+    retry: {{max_attempts: 3, backoff: 250ms, on_exhausted: {on_exhausted}}}
+    workflow:
+      - id: call
+        http: {{url: "{target}/fail/{{{{ request.body.tag }}}}"}}
+"""
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[Target]:
+    with running_target() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def retry_stack(amqp_url: str, database_url: str, log_dir: Path) -> Iterator[Services]:
+    with delivery_stack(amqp_url, database_url, log_dir, workers=3) as stack:
+        yield stack
+
+
+async def _accepting(url: str, body: dict[str, object]) -> str:
+    async def probe() -> str | None:
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(url, json=body)
+        return str(answer.json()["execution_id"]) if answer.status_code == 202 else None
+
+    return await eventually(probe, timeout=20)
+
+
+async def test_a_failing_run_retries_with_backoff_without_blocking_others_then_is_dead_and_replayable(
+    retry_stack: Services, db: Connection, workspace: str, target: Target
+) -> None:
+    await apply_yaml(db, TRIGGERS.format(ws=workspace, target=target.base_url, on_exhausted="skip"))
+    bad = f"{workspace}-bad"
+    target.failing.add(bad)
+    base = f"{retry_stack.base_url}/hooks/{workspace}"
+    failing_id = await _accepting(f"{base}/flaky", {"tag": bad})
+    fine_ids = await send_many(f"{base}/fine", [{"n": n} for n in range(50)])
+
+    dead = await finished_execution(db, failing_id, timeout=30)
+    assert (dead.status, dead.attempts) == ("dead", 3)
+    assert dead.error == f"step call (http): GET {target.base_url}/fail/{bad} answered 500; expected 2xx"
+    # Backoff: 1 s then 2 s (the nearest delay tiers) between the three attempts.
+    assert (dead.finished_at - dead.received_at).total_seconds() >= 3
+    fine = await all_finished(db, workspace, 50, timeout=30, trigger="fine")
+    assert {r.id for r in fine} == set(fine_ids)
+    assert max(r.finished_at for r in fine) < dead.started_at.timestamp(), "the retries blocked nobody"
+
+    [letter] = cli_json(retry_stack, "dlq", "list", "--trigger", f"{workspace}/flaky")
+    assert letter | {"died_at": None} == {
+        "id": failing_id,
+        "workspace": workspace,
+        "trigger": "flaky",
+        "reason": "rejected",
+        "queue": f"{retry_stack.env['HOOKLINE_AMQP_PREFIX']}.work",
+        "died_at": None,
+        "status": "dead",
+        "attempts": 3,
+        "error": dead.error,
+    }
+
+    target.failing.discard(bad)  # the target is back: replay the dead letter
+    replayed = cli(retry_stack, "dlq", "replay", failing_id)
+    assert (replayed.returncode, replayed.stdout) == (0, f"replayed {failing_id} ({workspace}/flaky)\n")
+
+    async def succeeded() -> bool | None:
+        execution = await get_execution(db, failing_id)
+        return True if execution.status == "succeeded" else None
+
+    await eventually(succeeded, timeout=20)
+    assert (await get_execution(db, failing_id)).attempts == 4
+    assert cli_json(retry_stack, "dlq", "list", "--trigger", f"{workspace}/flaky") == []
+
+
+async def test_an_execution_replay_is_a_new_execution_linked_to_the_old_one(
+    retry_stack: Services, db: Connection, workspace: str, target: Target
+) -> None:
+    await apply_yaml(db, TRIGGERS.format(ws=workspace, target=target.base_url, on_exhausted="skip"))
+    old_id = await _accepting(f"{retry_stack.base_url}/hooks/{workspace}/fine", {"n": 7})
+    old = await finished_execution(db, old_id)
+
+    done = cli(retry_stack, "executions", "replay", old_id)
+    assert done.returncode == 0, done.stderr
+    new_id = done.stdout.strip()
+    assert new_id != old_id
+    new = await finished_execution(db, new_id)
+    assert (new.status, new.replay_of, new.request, new.attempts) == ("succeeded", old_id, old.request, 1)
+
+
+@pytest.mark.parametrize("on_exhausted", ["skip", "stop"])
+async def test_an_ordered_lane_retries_in_place_then_skips_or_stops_until_resumed(
+    retry_stack: Services, db: Connection, workspace: str, target: Target, on_exhausted: str
+) -> None:
+    await apply_yaml(db, TRIGGERS.format(ws=workspace, target=target.base_url, on_exhausted=on_exhausted))
+    bad, ok = f"{workspace}-bad", f"{workspace}-ok"
+    target.failing.add(bad)
+    url = f"{retry_stack.base_url}/hooks/{workspace}/lane"
+    await _accepting(url, {"seq": -1, "tag": ok})
+    async with httpx.AsyncClient() as client:
+        ids = [await send(client, url, {"seq": seq, "tag": bad if seq == 2 else ok}) for seq in range(6)]
+
+    if on_exhausted == "stop":
+        [hold] = await eventually(lambda: _holds(retry_stack, workspace), timeout=20)
+        assert hold["execution_id"] == ids[2]
+        # The lane holds seq 2: nothing behind it has run.
+        assert [r.body["seq"] for r in await runs(db, workspace)] == [-1, 0, 1, 2]
+        assert (await get_execution(db, ids[2])).status == "failed"
+        target.failing.discard(bad)
+        resumed = cli(retry_stack, "lanes", "resume", f"{workspace}/lane", "--retry")
+        assert resumed.returncode == 0, resumed.stderr
+
+    done = await all_finished(db, workspace, 7, timeout=30)
+    assert [r.body["seq"] for r in done] == [-1, 0, 1, 2, 3, 4, 5]
+    never_overlap(done)
+    third = done[3]
+    if on_exhausted == "skip":
+        # Tried three times in place (backoff 0.25 s, 0.5 s), dead-lettered, then the lane went on.
+        assert (third.status, third.attempts) == ("dead", 3)
+        assert third.finished_at - third.started_at < 1  # the record keeps the last attempt
+        assert [x["id"] for x in cli_json(retry_stack, "dlq", "list", "--trigger", f"{workspace}/lane")] == [
+            ids[2]
+        ]
+    else:
+        assert (third.status, third.attempts) == ("succeeded", 4)
+        assert cli_json(retry_stack, "lanes", "list", "--trigger", f"{workspace}/lane") == []
+    assert {r.status for r in done if r is not third} == {"succeeded"}
+
+
+async def _holds(stack: Services, workspace: str) -> list[dict[str, object]] | None:
+    holds: list[dict[str, object]] = cli_json(stack, "lanes", "list", "--trigger", f"{workspace}/lane")
+    return holds or None
