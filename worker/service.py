@@ -162,7 +162,7 @@ class Worker:
         # 2. Let in-flight runs finish (record, reply, ack) within the grace period, then
         #    close the lanes' channels.
         await asyncio.gather(
-            self._drain_shared(), self._lanes.close(self.shutdown_grace) if self._lanes else _nothing()
+            self._drain_shared(), self._lanes.close(self.shutdown_grace) if self._lanes else asyncio.sleep(0)
         )
         # 3. Close the connection: whatever was not acked goes back to the head of its queue.
         await self._broker.close()
@@ -175,7 +175,3 @@ class Worker:
             await asyncio.wait_for(self._pool.close(), 10)
         except TimeoutError:
             self._pool.terminate()
-
-
-async def _nothing() -> None:
-    return None

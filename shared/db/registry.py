@@ -149,28 +149,3 @@ async def trigger_version(connection: Connection, workspace: str, trigger: str, 
     if spec is None:
         raise NotFound(f"trigger {workspace}/{trigger} has no version {version}")
     return spec_from_json(spec)
-
-
-@dataclass(frozen=True)
-class TriggerState:
-    """What routing needs to know of a trigger, deleted ones included."""
-
-    workspace: str
-    name: str
-    ordered: bool
-    was_ordered: bool
-    deleted: bool
-
-
-async def trigger_states(connection: Connection) -> list[TriggerState]:
-    """Every trigger ever applied, with whether it is (or ever was) ordered."""
-    rows = await connection.fetch(
-        "select t.workspace, t.name, t.deleted_at is not null as deleted,"
-        " coalesce(t.spec->'ordered', 'false') <> 'false' as ordered,"
-        " exists (select 1 from trigger_versions v where v.trigger_id = t.id"
-        "         and coalesce(v.spec->'ordered', 'false') <> 'false') as was_ordered"
-        " from triggers t"
-    )
-    return [
-        TriggerState(r["workspace"], r["name"], r["ordered"], r["was_ordered"], r["deleted"]) for r in rows
-    ]

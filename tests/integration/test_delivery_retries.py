@@ -39,6 +39,13 @@ triggers:
     workflow:
       - id: call
         http: {{url: "{target}/work/20"}}
+  - name: ask
+    auth: {{type: none}}
+    mode: request_response
+    retry: {{max_attempts: 3, backoff: 250ms}}
+    workflow:
+      - id: call
+        http: {{url: "{target}/fail/{{{{ request.body.tag }}}}"}}
   - name: lane
     auth: {{type: none}}
     ordered: true
@@ -128,6 +135,36 @@ async def test_an_execution_replay_is_a_new_execution_linked_to_the_old_one(
     assert new_id != old_id
     new = await finished_execution(db, new_id)
     assert (new.status, new.replay_of, new.request, new.attempts) == ("succeeded", old_id, old.request, 1)
+
+
+async def test_a_failed_request_response_call_is_answered_once_and_never_retried(
+    retry_stack: Services, db: Connection, workspace: str, target: Target
+) -> None:
+    await apply_yaml(db, TRIGGERS.format(ws=workspace, target=target.base_url, on_exhausted="skip"))
+    bad = f"{workspace}-bad"
+    target.failing.add(bad)
+    url = f"{retry_stack.base_url}/hooks/{workspace}/ask"
+
+    async def answered() -> httpx.Response | None:
+        async with httpx.AsyncClient(timeout=15) as client:
+            answer = await client.post(url, json={"tag": bad})
+        return answer if answer.status_code != 404 else None
+
+    answer = await eventually(answered, timeout=10)
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/problem+json"
+    execution_id = answer.json()["execution_id"]
+    assert answer.json() == {
+        "type": "/problems/workflow-failed",
+        "title": "The workflow failed",
+        "status": 500,
+        "detail": f"step call (http): GET {target.base_url}/fail/{bad} answered 500; expected 2xx",
+        "execution_id": execution_id,
+    }
+    # Recorded before the answer was sent: final at once, one attempt, no dead letter.
+    execution = await get_execution(db, execution_id)
+    assert (execution.status, execution.attempts) == ("failed", 1)
+    assert cli_json(retry_stack, "dlq", "list", "--trigger", f"{workspace}/ask") == []
 
 
 @pytest.mark.parametrize("on_exhausted", ["skip", "stop"])
