@@ -65,11 +65,10 @@ async def _list(settings: Settings, ns: argparse.Namespace) -> int:
         return 0
     print(f"{'ID':36}  {'TRIGGER':30}  {'REASON':14}  {'ATTEMPTS':8}  ERROR")
     for row in rows:
+        path = f"{row.workspace}/{row.trigger}" if row.workspace else "(not an invocation)"
         error = (row.error or "").replace("\n", " ")[:80]
         attempts = "" if row.attempts is None else str(row.attempts)
-        print(
-            f"{row.id:36}  {row.workspace}/{row.trigger:<{29 - len(row.workspace or '')}}  {row.reason:14}  {attempts:8}  {error}"
-        )
+        print(f"{row.id:36}  {path:30}  {row.reason:14}  {attempts:8}  {error}")
     print(f"{len(rows)} dead letter(s)", file=sys.stderr)
     return 0
 

@@ -109,6 +109,13 @@ async def test_a_failing_run_retries_with_backoff_without_blocking_others_then_i
         "error": dead.error,
     }
 
+    table = cli(retry_stack, "dlq", "list", "--trigger", f"{workspace}/flaky")
+    assert table.stdout == (
+        f"{'ID':36}  {'TRIGGER':30}  {'REASON':14}  {'ATTEMPTS':8}  ERROR\n"
+        f"{failing_id:36}  {workspace + '/flaky':30}  {'rejected':14}  {'3':8}  {dead.error[:80]}\n"
+    )
+    assert table.stderr == "1 dead letter(s)\n"
+
     target.failing.discard(bad)  # the target is back: replay the dead letter
     replayed = cli(retry_stack, "dlq", "replay", failing_id)
     assert (replayed.returncode, replayed.stdout) == (0, f"replayed {failing_id} ({workspace}/flaky)\n")
