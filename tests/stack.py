@@ -42,7 +42,11 @@ class Services:
         module = name.split("-")[0]
         with (self.log_dir / f"{name}.log").open("ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", module, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+                [sys.executable, "-m", module, *args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
             )
         self.processes[name] = process
         return process
@@ -59,10 +63,16 @@ class Services:
             raise
 
     def stop_all(self) -> None:
-        for name in sorted(
-            self.processes, key=lambda n: ("ingress", "worker", "dispatcher").index(n.split("-")[0])
-        ):
-            self.stop(name)
+        """Stop everything (ingress, workers, dispatcher); one that hangs does not spare the others."""
+        order = ("ingress", "worker", "dispatcher")
+        failures = []
+        for name in sorted(self.processes, key=lambda n: order.index(n.split("-")[0])):
+            try:
+                self.stop(name)
+            except subprocess.TimeoutExpired as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
     def log(self, name: str) -> str:
         return (self.log_dir / f"{name}.log").read_text(errors="replace")

@@ -122,6 +122,27 @@ async def test_a_json_call_records_status_headers_and_the_parsed_body(
     assert echo["headers"]["content-type"] == "application/json"
 
 
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [("", "a=1&b=x"), ("query: {c: 3}", "a=1&b=x&c=3")],
+)
+async def test_a_query_written_in_the_url_is_kept_and_merged_with_query(
+    server: str, resources: StaticResources, query: str, expected: str
+) -> None:
+    workflow = workflow_of(
+        f"""
+        - id: call
+          http:
+            url: "{server}/echo?a=1&b=x"
+            {query}
+        """,
+        resources,
+    )
+    outcome = await workflow.run(invocation(), 1)
+    assert outcome.ok, outcome.error
+    assert outcome.output["body"]["query"] == expected
+
+
 async def test_a_connection_gives_base_url_and_headers_which_the_record_redacts(
     server: str, resources: StaticResources
 ) -> None:

@@ -106,9 +106,9 @@ async def _send(
     content: bytes | None,
     limits: httpx.Timeout,
 ) -> dict[str, Any]:
-    request = client.build_request(
-        method, url, params=query, headers=headers, content=content, timeout=limits
-    )
+    # httpx's `params` replaces a query already written in the URL; merging keeps both.
+    target = httpx.URL(url).copy_merge_params(query) if query else httpx.URL(url)
+    request = client.build_request(method, target, headers=headers, content=content, timeout=limits)
     response = await client.send(request, stream=True)
     try:
         chunks, size = [], 0
