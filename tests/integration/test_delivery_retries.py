@@ -158,7 +158,7 @@ async def test_a_failed_request_response_call_is_answered_once_and_never_retried
         # 404 until the ingress knows the trigger, 503 until the dispatcher routes its key.
         return answer if answer.status_code not in (404, 503) else None
 
-    answer = await eventually(answered, timeout=10)
+    answer = await eventually(answered, timeout=30)
     assert answer.status_code == 500
     assert answer.headers["content-type"] == "application/problem+json"
     execution_id = answer.json()["execution_id"]
