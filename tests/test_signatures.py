@@ -19,6 +19,7 @@ from shared.signatures.presets import PRESETS, scheme_from_spec
 from shared.signatures.scheme import SignatureScheme, compile_template
 from shared.signatures.verify import SignatureInvalid, secret_bytes, sign, verify
 from shared.spec.model import HmacAuth
+from shared.spec.secrets import resolve
 from shared.spec.types import Duration
 
 GITHUB = PRESETS["github"]
@@ -311,7 +312,7 @@ def test_every_preset_verifies_what_it_signs(preset: str) -> None:
 @pytest.mark.parametrize("encoding", ["hex", "base64"])
 def test_custom_scheme_verifies_what_it_signs(algorithm: str, encoding: str) -> None:
     spec = HmacAuth(
-        secret="s3cret",
+        secret="${env:SIGNING_SECRET}",
         header="X-Signature",
         algorithm=algorithm,  # type: ignore[arg-type]
         encoding=encoding,  # type: ignore[arg-type]
@@ -320,7 +321,8 @@ def test_custom_scheme_verifies_what_it_signs(algorithm: str, encoding: str) -> 
         signed_content="{timestamp}:{header:X-Request-Id}:{body}",
     )
     scheme = scheme_from_spec(spec)
-    key = secret_bytes(scheme, spec.secret)
+    key = secret_bytes(scheme, resolve(str(spec.secret), {"SIGNING_SECRET": "s3cret"}))
+    assert key == b"s3cret"
     headers = lower(sign(scheme, key, BODY, NOW, headers={"X-Request-Id": "req-7"}))
     digest = hmac.new(key, f"{int(NOW)}:req-7:".encode() + BODY, algorithm).digest()
     encoded = digest.hex() if encoding == "hex" else base64.b64encode(digest).decode()
@@ -404,7 +406,7 @@ def test_stripe_whsec_secret_is_used_as_it_is() -> None:
 
 
 def test_preset_gives_its_scheme_with_the_spec_tolerance() -> None:
-    scheme = scheme_from_spec(HmacAuth(secret="s", preset="stripe", tolerance=Duration(60)))
+    scheme = scheme_from_spec(HmacAuth(secret="${env:S}", preset="stripe", tolerance=Duration(60)))
     assert scheme == SignatureScheme(
         header="Stripe-Signature",
         prefix="v1=",
@@ -418,19 +420,19 @@ def test_preset_gives_its_scheme_with_the_spec_tolerance() -> None:
 
 
 def test_preset_with_scheme_fields_is_refused() -> None:
-    spec = HmacAuth(secret="s", preset="github", header="X-Sig", encoding="base64")
+    spec = HmacAuth(secret="${env:S}", preset="github", header="X-Sig", encoding="base64")
     message = "preset 'github' fixes the scheme; remove header, encoding or drop the preset"
     with pytest.raises(ValueError, match=exactly(message)):
         scheme_from_spec(spec)
 
 
 def test_fields_give_the_scheme_without_a_preset() -> None:
-    spec = HmacAuth(secret="s", header="X-Sig", algorithm="sha512", encoding="base64")
+    spec = HmacAuth(secret="${env:S}", header="X-Sig", algorithm="sha512", encoding="base64")
     assert scheme_from_spec(spec) == SignatureScheme(header="X-Sig", algorithm="sha512", encoding="base64")
 
 
 def test_timestamp_header_alone_signs_timestamp_dot_body() -> None:
-    spec = HmacAuth(secret="s", header="X-Sig", timestamp_header="X-Time")
+    spec = HmacAuth(secret="${env:S}", header="X-Sig", timestamp_header="X-Time")
     scheme = scheme_from_spec(spec)
     digest = hmac.new(b"s", f"{int(NOW)}.".encode() + BODY, hashlib.sha256).hexdigest()
     assert sign(scheme, b"s", BODY, NOW) == {"X-Time": str(int(NOW)), "X-Sig": digest}
