@@ -41,8 +41,17 @@ async def send(
 ) -> str:
     """One async call; its execution id. With `retry_503`, a 503 is retried as a caller would."""
     give_up = time.monotonic() + deadline
+    # An Idempotency-Key makes a resend safe, as it does for any caller: a connection the
+    # server closed as the request went out (a keep-alive race) is sent again, and can
+    # never make a second run.
+    headers = {"Idempotency-Key": str(uuid.uuid4())}
     while True:
-        answer = await client.post(url, json=body)
+        try:
+            answer = await client.post(url, json=body, headers=headers)
+        except httpx.TransportError:
+            if time.monotonic() < give_up:
+                continue
+            raise
         if answer.status_code == 503 and retry_503 and time.monotonic() < give_up:
             await asyncio.sleep(0.05)
             continue
