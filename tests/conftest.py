@@ -9,7 +9,6 @@ queue-name prefix, so nothing is left in (or read from) servers it did not start
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import tempfile
 import threading
@@ -17,7 +16,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import aio_pika
 import asyncpg
 import pytest
 
@@ -57,28 +55,9 @@ def postgres_server_url(server_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def amqp_prefix(amqp_server_url: str) -> Iterator[str]:
-    """Queue names of this session start with it; its queues are deleted at the end."""
-    prefix = f"hltest-{uuid.uuid4().hex[:8]}"
-    yield prefix
-    asyncio.run(_delete_queues(amqp_server_url, prefix))
-
-
-async def _delete_queues(url: str, prefix: str) -> None:
-    from shared import topology
-
-    connection = await aio_pika.connect(url)
-    async with connection:
-        for name in (topology.work_queue_name(prefix), topology.dead_letter_queue_name(prefix)):
-            channel = await connection.channel()
-            with contextlib.suppress(aio_pika.exceptions.AMQPError):
-                await channel.queue_delete(name)
-        channel = await connection.channel()
-        for exchange in (topology.invocations_exchange(prefix), topology.dead_letter_exchange(prefix)):
-            try:
-                await channel.exchange_delete(exchange)
-            except aio_pika.exceptions.AMQPError:
-                channel = await connection.channel()
+def amqp_prefix() -> str:
+    """Queue names of this session's main stack start with it (tests/stack.py cleans up)."""
+    return f"hltest-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="session")

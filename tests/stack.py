@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.cleanup import cleanup
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -125,3 +127,5 @@ def services(
         yield stack
     finally:
         stack.stop_all()
+        if os.environ.get("HOOKLINE_TEST_AMQP_URL"):
+            cleanup(amqp_url, database_url, prefix)
