@@ -189,6 +189,35 @@ class ConfirmedPublisher:
             raise _unavailable(exc) from None
 
 
+class ReplyPublisher:
+    """Publishes replies to direct reply-to: no confirm, no `mandatory`, no wait for the flush.
+
+    Direct reply-to is at most once by nature (the record in PostgreSQL is the truth), so
+    a reply is handed to aiormq's writer and forgotten, in order with what the process
+    writes after it. `mandatory` stays off: RabbitMQ would also bounce every reply back
+    (DESIGN). Like `ConfirmedPublisher`, it skips aio-pika's `Message` and follows the
+    robust channel onto the aiormq channel it is reopened on.
+    """
+
+    def __init__(self, channel: AbstractRobustChannel, deadline: float) -> None:
+        self._channel = channel
+        self._deadline = deadline
+        self._underlay: aiormq.Channel | None = None
+
+    async def publish(self, body: bytes, properties: aiormq.spec.Basic.Properties, routing_key: str) -> None:
+        """Hand the reply to the connection's writer; BrokerUnavailable when the channel is gone."""
+        try:
+            channel = self._underlay
+            if channel is None or channel.is_closed:
+                async with asyncio.timeout(self._deadline):
+                    underlay = await self._channel.get_underlay_channel()
+                # `wait` (flush before returning) is on the concrete channel only.
+                channel = self._underlay = cast(aiormq.Channel, underlay)
+            await channel.basic_publish(body, routing_key=routing_key, properties=properties, wait=False)
+        except (*CONNECTION_EXCEPTIONS, TimeoutError, aiormq.exceptions.AMQPError) as exc:
+            raise BrokerUnavailable(f"the broker is unreachable ({type(exc).__name__})") from None
+
+
 @dataclass(frozen=True)
 class QueueState:
     """A queue as `queue.declare(passive)` reports it.

@@ -15,12 +15,13 @@ import time
 from dataclasses import dataclass
 
 import msgspec
-from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import AbstractExchange
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, AMQPError
 
 from shared import topology
 from shared.broker import publish_confirmed
 from shared.db.executions import Status
+from shared.deliveries import Delivery
 from shared.errors import BrokerUnavailable, HooklineError, NotFound
 from shared.logs import run_context
 from shared.messages import Invocation, invocation_decoder
@@ -99,9 +100,7 @@ class Delay:
     deadline: float
 
 
-async def settle(
-    message: AbstractIncomingMessage, verdict: Verdict, lane: Lane, delay: Delay | None = None
-) -> Action:
+async def settle(message: Delivery, verdict: Verdict, lane: Lane, delay: Delay | None = None) -> Action:
     """The one place a delivery is acknowledged, delayed, dead-lettered or kept."""
     action = SETTLEMENT[(verdict, lane)]
     try:
@@ -154,7 +153,7 @@ class Runner:
         self._publish_timeout = publish_timeout
         self._stopping = stopping
 
-    async def handle(self, message: AbstractIncomingMessage, lane: Lane, queue: str) -> None:
+    async def handle(self, message: Delivery, lane: Lane, queue: str) -> None:
         """The consume callback: run (again, while attempts are left in place), then settle."""
         try:
             invocation = invocation_decoder.decode(message.body)
@@ -170,9 +169,7 @@ class Runner:
         except Abandoned:
             log.info("stopping: execution handed back unsettled", extra={"execution_id": invocation.id})
 
-    async def _handle(
-        self, message: AbstractIncomingMessage, invocation: Invocation, lane: Lane, queue: str
-    ) -> None:
+    async def _handle(self, message: Delivery, invocation: Invocation, lane: Lane, queue: str) -> None:
         redeliveries = redeliveries_of(message)
         attempt = attempt_of(message)
         runs = runs_before(message) + 1 + redeliveries  # this run's number, for the record
@@ -246,7 +243,7 @@ class Runner:
 
     async def _finish(
         self,
-        message: AbstractIncomingMessage,
+        message: Delivery,
         lane: Lane,
         invocation: Invocation,
         verdict: Verdict,
@@ -267,7 +264,7 @@ class Runner:
             await self._reporter.reply(message, invocation, finished.outcome)
         await settle(message, verdict, lane, delay)
 
-    async def _skip_held(self, message: AbstractIncomingMessage, invocation: Invocation, queue: str) -> None:
+    async def _skip_held(self, message: Delivery, invocation: Invocation, queue: str) -> None:
         await self._reporter.mark_dead(invocation, "dead-lettered by an operator from a stopped lane")
         await settle(message, Verdict.GIVE_UP, Lane.ORDERED)
         await self._holds.release(queue)

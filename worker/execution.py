@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import aio_pika
+import aiormq
 import asyncpg
 import msgspec
-from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
+from shared.broker import ReplyPublisher
 from shared.db.executions import ExecutionRecord, Status, recorded_attempts
 from shared.db.lanes import mark_dead
 from shared.db.pool import DB_ERRORS
+from shared.deliveries import Delivery
+from shared.errors import BrokerUnavailable
 from shared.messages import Invocation, Reply, reply_encoder
 from worker import metrics
 from worker.engine import Outcome
@@ -35,7 +37,7 @@ class Finished:
 class Reporter:
     """Records runs (through the batching Recorder) and answers waiting callers."""
 
-    def __init__(self, recorder: Recorder, replies: AbstractExchange, pool: asyncpg.Pool) -> None:
+    def __init__(self, recorder: Recorder, replies: ReplyPublisher, pool: asyncpg.Pool) -> None:
         self._recorder = recorder
         self._replies = replies
         self._pool = pool
@@ -104,21 +106,19 @@ class Reporter:
         metrics.DEAD.labels(invocation.workspace, invocation.trigger).inc()
         log.info("execution dead: %s", reason, extra={"execution_id": invocation.id})
 
-    async def reply(self, message: AbstractIncomingMessage, invocation: Invocation, outcome: Outcome) -> None:
+    async def reply(self, message: Delivery, invocation: Invocation, outcome: Outcome) -> None:
         """Answer the caller waiting on the ingress (at most once: the record is the truth)."""
         reply = reply_for(invocation, outcome)
         if reply is None:
             return
-        # Direct reply-to: published without `mandatory`, or RabbitMQ also returns it (DESIGN).
+        properties = aiormq.spec.Basic.Properties(
+            correlation_id=message.correlation_id, message_id=invocation.id, delivery_mode=1
+        )
         try:
-            await self._replies.publish(
-                aio_pika.Message(reply_encoder.encode(reply), correlation_id=message.correlation_id),
-                routing_key=str(message.reply_to),
-                mandatory=False,
-            )
-        except aio_pika.exceptions.AMQPError as exc:
+            await self._replies.publish(reply_encoder.encode(reply), properties, str(message.reply_to))
+        except BrokerUnavailable as exc:
             # The caller can read the record from the status URL.
-            log.warning("reply not sent (%s)", type(exc).__name__, extra={"execution_id": reply.execution_id})
+            log.warning("reply not sent (%s)", exc, extra={"execution_id": reply.execution_id})
 
 
 def reply_for(invocation: Invocation, outcome: Outcome) -> Reply | None:

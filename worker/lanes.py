@@ -19,16 +19,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from shared.broker import queue_state
+from shared.deliveries import Delivery, RawConsumer
 from shared.errors import BrokerUnavailable
 from shared.topology import LaneLayout
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[AbstractIncomingMessage, str], Awaitable[None]]
+Handler = Callable[[Delivery, str], Awaitable[None]]
 
 
 @dataclass
@@ -37,7 +38,7 @@ class LaneConsumer:
 
     name: str
     draining: bool
-    channel: AbstractChannel | None = None
+    channel: AbstractRobustChannel | None = None
     closing: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -119,10 +120,10 @@ class LaneSet:
     async def _consume(self, lane: LaneConsumer) -> None:
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=1)
-        queue = await channel.get_queue(lane.name, ensure=True)
+        await channel.get_queue(lane.name, ensure=True)
         lane.channel, lane.closing = channel, False
 
-        async def on_message(message: AbstractIncomingMessage) -> None:
+        async def on_message(message: Delivery) -> None:
             # Decided before any await: a lane being let go, or a stopping worker, runs
             # nothing new; the unsettled delivery returns to the head when the channel closes.
             if lane.closing or self.stopping:
@@ -135,7 +136,7 @@ class LaneSet:
             if lane.let_go_pending() and not self.stopping:
                 await self._let_go(lane)
 
-        await queue.consume(on_message)
+        await RawConsumer(channel, lane.name, on_message).start()
         log.info("consuming ordered lane %s", lane.name, extra={"queue": lane.name})
 
     async def _let_go(self, lane: LaneConsumer) -> None:

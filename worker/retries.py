@@ -13,29 +13,30 @@ from __future__ import annotations
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
+from aio_pika.abc import DeliveryMode
 
 from shared import topology
 from shared.broker import republished_headers
+from shared.deliveries import Delivery
 from shared.spec.model import Retry
 
 
-def attempt_of(message: AbstractIncomingMessage) -> int:
+def attempt_of(message: Delivery) -> int:
     """The attempt this delivery is (1 for a first run; a retried copy carries its number)."""
     return _int_header(message, topology.ATTEMPT_HEADER, 1)
 
 
-def runs_before(message: AbstractIncomingMessage) -> int:
+def runs_before(message: Delivery) -> int:
     """Runs recorded before this copy of the message was published."""
     return _int_header(message, topology.RUNS_HEADER, 0)
 
 
-def replayed(message: AbstractIncomingMessage) -> bool:
+def replayed(message: Delivery) -> bool:
     """Whether an operator put this message back from the dead-letter queue."""
     return bool((message.headers or {}).get(topology.REPLAYED_HEADER))
 
 
-def redeliveries_of(message: AbstractIncomingMessage) -> int:
+def redeliveries_of(message: Delivery) -> int:
     """How often the broker gave this message to a worker that did not settle it."""
     return _int_header(message, "x-delivery-count", 0)
 
@@ -45,7 +46,7 @@ def backoff_delay(retry: Retry, attempt: int) -> float:
     return float(min(retry.backoff * 2 ** (attempt - 1), retry.max_backoff))
 
 
-def retry_copy(message: AbstractIncomingMessage, next_attempt: int, runs: int) -> aio_pika.Message:
+def retry_copy(message: Delivery, next_attempt: int, runs: int) -> aio_pika.Message:
     """The message to park in a delay queue: same body and id, the next attempt's number."""
     headers = {topology.ATTEMPT_HEADER: next_attempt, topology.RUNS_HEADER: runs}
     return aio_pika.Message(
@@ -58,6 +59,6 @@ def retry_copy(message: AbstractIncomingMessage, next_attempt: int, runs: int) -
     )
 
 
-def _int_header(message: AbstractIncomingMessage, name: str, default: int) -> int:
+def _int_header(message: Delivery, name: str, default: int) -> int:
     value: Any = (message.headers or {}).get(name, default)
     return value if isinstance(value, int) and not isinstance(value, bool) else default

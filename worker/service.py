@@ -11,15 +11,16 @@ import asyncio
 import contextlib
 import logging
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from shared import topology
-from shared.broker import BrokerLink, open_confirm_channel
+from shared.broker import BrokerLink, ReplyPublisher, open_confirm_channel
 from shared.db.lanes import LANES_CHANNEL, load_layouts
 from shared.db.notify import follow
 from shared.db.pauses import paused_triggers
 from shared.db.pool import create_pool
+from shared.deliveries import Delivery, RawConsumer
 from shared.probes import database_ready, start_probes
 from shared.settings import Settings
 from worker.connections import Connections
@@ -44,7 +45,8 @@ class Worker:
         self.shutdown_grace = shutdown_grace
         self._stop = asyncio.Event()
         self._broker = BrokerLink(settings.amqp_url, "hookline-worker", settings.heartbeat)
-        self._shared: tuple[AbstractChannel, AbstractQueue, str] | None = None
+        self._shared: RawConsumer | None = None
+        self._channels: list[AbstractChannel] = []
         self._lanes: LaneSet | None = None
         self._inflight: set[asyncio.Task[None]] = set()
 
@@ -79,7 +81,7 @@ class Worker:
         delays = await open_confirm_channel(connection)
         self._runner = Runner(
             WorkflowCache(self._pool, self._connections, self.settings.step_output_limit),
-            Reporter(self._recorder, replies.default_exchange, self._pool),
+            Reporter(self._recorder, ReplyPublisher(replies, self.settings.publish_timeout), self._pool),
             LaneHolds(self._pool, self._stop),
             delays.default_exchange,
             prefix=self.settings.amqp_prefix,
@@ -90,23 +92,26 @@ class Worker:
         self._lanes = LaneSet(connection, self.settings.amqp_prefix, self._run_ordered)
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=self.concurrency)
-        queue = await self._wait_for_queue(channel, topology.work_queue_name(self.settings.amqp_prefix))
-        tag = await queue.consume(self._run_shared)
-        self._shared = (channel, queue, tag)
-        log.info("consuming %s", queue.name, extra={"queue": queue.name})
+        self._channels = [channel, replies, delays]
+        name = topology.work_queue_name(self.settings.amqp_prefix)
+        await self._wait_for_queue(channel, name)
+        self._shared = RawConsumer(channel, name, self._run_shared)
+        await self._shared.start()
+        log.info("consuming %s", name, extra={"queue": name})
 
-    async def _wait_for_queue(self, channel: AbstractChannel, name: str) -> AbstractQueue:
+    async def _wait_for_queue(self, channel: AbstractChannel, name: str) -> None:
         # The dispatcher declares queues; a worker started first waits for it.
         while True:
             try:
-                return await channel.get_queue(name, ensure=True)
+                await channel.get_queue(name, ensure=True)
+                return
             except CONNECTION_EXCEPTIONS:
                 log.info("waiting for queue %s (is the dispatcher running?)", name)
                 await asyncio.sleep(1)
                 if channel.is_closed:
                     await channel.reopen()
 
-    async def _run_shared(self, message: AbstractIncomingMessage) -> None:
+    async def _run_shared(self, message: Delivery) -> None:
         if self._stop.is_set():
             return  # not started: it goes back to the queue when the channel closes
         task = asyncio.current_task()
@@ -119,7 +124,7 @@ class Worker:
         finally:
             self._inflight.discard(task)
 
-    async def _run_ordered(self, message: AbstractIncomingMessage, queue: str) -> None:
+    async def _run_ordered(self, message: Delivery, queue: str) -> None:
         await self._runner.handle(message, Lane.ORDERED, queue)
 
     async def _follow_lanes(self) -> None:
@@ -156,15 +161,19 @@ class Worker:
         # 1. Stop the shared consumer. Ordered lanes are *not* cancelled: that would let
         #    another worker start the lane's next message while this one still runs.
         if self._shared is not None:
-            _, queue, tag = self._shared
-            with contextlib.suppress(*CONNECTION_EXCEPTIONS):
-                await queue.cancel(tag)
+            await self._shared.cancel()
         # 2. Let in-flight runs finish (record, reply, ack) within the grace period, then
         #    close the lanes' channels.
         await asyncio.gather(
             self._drain_shared(), self._lanes.close(self.shutdown_grace) if self._lanes else asyncio.sleep(0)
         )
-        # 3. Close the connection: whatever was not acked goes back to the head of its queue.
+        # 3. Close the channels, then the connection: whatever was not acked goes back to the
+        #    head of its queue. Acks and replies are written without waiting for the socket;
+        #    a channel's close goes out after them, where closing the connection would drop them.
+        for channel in self._channels:
+            if not channel.is_closed:
+                with contextlib.suppress(*CONNECTION_EXCEPTIONS):
+                    await channel.close()
         await self._broker.close()
         # 4. Close the recorder, the steps' connections and the pool last: in-flight runs
         #    needed them.
