@@ -8,6 +8,7 @@ deletes exactly the stack's own queues (a delete of a missing queue is a no-op).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 
@@ -56,5 +57,12 @@ async def delete_stack_topology(amqp_url: str, database_url: str, prefix: str) -
 
 
 def cleanup(amqp_url: str, database_url: str, prefix: str) -> None:
-    """Synchronous form, for fixtures' teardown."""
-    asyncio.run(delete_stack_topology(amqp_url, database_url, prefix))
+    """Synchronous form, for fixtures' teardown (and stacks used inside async tests)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(delete_stack_topology(amqp_url, database_url, prefix))
+        return
+    # Inside a running loop (an async test's `with services(...)`): on a thread of its own.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, delete_stack_topology(amqp_url, database_url, prefix)).result()

@@ -37,19 +37,29 @@ class Run:
 
 
 async def send(
-    client: httpx.AsyncClient, url: str, body: Any, *, retry_503: bool = False, deadline: float = 30
+    client: httpx.AsyncClient,
+    url: str,
+    body: Any,
+    *,
+    retry_503: bool = False,
+    deadline: float = 30,
+    idempotent: bool = True,
 ) -> str:
-    """One async call; its execution id. With `retry_503`, a 503 is retried as a caller would."""
+    """One async call; its execution id. With `retry_503`, a 503 is retried as a caller would.
+
+    An Idempotency-Key makes a resend safe, as it does for any caller: a connection the
+    server closed as the request went out is sent again, and can never make a second run.
+    Idempotency keys are checked in PostgreSQL, so while it is away the ingress refuses
+    keyed calls (503): `idempotent=False` sends none, and resends only a call that never
+    reached the server (the connection could not be made).
+    """
     give_up = time.monotonic() + deadline
-    # An Idempotency-Key makes a resend safe, as it does for any caller: a connection the
-    # server closed as the request went out (a keep-alive race) is sent again, and can
-    # never make a second run.
-    headers = {"Idempotency-Key": str(uuid.uuid4())}
+    headers = {"Idempotency-Key": str(uuid.uuid4())} if idempotent else {}
     while True:
         try:
             answer = await client.post(url, json=body, headers=headers)
-        except httpx.TransportError:
-            if time.monotonic() < give_up:
+        except httpx.TransportError as exc:
+            if (idempotent or isinstance(exc, httpx.ConnectError)) and time.monotonic() < give_up:
                 continue
             raise
         if answer.status_code == 503 and retry_503 and time.monotonic() < give_up:
@@ -59,15 +69,19 @@ async def send(
         return str(answer.json()["execution_id"])
 
 
-async def send_many(url: str, bodies: list[Any], concurrency: int = 32) -> list[str]:
+async def send_many(
+    url: str, bodies: list[Any], concurrency: int = 32, *, idempotent: bool = True
+) -> list[str]:
     """Calls sent `concurrency` at a time; their execution ids, in the order of `bodies`."""
     gate = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency)
+    # Idle connections are let go before the ingress's keep-alive (5 s) closes them, so a
+    # request is not sent on a connection the server is closing.
+    limits = httpx.Limits(max_connections=concurrency, keepalive_expiry=2)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
 
         async def one(body: Any) -> str:
             async with gate:
-                return await send(client, url, body)
+                return await send(client, url, body, idempotent=idempotent)
 
         return list(await asyncio.gather(*(one(b) for b in bodies)))
 

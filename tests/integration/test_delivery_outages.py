@@ -103,13 +103,23 @@ async def test_a_database_outage_during_a_burst_loses_nothing(
         with delivery_stack(amqp_url, database_url, log_dir, workers=3) as stack:
             url = f"{stack.base_url}/hooks/{workspace}/slow"
             await eventually(lambda: _status(url, 202), timeout=20)
-            first = asyncio.create_task(send_many(url, [{"n": n} for n in range(300)], concurrency=8))
+            # Calls without an Idempotency-Key: keys are checked in PostgreSQL (a keyed call
+            # is refused while it is away, which test_trigger_contract covers).
+            bodies = [{"n": n} for n in range(600)]
+            first = asyncio.create_task(send_many(url, bodies[:300], concurrency=8, idempotent=False))
             async with connect(database_url) as db:
                 await eventually(lambda: _at_least(db, workspace, 50), timeout=60)
             postgres.stop()
             down_at = time.monotonic()
             # The ingress needs no database per call: the burst goes on being accepted.
-            second = await send_many(url, [{"n": n} for n in range(300, 600)], concurrency=8)
+            second = await send_many(url, bodies[300:], concurrency=8, idempotent=False)
+            # A keyed call cannot be checked against earlier ones: refused, honestly, and
+            # never run.
+            async with httpx.AsyncClient(timeout=10) as client:
+                keyed = await client.post(url, json={"n": -2}, headers={"Idempotency-Key": "while-down"})
+            assert keyed.status_code == 503, keyed.text
+            assert keyed.json()["type"].endswith("/database-unavailable")
+            assert keyed.headers["Retry-After"]
             ids = [*await first, *second]
             await eventually(lambda: _true(time.monotonic() - down_at >= 10), timeout=30)
             postgres.start()
