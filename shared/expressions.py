@@ -26,6 +26,9 @@ _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _json = msgspec.json.Encoder()
 _FUNCTIONS = HooklineFunctions()
 _OPTIONS = jmespath.Options(custom_functions=_FUNCTIONS)
+# One interpreter for every evaluation: `ParsedResult.search` builds a new one per call.
+# It keeps no state between evaluations but a cache of its own visit methods.
+_INTERPRETER = jmespath.visitor.TreeInterpreter(_OPTIONS)
 
 # What a workflow's expressions start from; the ingress's async answer sees only the first two.
 WORKFLOW_ROOTS = ("request", "execution", "trigger", "steps")
@@ -43,12 +46,37 @@ class Expr:
 
     source: str
     parsed: Any
+    # `a.b.c` (the commonest expression): its names, looked up without the tree walk.
+    path: tuple[str, ...] | None = None
 
     def evaluate(self, data: dict[str, Any]) -> Any:
+        if self.path is not None:
+            return _lookup(data, self.path)
         try:
-            return self.parsed.search(data, options=_OPTIONS)
+            return _INTERPRETER.visit(self.parsed.parsed, data)
         except jmespath.exceptions.JMESPathError as exc:
             raise ExpressionError(f"expression {{{{ {self.source} }}}}: {_one_line(exc)}") from None
+
+
+def _lookup(value: Any, path: tuple[str, ...]) -> Any:
+    """What JMESPath's field and subexpression visits give: `.get` each name, None past a non-object."""
+    for name in path:
+        try:
+            value = value.get(name)
+        except AttributeError:
+            return None
+    return value
+
+
+def _field_path(node: Any) -> tuple[str, ...] | None:
+    """The names of a parsed `a` or `a.b.c`, or None for any other expression."""
+    if node["type"] == "field":
+        return (node["value"],)
+    if node["type"] == "subexpression":
+        children = node["children"]
+        if all(child["type"] == "field" for child in children):
+            return tuple(child["value"] for child in children)
+    return None
 
 
 @dataclass(frozen=True)
@@ -81,7 +109,7 @@ def compile_expression(source: str, roots: tuple[str, ...] = WORKFLOW_ROOTS) -> 
     problem = _check(parsed.parsed, roots, at_root=True)
     if problem:
         raise ExpressionError(f"expression {{{{ {source} }}}}: {problem}")
-    return Expr(source, parsed)
+    return Expr(source, parsed, _field_path(parsed.parsed))
 
 
 def _check(node: Any, roots: tuple[str, ...], at_root: bool) -> str | None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
+import jmespath
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.errors import ExpressionError
-from shared.expressions import compile_template, render
+from shared.expressions import compile_expression, compile_template, render
 
 DATA = {"request": {"query": {"x": "1"}, "body": {"a": 1, "items": [{"n": 2}, {"n": 3}]}}, "steps": {}}
 
@@ -138,4 +142,26 @@ def test_values_interpolated_into_text_can_be_escaped() -> None:
     assert (
         template.evaluate(data, escape=lambda t: t.replace("/", "%2F").replace(" ", "%20"))
         == "/items/1/a%2Fb%20c"
+    )
+
+
+_ROOTS = ("a", "b", "body", "n")
+_NAMES = st.sampled_from(_ROOTS)
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_NAMES, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(data=st.dictionaries(_NAMES, _VALUES, max_size=3), path=st.lists(_NAMES, min_size=1, max_size=4))
+def test_a_dotted_path_gives_what_jmespath_gives(data: dict[str, Any], path: list[str]) -> None:
+    # `a.b.c` is looked up without JMESPath's tree walk; it must agree with JMESPath on any data.
+    source = ".".join(path)
+    expression = compile_expression(source, roots=_ROOTS)
+    assert expression.path == tuple(path)
+    assert expression.evaluate(data) == jmespath.search(source, data)
+    request = {"request": data}
+    assert compile_expression("request." + source).evaluate(request) == jmespath.search(
+        "request." + source, request
     )

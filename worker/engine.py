@@ -82,6 +82,11 @@ class Workflow:
             resources=self._resources,
         )
         records: list[dict[str, Any]] = []
+        if not any(getattr(step, "suspends", True) for step in self.steps):
+            # Steps that never wait (map, respond, conditions of those) cannot be timed out:
+            # a timeout is delivered only when the run waits. Spare the timer and its task
+            # bookkeeping (steps without `suspends` are taken to wait).
+            return await self._steps(context, records)
         limit = self.trigger.workflow_timeout
         try:
             async with asyncio.timeout(limit):
@@ -134,13 +139,15 @@ class Workflow:
 
 async def _run_step(step: Runnable, context: RunContext) -> Any:
     """One step under its own timeout; every failure becomes StepFailed, naming what went wrong."""
-    timeout = asyncio.timeout(step.timeout)
+    timeout = asyncio.timeout(step.timeout) if step.timeout is not None else None
     try:
+        if timeout is None:
+            return await step.run(context)
         async with timeout:
             return await step.run(context)
     except TimeoutError:
         # The workflow's own timeout arrives here as a cancellation, never as TimeoutError.
-        if timeout.expired() and step.timeout is not None:
+        if timeout is not None and timeout.expired():
             raise StepFailed(f"timed out after {step.timeout:g} s (timeout)") from None
         raise StepFailed("timed out") from None
     except StepFailed:

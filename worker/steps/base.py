@@ -79,6 +79,9 @@ class Runnable(Protocol):
     id: str
     kind: str
     timeout: float | None  # seconds; None: only the workflow's timeout applies
+    # Whether a run of it can wait for something (I/O): a step that never does cannot be
+    # timed out, since a timeout is delivered only when the run waits.
+    suspends: bool
 
     async def run(self, context: RunContext) -> Any:
         """Do the step's work and return its output (recorded under steps.<id>.output)."""

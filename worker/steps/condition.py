@@ -25,6 +25,7 @@ class ConditionRunner:
         self._test = test
         self._then = [compile_step(s) for s in step.condition.then]
         self._else = [compile_step(s) for s in step.condition.else_]
+        self.suspends = any(s.suspends for s in (*self._then, *self._else))
 
     async def run(self, context: RunContext) -> Any:
         value = self._test.evaluate(context.data)

@@ -30,6 +30,7 @@ class HttpRunner:
     """Renders the request, sends it, and turns the answer into the step's output."""
 
     kind = "http"
+    suspends = True
 
     def __init__(self, step: HttpStep) -> None:
         call: HttpCall = step.http

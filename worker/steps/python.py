@@ -21,6 +21,7 @@ class PythonRunner:
     """Holds one configured plugin instance, shared by every run of the trigger version."""
 
     kind = "python"
+    suspends = True
 
     def __init__(self, step: PythonStep) -> None:
         self.id = step.id

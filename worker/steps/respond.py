@@ -15,6 +15,7 @@ class RespondRunner:
 
     kind = "respond"
     timeout: float | None = None
+    suspends = False
 
     def __init__(self, step: RespondStep) -> None:
         self.id = step.id

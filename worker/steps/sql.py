@@ -25,6 +25,7 @@ class SqlRunner:
     """Renders the parameters and runs the query in its own transaction."""
 
     kind = "sql"
+    suspends = True
 
     def __init__(self, step: SqlStep) -> None:
         self.id = step.id
