@@ -15,11 +15,10 @@ STACK_FILE = "stack.json"
 
 
 class Stack(msgspec.Struct, kw_only=True):
-    """What `hookline up` records so a second terminal reaches the same stack."""
+    """What `hookline up` records so a second terminal reaches the same stack (no secret)."""
 
     amqp_url: str
     database_url: str
-    admin_token: str
     port: int
 
 
@@ -101,7 +100,6 @@ def load_settings(
     if stack is not None:
         values.setdefault("amqp_url", stack.amqp_url)
         values.setdefault("database_url", stack.database_url)
-        values.setdefault("admin_token", stack.admin_token)
         values.setdefault("port", stack.port)
     values.update({k: v for k, v in overrides.items() if v is not None})
     for required in ("database_url", "amqp_url"):

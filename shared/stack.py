@@ -81,7 +81,7 @@ def run_stack(workers: int, examples: Path) -> int:
             services.append(("worker", _service(["worker"], env)))
         services.append(("ingress", _service(["ingress"], env)))
         _wait_until_ready(port, services)
-        write_stack(Stack(amqp_url=amqp_url, database_url=database_url, admin_token=admin_token, port=port))
+        write_stack(Stack(amqp_url=amqp_url, database_url=database_url, port=port))
         _banner(port, keys, triggers, admin_token)
         while True:
             for name, process in services:
@@ -117,15 +117,12 @@ def _start(server: LocalRabbitMQ | LocalPostgres, started: list[LocalRabbitMQ | 
 
 
 def _admin_token(state: Path) -> str:
-    """The admin token of this folder's stack, made once and kept (owner-readable only)."""
-    path = state / "admin-token"
-    if path.exists():
-        return path.read_text().strip()
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(token + "\n")
-    return token
+    """A new admin token for this run: printed in the banner, held only in the services' memory.
+
+    Nothing secret is kept on disk: an earlier version's token file is removed.
+    """
+    (state / "admin-token").unlink(missing_ok=True)
+    return secrets.token_urlsafe(32)
 
 
 def _demo_env(database_url: str) -> dict[str, str]:
@@ -236,5 +233,9 @@ def _banner(port: int, keys: dict[str, str], urls: list[str], admin_token: str) 
             "  .venv/bin/hookline executions show <execution_id>",
             "",
         ]
-    lines += [f"Admin token (management API): {admin_token}", "Press Ctrl-C to stop.", ""]
+    lines += [
+        f"Admin token (management API and console; new each run): {admin_token}",
+        "Press Ctrl-C to stop.",
+        "",
+    ]
     print("\n".join(lines), flush=True)

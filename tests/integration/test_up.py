@@ -1,0 +1,155 @@
+"""`hookline up` as a newcomer runs it: the banner's key answers, a second terminal reaches
+the stack with no configuration, nothing secret is left on disk, Ctrl-C stops everything.
+
+The servers are the session's (through HOOKLINE_AMQP_URL / HOOKLINE_DATABASE_URL, which `up`
+honours); starting private ones is what tests/test_localservers.py and the fresh-clone check
+cover.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.cleanup import cleanup
+from tests.helpers import eventually
+from tests.stack import ROOT, free_port
+
+
+@pytest.fixture
+def up_database(postgres_server_url: str) -> Iterator[str]:
+    """A database of this test alone: `up` applies the examples' `demo` workspace into it."""
+    name = f"hookline_up_{uuid.uuid4().hex[:8]}"
+    base = postgres_server_url.rpartition("/")[0]
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(postgres_server_url)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'create database "{name}"'))
+    yield f"{base}/{name}"
+    asyncio.run(admin(f'drop database if exists "{name}" with (force)'))
+
+
+def _processes_with(marker: str) -> list[str]:
+    """Processes whose environment holds `marker` (what `up` started carries its prefix)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if marker.encode() in (proc / "environ").read_bytes():
+                found.append(f"{proc.name} {(proc / 'cmdline').read_bytes()[:100]!r}")
+        except OSError:
+            continue
+    return found
+
+
+def _banner(log: Path, timeout: float = 90) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        if "Press Ctrl-C to stop." in text:
+            return text
+        time.sleep(0.2)
+    raise AssertionError(f"no banner within {timeout} s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+async def test_up_answers_the_readme_calls_keeps_no_secret_and_stops_on_ctrl_c(
+    amqp_url: str, up_database: str, tmp_path: Path
+) -> None:
+    prefix = f"up-{uuid.uuid4().hex[:6]}"
+    port = free_port()
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
+    env = {
+        **base_env,
+        "HOOKLINE_AMQP_URL": amqp_url,
+        "HOOKLINE_DATABASE_URL": up_database,
+        "HOOKLINE_AMQP_PREFIX": prefix,
+        "HOOKLINE_PORT": str(port),
+        "HOOKLINE_DEMO_TARGET_PORT": str(free_port()),
+    }
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "up", "--examples", str(ROOT / "examples")],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        banner = _banner(log)
+        key_match = re.search(r"API key for workspace demo \(shown once\): (\S+)", banner)
+        token_match = re.search(r"Admin token \(management API[^)]*\): (\S+)", banner)
+        assert key_match, banner
+        assert token_match, banner
+        key, token = key_match.group(1), token_match.group(1)
+        assert f"http://127.0.0.1:{port}/hooks/demo/echo" in banner
+
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            headers = {"X-API-Key": key}
+            echo = await client.post("/hooks/demo/echo?x=1", json={"a": 1}, headers=headers)
+            assert echo.status_code == 200, echo.text
+            assert echo.json()["body"] == {"a": 1}
+            assert echo.json()["query"] == {"x": "1"}
+            inbox = await client.post("/hooks/demo/inbox", json={"a": 1}, headers=headers)
+            assert inbox.status_code == 202, inbox.text
+            execution_id = inbox.json()["execution_id"]
+
+        # A second terminal in the same folder: no HOOKLINE_* variables at all.
+        async def shown() -> str | None:
+            done = subprocess.run(
+                [sys.executable, "-m", "shared.cli", "executions", "show", execution_id],
+                cwd=tmp_path,
+                env=base_env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            return done.stdout if done.returncode == 0 and '"succeeded"' in done.stdout else None
+
+        assert '"a": 1' in await eventually(shown, timeout=30)
+
+        # The banner's admin token opens the management API; nothing else does.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            path = f"/api/executions/{execution_id}"
+            api = await client.get(path, headers={"Authorization": f"Bearer {token}"})
+            assert api.status_code == 200, api.text
+            assert api.json()["status"] == "succeeded"
+            wrong = await client.get(path, headers={"Authorization": f"Bearer {token}x"})
+            assert wrong.status_code == 401
+
+        # Nothing under .hookline/ holds the printed key or the admin token.
+        state = tmp_path / ".hookline"
+        assert (state / "stack.json").exists()
+        for path in state.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                assert key.encode() not in data, f"the API key in {path}"
+                assert token.encode() not in data, f"the admin token in {path}"
+    finally:
+        up.send_signal(signal.SIGINT)
+        code = up.wait(60)
+        if os.environ.get("HOOKLINE_TEST_AMQP_URL"):
+            cleanup(amqp_url, up_database, prefix)
+    assert code == 0, log.read_text(errors="replace")[-3000:]
+    assert not (tmp_path / ".hookline" / "stack.json").exists()
+    assert not _processes_with(f"HOOKLINE_AMQP_PREFIX={prefix}"), "Ctrl-C left services running"
