@@ -41,7 +41,6 @@ async def follow(
         try:
             connection = await asyncpg.connect(dsn, timeout=10)
             await connection.add_listener(channel, on_notify)
-            delay = 0.2
             changed.set()
             while not connection.is_closed():
                 try:
@@ -52,7 +51,19 @@ async def follow(
                     continue
                 await asyncio.sleep(debounce)
                 changed.clear()
-                await reload()
+                try:
+                    await reload()
+                except DB_ERRORS:
+                    raise
+                except Exception:
+                    # Not an outage: the listener must live on (a dead one would keep serving
+                    # revoked keys), so log it and reload again after a pause.
+                    log.exception("reload after a %s notification failed; retrying", channel)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    changed.set()
+                    continue
+                delay = 0.2
         except DB_ERRORS as exc:
             log.warning("registry listener lost PostgreSQL (%s); retrying", type(exc).__name__)
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,8 @@ from shared.errors import NotFound
 from shared.spec.model import Trigger, Workspace
 from shared.spec.secrets import seal
 from shared.spec.types import dec_hook, enc_hook
+
+log = logging.getLogger(__name__)
 
 _encode_spec = msgspec.json.Encoder(enc_hook=enc_hook).encode
 
@@ -124,17 +127,19 @@ async def load_registry(connection: Connection) -> list[RegistryRow]:
         " where t.deleted_at is null"
         " group by t.id"
     )
-    return [
-        RegistryRow(
-            r["workspace"],
-            r["name"],
-            r["version"],
-            spec_from_json(r["spec"]),
-            frozenset(r["digests"]),
-            r["paused"],
+    loaded = []
+    for r in rows:
+        try:
+            spec = spec_from_json(r["spec"])
+        except (msgspec.ValidationError, ValueError):
+            # Validated at apply; a stored spec that no longer decodes is skipped, loudly,
+            # rather than taking every other trigger (and key revocations) down with it.
+            log.exception("trigger %s/%s cannot be decoded", r["workspace"], r["name"])
+            continue
+        loaded.append(
+            RegistryRow(r["workspace"], r["name"], r["version"], spec, frozenset(r["digests"]), r["paused"])
         )
-        for r in rows
-    ]
+    return loaded
 
 
 async def trigger_version(connection: Connection, workspace: str, trigger: str, version: int) -> Trigger:
