@@ -52,15 +52,28 @@ class Recorder:
                 del self._pending[: self._max_batch]
                 try:
                     await self._write(batch)
-                except Exception as exc:
-                    # Not an outage (those are retried above): fail this batch's callers,
-                    # who then leave their messages unacknowledged, and keep recording.
-                    # A recorder that died here would leave every later run waiting forever.
-                    log.exception("cannot record %d executions", len(batch))
+                except Exception as exc:  # noqa: BLE001 (logged in _fail)
+                    # Not an outage (those are retried in _write): one record the database
+                    # refuses must not fail the others, so each is tried again on its own.
                     await self._let_go()
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                    if len(batch) == 1:
+                        self._fail(batch[0], exc)
+                        continue
+                    for one in batch:
+                        try:
+                            await self._write([one])
+                        except Exception as single:  # noqa: BLE001 (logged in _fail)
+                            await self._let_go()
+                            self._fail(one, single)
+
+    @staticmethod
+    def _fail(entry: tuple[ExecutionRecord, asyncio.Future[None]], exc: Exception) -> None:
+        # Its caller leaves the message unacknowledged (never acks unrecorded work), and the
+        # recorder goes on: one that died here would leave every later run waiting forever.
+        record, future = entry
+        log.error("cannot record execution %s: %s", record.id, exc, exc_info=exc)
+        if not future.done():
+            future.set_exception(exc)
 
     async def _write(self, batch: list[tuple[ExecutionRecord, asyncio.Future[None]]]) -> None:
         # A later record of the same execution (a fast redelivery) wins within a batch.

@@ -9,11 +9,10 @@ from typing import Any, Literal
 import asyncpg
 import msgspec
 
-from shared.db.pool import Connection
+from shared.db.pool import Connection, json_text, pg_text
 from shared.errors import NotFound
 
 Status = Literal["running", "retrying", "succeeded", "failed", "dead"]
-_encode = msgspec.json.Encoder().encode
 
 
 class ExecutionRecord(msgspec.Struct, kw_only=True):
@@ -79,7 +78,7 @@ values ($1::uuid, $2::text, $3::text, $4::int, $5::text, $6::int, to_timestamp($
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else _encode(value).decode()
+    return None if value is None else json_text(value)
 
 
 def _row(r: ExecutionRecord) -> tuple[Any, ...]:
@@ -93,11 +92,11 @@ def _row(r: ExecutionRecord) -> tuple[Any, ...]:
         r.received_at,
         r.started_at,
         r.finished_at,
-        _encode(r.request).decode(),
+        json_text(r.request),
         _json(r.output),
         _json(r.response),
-        _encode(r.steps).decode(),
-        r.error,
+        json_text(r.steps),
+        pg_text(r.error),
         r.replay_of,
     )
 

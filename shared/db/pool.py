@@ -32,10 +32,38 @@ DB_ERRORS: tuple[type[BaseException], ...] = (
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
 _json_encode = msgspec.json.Encoder().encode
+_NUL_ESCAPE = b"\\u0000"
+
+
+def json_text(value: Any) -> str:
+    """`value` as JSON text that jsonb accepts.
+
+    jsonb cannot hold U+0000 (a caller may send `"\\u0000"` in a JSON body or `%00` in a
+    query string), so it is stored as U+FFFD; the workflow still got the call as sent.
+    """
+    encoded = _json_encode(value)
+    if _NUL_ESCAPE in encoded:
+        encoded = _json_encode(_without_nul(msgspec.json.decode(encoded)))
+    return encoded.decode()
+
+
+def pg_text(value: str | None) -> str | None:
+    """Text that a text column accepts: U+0000 becomes U+FFFD."""
+    return None if value is None else value.replace("\x00", "\ufffd")
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    return value
 
 
 def _encode_json(value: Any) -> str:
-    return _json_encode(value).decode()
+    return json_text(value)
 
 
 async def init_connection(connection: asyncpg.Connection) -> None:

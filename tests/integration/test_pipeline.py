@@ -224,3 +224,27 @@ def test_apply_of_an_invalid_file_changes_nothing_and_names_the_place(
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr == f"hookline: {path}: trigger echo, field mode: Invalid enum value 'sometimes'\n"
+
+
+async def test_a_nul_character_is_run_and_recorded_and_blocks_nothing(
+    stack: Services, demo: tuple[str, str], db: Connection
+) -> None:
+    # jsonb cannot hold U+0000: the call is still answered and recorded (as U+FFFD), and the
+    # calls after it run; a refused record used to leave its message unsettled for good.
+    workspace, key = demo
+    headers = {"X-API-Key": key, "Content-Type": "application/json"}
+    body = b'{"a": "x\\u0000y"}'
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=15) as client:
+        echo = await client.post(f"/hooks/{workspace}/echo?q=%00", content=body, headers=headers)
+        assert echo.status_code == 200, echo.text
+        assert echo.json() == {"body": {"a": "x\x00y"}, "query": {"q": "\x00"}}  # the workflow got it as sent
+        accepted = await client.post(f"/hooks/{workspace}/inbox?q=%00", content=body, headers=headers)
+        assert accepted.status_code == 202, accepted.text
+        after = await client.post(f"/hooks/{workspace}/inbox", json={"n": 2}, headers={"X-API-Key": key})
+    recorded = await finished_execution(db, accepted.json()["execution_id"])
+    assert recorded.status == "succeeded"
+    assert recorded.request["body"] == {"a": "x\ufffdy"}
+    assert recorded.request["query"] == {"q": "\ufffd"}
+    assert (await finished_execution(db, after.json()["execution_id"])).status == "succeeded"
+    answered = await finished_execution(db, echo.headers["x-execution-id"])
+    assert answered.status == "succeeded"
