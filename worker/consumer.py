@@ -176,7 +176,14 @@ class Runner:
         if redeliveries or replayed(message):
             # Runs retried in place before a crash, or before the message died, are recorded
             # but not counted in its headers: count on from the record.
-            runs = max(runs, await self._reporter.recorded_runs(invocation) + 1)
+            recorded_runs, recorded_status = await self._reporter.recorded(invocation)
+            runs = max(runs, recorded_runs + 1)
+            if (
+                redeliveries
+                and not replayed(message)
+                and await self._settled_before(message, lane, queue, invocation, recorded_status)
+            ):
+                return
         if redeliveries >= self._delivery_limit:
             # The broker dead-letters it after this delivery anyway; do it knowingly.
             error = f"delivered {redeliveries + 1} times without being settled (did a worker crash?)"
@@ -223,6 +230,24 @@ class Runner:
             if held:
                 await self._holds.release(queue)
             return
+
+    async def _settled_before(
+        self, message: Delivery, lane: Lane, queue: str, invocation: Invocation, status: Status | None
+    ) -> bool:
+        """Settle, as recorded, a message whose final record was committed by a worker that
+        stopped before settling it: a second run would repeat its side effects and its reply.
+        A run held by a stopped lane is recorded `failed` too: that one waits for its operator."""
+        if status not in ("succeeded", "failed", "dead"):
+            return False
+        if (
+            status == "failed"
+            and lane is Lane.ORDERED
+            and await self._holds.held(queue, invocation.id) is not None
+        ):
+            return False
+        log.info("redelivered after its run was recorded %s: settled without a second run", status)
+        await settle(message, Verdict.GIVE_UP if status == "dead" else Verdict.DONE, lane)
+        return True
 
     async def _run(self, invocation: Invocation, attempt: int, runs: int) -> tuple[Finished, Retry]:
         started = time.time()

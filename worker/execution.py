@@ -11,7 +11,7 @@ import msgspec
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from shared.broker import ReplyPublisher
-from shared.db.executions import ExecutionRecord, Status, recorded_attempts
+from shared.db.executions import ExecutionRecord, Status, recorded_state
 from shared.db.lanes import mark_dead
 from shared.db.pool import DB_ERRORS
 from shared.deliveries import Delivery
@@ -85,14 +85,14 @@ class Reporter:
             },
         )
 
-    async def recorded_runs(self, invocation: Invocation) -> int:
-        """Runs of this execution already recorded (waits out a database outage)."""
+    async def recorded(self, invocation: Invocation) -> tuple[int, Status | None]:
+        """Runs of this execution already recorded, and its recorded status (waits out an outage)."""
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(DB_ERRORS), wait=wait_exponential(multiplier=0.2, max=5)
         ):
             with attempt:
                 async with self._pool.acquire() as connection:
-                    return await recorded_attempts(connection, invocation.id)
+                    return await recorded_state(connection, invocation.id)
         raise AssertionError("unreachable")
 
     async def mark_dead(self, invocation: Invocation, reason: str) -> None:

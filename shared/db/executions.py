@@ -169,9 +169,9 @@ def _execution(row: asyncpg.Record) -> Execution:
     )
 
 
-async def recorded_attempts(connection: Connection, execution_id: str) -> int:
-    """How many runs of an execution are recorded (0 when none is)."""
-    attempts = await connection.fetchval(
-        "select attempts from executions where id = $1", uuid.UUID(execution_id)
+async def recorded_state(connection: Connection, execution_id: str) -> tuple[int, Status | None]:
+    """Runs recorded and the recorded status of an execution ((0, None) when none is)."""
+    row = await connection.fetchrow(
+        "select attempts, status from executions where id = $1", uuid.UUID(execution_id)
     )
-    return int(attempts or 0)
+    return (0, None) if row is None else (int(row["attempts"]), row["status"])

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import aio_pika
 import httpx
 import pytest
 
+from shared import topology
 from shared.db.pool import Connection
-from tests.helpers import apply_yaml, eventually
+from shared.messages import Invocation, RequestData, invocation_encoder
+from tests.helpers import apply_yaml, eventually, finished_execution
 from tests.integration.calls import all_finished, delivery_stack, runs, send_many
 from tests.integration.target import Target, running_target
 from tests.stack import Services
@@ -114,6 +118,53 @@ async def test_sigterm_lets_in_flight_runs_finish_then_the_worker_exits(
     assert set(ids) <= {r.id for r in done}
     assert {r.status for r in done} == {"succeeded"}
     assert {r.attempts for r in done} == {1}, "in-flight runs finish before the exit: none runs twice"
+
+
+async def test_a_redelivery_of_a_run_already_recorded_is_settled_without_a_second_run(
+    workers_stack: Services, db: Connection, workspace: str, target: Target
+) -> None:
+    # A worker that dies after committing a run's record but before its ack: the broker
+    # gives the message to another worker with `x-delivery-count` set. That one must settle
+    # it as recorded, not call the target (or answer a caller) a second time. The broker's
+    # own redelivery is simulated by publishing the same message again with that header.
+    await apply_yaml(db, TRIGGERS.format(ws=workspace, target=target.base_url, ms=0))
+    url = f"{workers_stack.base_url}/hooks/{workspace}/slow"
+    await eventually(lambda: _accepts(url), timeout=10)
+    invocation = Invocation(
+        id=str(uuid.uuid4()),
+        workspace=workspace,
+        trigger="slow",
+        version=int(await db.fetchval("select version from triggers where workspace = $1", workspace)),
+        mode="async",
+        received_at=time.time(),
+        request=RequestData(method="POST", path=f"/hooks/{workspace}/slow", body_kind="json", body={"n": 1}),
+    )
+    body = invocation_encoder.encode(invocation)
+    prefix = workers_stack.env["HOOKLINE_AMQP_PREFIX"]
+    connection = await aio_pika.connect(workers_stack.env["HOOKLINE_AMQP_URL"])
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(topology.invocations_exchange(prefix))
+        key = topology.routing_key(workspace, "slow")
+        await exchange.publish(aio_pika.Message(body, message_id=invocation.id), routing_key=key)
+        first = await finished_execution(db, invocation.id)
+        assert first.status == "succeeded"
+        calls_after_first = target.calls
+        again = aio_pika.Message(body, message_id=invocation.id, headers={"x-delivery-count": 1})
+        await exchange.publish(again, routing_key=key)
+
+        def settled() -> bool:
+            return any(
+                invocation.id in line and "settled without a second run" in line
+                for name in workers_stack.processes
+                if name.startswith("worker")
+                for line in workers_stack.log(name).splitlines()
+            )
+
+        await eventually(lambda: _true(settled()), timeout=20)
+    assert target.calls == calls_after_first, "the target was called a second time"
+    record = await finished_execution(db, invocation.id)
+    assert (record.status, record.attempts) == ("succeeded", 1)
 
 
 async def _accepts(url: str) -> bool | None:
