@@ -51,7 +51,7 @@ def create_app(settings: Settings) -> Litestar:
         await res.publisher.start()
         rejections = RejectionLog(res.pool)
         rejections.start()
-        idempotency = IdempotencyStore(res.pool)
+        idempotency = IdempotencyStore(res.pool, settle_within=2 * settings.publish_timeout + 1)
         res.hooks = Hooks(res.registry, res.publisher, waiter, idempotency, RateLimiter(res.pool), rejections)
         housekeeping = asyncio.create_task(_purge_expired_keys(idempotency), name="idempotency-purge")
         try:

@@ -54,6 +54,7 @@ class Hooks:
         self.idempotency = idempotency
         self.limiter = limiter
         self.rejections = rejections
+        self._accepting: set[asyncio.Task[None]] = set()
 
     def lookup(self, workspace: str, trigger: str) -> TriggerEntry:
         entry = self.registry.get(workspace, trigger)
@@ -109,7 +110,7 @@ class Hooks:
         )
         if entry.paused and spec.mode == "request_response":
             raise TriggerPaused("the trigger is paused; call again once it is resumed")
-        key = idempotency_key(entry, headers)
+        key = idempotency_key(entry, headers, identity)
         if key is not None and spec.idempotency is not None:
             window = spec.idempotency.window
             first = await self.idempotency.claim(entry.workspace, entry.name, key, invocation.id, window)
@@ -117,24 +118,35 @@ class Hooks:
                 return await self._repeat(entry, invocation, first)
         try:
             if spec.mode == "async":
-                await self._publish(invocation, entry, want_reply=False)
+                await self._publish(invocation, entry, want_reply=False, claim=key)
                 return accepted(entry, invocation)
-            return await self._request_response(entry, invocation)
+            return await self._request_response(entry, invocation, claim=key)
         except BrokerUnavailable:
             if key is not None:
                 await self.idempotency.release(entry.workspace, entry.name, key, invocation.id)
             raise
 
-    async def _publish(self, invocation: Invocation, entry: TriggerEntry, want_reply: bool) -> None:
+    async def _publish(
+        self, invocation: Invocation, entry: TriggerEntry, want_reply: bool, claim: str | None
+    ) -> None:
         started = time.perf_counter()
         key = ordering_key_value(entry.ordering_key, invocation.request) if entry.ordering_key else None
         await self.publisher.publish(invocation, entry.routing_key, want_reply=want_reply, ordering_key=key)
         metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        if claim is not None:
+            # Confirmed: a repeat of this key may now be answered with this execution. Not
+            # awaited (the caller need not wait for it); a repeat meanwhile waits for it.
+            accept = self.idempotency.accept(entry.workspace, entry.name, claim, invocation.id)
+            task = asyncio.create_task(accept)
+            self._accepting.add(task)
+            task.add_done_callback(self._accepting.discard)
 
-    async def _request_response(self, entry: TriggerEntry, invocation: Invocation) -> Response[bytes]:
+    async def _request_response(
+        self, entry: TriggerEntry, invocation: Invocation, claim: str | None
+    ) -> Response[bytes]:
         future = self.waiter.expect(invocation.id)
         try:
-            await self._publish(invocation, entry, want_reply=True)
+            await self._publish(invocation, entry, want_reply=True, claim=claim)
             reply = await asyncio.wait_for(future, entry.spec.timeout)
         except TimeoutError:
             if entry.spec.on_timeout == "accept":
@@ -190,13 +202,19 @@ class Call:
         self.body: bytes | None = None
 
 
-def idempotency_key(entry: TriggerEntry, headers: Any) -> str | None:
-    """The caller's idempotency key (`Idempotency-Key`, or `webhook-id` as senders use)."""
+def idempotency_key(entry: TriggerEntry, headers: Any, identity: str | None = None) -> str | None:
+    """The caller's idempotency key (`Idempotency-Key`, or `webhook-id` as senders use).
+
+    Scoped to the caller's credential where it has one (an API key): two consumers that
+    happen to send the same key never see each other's calls or answers.
+    """
     rule = entry.spec.idempotency
     if rule is None:
         return None
     key = headers.get(rule.header) or headers.get("webhook-id")
-    return key[:200] if key else None
+    if not key:
+        return None
+    return f"{identity[:32]}:{key[:200]}" if identity else key[:200]
 
 
 def status_url(entry: TriggerEntry, execution_id: str) -> str:

@@ -16,41 +16,71 @@ from shared.db.pool import DB_ERRORS
 from shared.errors import DatabaseUnavailable
 
 _CLAIM = """
-insert into idempotency_keys (workspace, trigger, key, execution_id, expires_at)
-values ($1, $2, $3, $4, now() + make_interval(secs => $5))
+insert into idempotency_keys (workspace, trigger, key, execution_id, expires_at, accepted)
+values ($1, $2, $3, $4, now() + make_interval(secs => $5), false)
 on conflict (workspace, trigger, key) do update
-    set execution_id = excluded.execution_id, created_at = now(), expires_at = excluded.expires_at
+    set execution_id = excluded.execution_id, created_at = now(), expires_at = excluded.expires_at,
+        accepted = false
     where idempotency_keys.expires_at < now()
 returning execution_id
+"""
+_FIRST = """
+select execution_id, accepted, extract(epoch from now() - created_at)::float8 as age
+from idempotency_keys where workspace = $1 and trigger = $2 and key = $3
 """
 
 
 class IdempotencyStore:
-    """Claims (workspace, trigger, key) for an execution id."""
+    """Claims (workspace, trigger, key) for an execution id.
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    `settle_within`: seconds after which a claim that was neither accepted nor released
+    counts as accepted (its call published, then its process died before saying so).
+    """
+
+    def __init__(self, pool: asyncpg.Pool, settle_within: float = 11.0) -> None:
         self._pool = pool
+        self._settle_within = settle_within
 
     async def claim(
         self, workspace: str, trigger: str, key: str, execution_id: str, window: float
     ) -> str | None:
-        """None when this call claimed the key; else the execution id of the first call."""
+        """None when this call claimed the key; else the execution id of the first call.
+
+        A first call still being published is waited for: accepted, its id is the answer;
+        released (the broker refused it), this call claims the key in its place.
+        """
+        delay = 0.01
+        try:
+            while True:
+                async with self._pool.acquire() as connection:
+                    claimed = await connection.fetchval(
+                        _CLAIM, workspace, trigger, key, uuid.UUID(execution_id), window
+                    )
+                    if claimed is not None:
+                        return None
+                    first = await connection.fetchrow(_FIRST, workspace, trigger, key)
+                if first is not None and (first["accepted"] or first["age"] >= self._settle_within):
+                    return str(first["execution_id"])
+                if first is not None:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.2)
+        except DB_ERRORS:
+            raise DatabaseUnavailable("idempotency keys cannot be checked right now") from None
+
+    async def accept(self, workspace: str, trigger: str, key: str, execution_id: str) -> None:
+        """Mark a claim's call as confirmed by the broker (repeats may now be answered)."""
         try:
             async with self._pool.acquire() as connection:
-                claimed = await connection.fetchval(
-                    _CLAIM, workspace, trigger, key, uuid.UUID(execution_id), window
-                )
-                if claimed is not None:
-                    return None
-                first = await connection.fetchval(
-                    "select execution_id from idempotency_keys where workspace = $1 and trigger = $2 and key = $3",
+                await connection.execute(
+                    "update idempotency_keys set accepted = true where workspace = $1 and trigger = $2"
+                    " and key = $3 and execution_id = $4",
                     workspace,
                     trigger,
                     key,
+                    uuid.UUID(execution_id),
                 )
         except DB_ERRORS:
-            raise DatabaseUnavailable("idempotency keys cannot be checked right now") from None
-        return str(first) if first is not None else None
+            pass  # repeats take it as accepted once `settle_within` has passed
 
     async def release(self, workspace: str, trigger: str, key: str, execution_id: str) -> None:
         """Forget a claim whose call was not accepted (the broker refused it)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,3 +77,48 @@ async def test_a_full_queue_is_503_with_retry_after_and_accepted_calls_are_kept(
         assert ids == set(accepted)
     finally:
         bounded_stack.stop("worker-drain")
+
+
+async def test_repeats_of_a_refused_keyed_call_are_never_accepted_for_it(
+    bounded_stack: Services, db: Connection, workspace: str
+) -> None:
+    # Repeats of one Idempotency-Key sent while the first is still being published: the
+    # first is refused (queue full) and releases its claim, so no repeat may be told 202 for
+    # a message the broker never took: each waits for the first's outcome, then takes its turn.
+    await apply_yaml(db, TRIGGERS.format(ws=workspace))
+    key = (await new_key(db, workspace, "inbox")).key
+    url = f"{bounded_stack.base_url}/hooks/{workspace}/inbox"
+    async with httpx.AsyncClient(timeout=30) as client:
+        filled: list[str] = []
+
+        async def fill() -> bool | None:
+            answer = await client.post(url, json={"fill": True}, headers={"X-API-Key": key})
+            if answer.status_code == 202:
+                filled.append(answer.json()["execution_id"])
+            return True if answer.status_code == 503 else None
+
+        await eventually(fill, timeout=30)  # the queue is over its bound now
+        headers = {"X-API-Key": key, "Idempotency-Key": f"evt-{uuid.uuid4()}"}
+        answers = await asyncio.gather(*(client.post(url, json={"n": 1}, headers=headers) for _ in range(20)))
+    assert {a.status_code for a in answers} <= {202, 503}
+    assert 503 in {a.status_code for a in answers}, "the queue was to refuse the first of them"
+    # A quorum queue enforces its bound a little late, so one publish may still be taken:
+    # then every 202 names that one execution, and it runs.
+    told = {a.json()["execution_id"] for a in answers if a.status_code == 202}
+    assert len(told) <= 1
+    bounded_stack.start("worker-drain-2")
+    try:
+
+        async def drained() -> bool | None:
+            count = await db.fetchval(
+                "select count(*) from executions where workspace = $1 and status = 'succeeded'", workspace
+            )
+            return True if count == len(filled) + len(told) else None
+
+        await eventually(drained, timeout=30)
+    finally:
+        bounded_stack.stop("worker-drain-2")
+    ran = await db.fetch(
+        "select id from executions where workspace = $1 and request->'body' ? 'n'", workspace
+    )
+    assert {str(r["id"]) for r in ran} == told, "a caller was told 202 for a call that never ran"
