@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -13,6 +15,8 @@ from shared.messages import BodyKind
 from shared.spec.model import BodyRules, QueryParam
 
 _json_decode = msgspec.json.decode
+_INTEGER = re.compile(r"-?[0-9]+")
+_NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
@@ -126,19 +130,14 @@ def _typed(name: str, value: Any, param: QueryParam) -> Any:
     text: str = value
     if param.type == "string":
         return text
+    # Written as JSON writes numbers, ASCII digits only: Python's int() and float() also take
+    # `1_000`, `+7`, padding spaces, other scripts' digits, `nan` and `inf`.
     if param.type == "integer":
-        try:
-            return int(text)
-        except ValueError:
-            raise InvalidParameter(
-                f"query parameter {name!r} must be an integer, got {text!r}", name
-            ) from None
+        if not _INTEGER.fullmatch(text):
+            raise InvalidParameter(f"query parameter {name!r} must be an integer, got {text!r}", name)
+        return int(text)
     if param.type == "number":
-        try:
-            number = float(text)
-        except ValueError:
-            number = float("nan")
-        if number != number or number in (float("inf"), float("-inf")):
+        if not _NUMBER.fullmatch(text) or math.isinf(number := float(text)):
             raise InvalidParameter(f"query parameter {name!r} must be a number, got {text!r}", name)
         return number
     lowered = text.lower()

@@ -95,19 +95,23 @@ async def _key_id(connection: Connection, workspace: str, key: str) -> uuid.UUID
     """A key named by its id, or by the plain key (a consumer pasting theirs)."""
     try:
         key_id = uuid.UUID(key)
-        found = await connection.fetchval(
-            "select id from api_keys where id = $1 and workspace = $2 and revoked_at is null",
-            key_id,
-            workspace,
-        )
     except ValueError:
         found = await connection.fetchval(
             "select id from api_keys where digest = $1 and workspace = $2 and revoked_at is null",
             key_digest(key),
             workspace,
         )
+        if found is None:
+            # Never repeat the value: it may be a secret.
+            raise NotFound(f"no live key with that value in workspace {workspace}") from None
+        return found  # type: ignore[no-any-return]
+    found = await connection.fetchval(
+        "select id from api_keys where id = $1 and workspace = $2 and revoked_at is null",
+        key_id,
+        workspace,
+    )
     if found is None:
-        raise NotFound(f"no live key {key!r} in workspace {workspace}")
+        raise NotFound(f"no live key {key_id} in workspace {workspace}")
     return found  # type: ignore[no-any-return]
 
 

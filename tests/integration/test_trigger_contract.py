@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -394,6 +395,31 @@ async def test_idempotency_key_replays_the_first_answer_without_a_second_run(
     assert runs == 2
 
 
+async def test_an_idempotency_key_is_scoped_to_the_callers_api_key(
+    contract: Contract, db: Connection
+) -> None:
+    other = (await new_key(db, contract.workspace, "once", label="consumer-b")).key
+    event = {"webhook-id": f"evt-{uuid.uuid4()}"}
+    async with httpx.AsyncClient() as client:
+
+        async def known() -> httpx.Response | None:
+            answer = await client.post(contract.url("once"), json={}, headers={"X-API-Key": other, **event})
+            return answer if answer.status_code == 201 else None
+
+        theirs = await eventually(known)  # the new key reaches the ingress within a second
+        mine = await client.post(contract.url("once"), json={}, headers={"X-API-Key": contract.key, **event})
+        mine_again = await client.post(
+            contract.url("once"), json={}, headers={"X-API-Key": contract.key, **event}
+        )
+    assert mine.status_code == 201
+    assert mine.json() != theirs.json(), "another consumer's answer was replayed"
+    assert mine_again.json() == mine.json()
+    runs = await db.fetchval(
+        "select count(*) from executions where workspace = $1 and trigger = 'once'", contract.workspace
+    )
+    assert runs == 2
+
+
 async def test_rejected_calls_are_kept_per_trigger_without_credentials(
     contract: Contract, db: Connection
 ) -> None:
@@ -565,7 +591,28 @@ BAD_INPUTS = [
         415,
         "unsupported-media-type",
     ),
+    (
+        # No Content-Length: the limit is enforced while the body streams in.
+        "oversized body, streamed",
+        "orders",
+        "POST",
+        "?customerid=1",
+        {"X-API-Key": "{key}"},
+        b"[" + b"1," * 2000 + b"1]",
+        413,
+        "body-too-large",
+    ),
     ("unknown trigger", "nope", "POST", "", {"X-API-Key": "{key}"}, b"{}", 404, "trigger-not-found"),
+    (
+        "unknown workspace",
+        "/no-such-workspace/orders",
+        "POST",
+        "",
+        {"X-API-Key": "{key}"},
+        b"{}",
+        404,
+        "trigger-not-found",
+    ),
 ]
 
 
@@ -596,14 +643,27 @@ async def test_bad_input_gets_its_status_and_problem_and_runs_nothing(
     sent = {"Content-Type": "application/json", **{k: v.format(**values) for k, v in headers.items()}}
     if sent.pop("stale", None):
         sent.update(standard_headers(body, int(time.time()) - 3600))
+    url = contract.stack.base_url + "/hooks" + trigger if trigger.startswith("/") else contract.url(trigger)
+    content: bytes | AsyncIterator[bytes] = body
+    if case.endswith("streamed"):
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(body), 512):
+                yield body[start : start + 512]
+
+        content = chunks()
     async with httpx.AsyncClient() as client:
-        answer = await client.request(method, contract.url(trigger) + query, content=body, headers=sent)
+        answer = await client.request(method, url + query, content=content, headers=sent)
     assert answer.status_code == status
     assert answer.headers["content-type"] == "application/problem+json"
     document = answer.json()
     assert document["type"] == f"/problems/{problem}"
     assert document["status"] == status
     assert "Traceback" not in answer.text
+    if status == 405:
+        assert answer.headers["allow"] == "POST, PUT"
+    if problem == "invalid-parameter":
+        assert document["parameter"] == ("x" if "x=" in query else "customerid")
     await asyncio.sleep(0.2)
     runs = await db.fetchval(
         "select count(*) from executions where workspace = $1 and trigger <> 'ready'", contract.workspace

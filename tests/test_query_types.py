@@ -1,0 +1,52 @@
+"""Declared query parameters: numbers as JSON writes them, nothing Python's int()/float() also take."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingress.errors import InvalidParameter
+from ingress.parse import parse_query
+from shared.spec.model import QueryParam
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "value"),
+    [
+        ("integer", "42", 42),
+        ("integer", "-7", -7),
+        ("integer", "007", 7),
+        ("number", "-1.5", -1.5),
+        ("number", ".5", 0.5),
+        ("number", "2e3", 2000.0),
+        ("boolean", "yes", True),
+        ("boolean", "0", False),
+        ("string", " as sent ", " as sent "),
+    ],
+)
+def test_a_well_written_value_takes_its_type(kind: str, text: str, value: object) -> None:
+    parsed = parse_query(f"p={text.replace(' ', '%20')}", {"p": QueryParam(type=kind)}, "reject")  # type: ignore[arg-type]
+    assert parsed == {"p": value}
+    assert type(parsed["p"]) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("kind", "text"),
+    [
+        ("integer", "1_000"),
+        ("integer", "%2B7"),  # +7
+        ("integer", "%204"),  # padded
+        ("integer", "%D9%A4%D9%A2"),  # Arabic-Indic 42
+        ("integer", "1.0"),
+        ("integer", ""),
+        ("number", "nan"),
+        ("number", "inf"),
+        ("number", "1e999"),
+        ("number", "1_0"),
+        ("boolean", "maybe"),
+    ],
+)
+def test_anything_else_is_refused_naming_the_parameter(kind: str, text: str) -> None:
+    with pytest.raises(InvalidParameter) as refused:
+        parse_query(f"p={text}", {"p": QueryParam(type=kind)}, "reject")  # type: ignore[arg-type]
+    assert refused.value.parameter == "p"
+    assert "'p'" in str(refused.value)
