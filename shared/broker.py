@@ -83,15 +83,27 @@ class BrokerLink:
                     heartbeat=self._heartbeat,
                     timeout=5,
                 )
-                break
             except CONNECTION_EXCEPTIONS as exc:
                 log.info("broker unreachable (%s), retrying in %.1fs", type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        self.connection = connection
-        for callback in self._on_connect:
-            await callback(connection)
-        self._ready.set()
+                continue
+            self.connection = connection
+            try:
+                for callback in self._on_connect:
+                    await callback(connection)
+            except CONNECTION_EXCEPTIONS as exc:
+                # Lost while setting up (channels, consumers): start over on a new connection,
+                # or the service would stay up without ever being ready.
+                log.warning("broker lost while setting up (%s), retrying in %.1fs", type(exc).__name__, delay)
+                self.connection = None
+                with contextlib.suppress(*CONNECTION_EXCEPTIONS):
+                    await connection.close()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._ready.set()
+            return
 
     async def close(self) -> None:
         """Stop connecting and close the connection."""
