@@ -15,11 +15,12 @@ only then does the next generation become the oldest and get consumed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustChannel, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from shared.broker import queue_state
@@ -119,9 +120,12 @@ class LaneSet:
 
     async def _consume(self, lane: LaneConsumer) -> None:
         channel = await self._connection.channel()
-        await channel.set_qos(prefetch_count=1)
-        await channel.get_queue(lane.name, ensure=True)
-        lane.channel, lane.closing = channel, False
+        try:
+            await channel.set_qos(prefetch_count=1)
+            await channel.get_queue(lane.name, ensure=True)
+        except BaseException:
+            await _close_quietly(channel)
+            raise
 
         async def on_message(message: Delivery) -> None:
             # Decided before any await: a lane being let go, or a stopping worker, runs
@@ -136,7 +140,14 @@ class LaneSet:
             if lane.let_go_pending() and not self.stopping:
                 await self._let_go(lane)
 
-        await RawConsumer(channel, lane.name, on_message).start()
+        lane.closing = False  # before the first delivery can arrive
+        try:
+            await RawConsumer(channel, lane.name, on_message).start()
+        except BaseException:
+            # Not consuming: the lane stays unclaimed here and the next tick tries again.
+            await _close_quietly(channel)
+            raise
+        lane.channel = channel
         log.info("consuming ordered lane %s", lane.name, extra={"queue": lane.name})
 
     async def _let_go(self, lane: LaneConsumer) -> None:
@@ -161,3 +172,9 @@ class LaneSet:
             if lane.channel is not None and not lane.channel.is_closed:
                 await lane.channel.close()
             lane.channel = None
+
+
+async def _close_quietly(channel: AbstractChannel) -> None:
+    if not channel.is_closed:
+        with contextlib.suppress(*CONNECTION_EXCEPTIONS):
+            await channel.close()
