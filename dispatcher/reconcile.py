@@ -188,16 +188,19 @@ class Reconciler:
         calls are refused (503) for a moment rather than routed twice.
         """
         invocations = topology.invocations_exchange(self._prefix)
-        channel = await raw_channel(self._connection)
+        self._channel = await raw_channel(self._connection)
         try:
+            channel = self._channel
             await channel.exchange_declare(invocations, exchange_type="direct", durable=True)
             dead_exchange = topology.dead_letter_exchange(self._prefix)
             await channel.exchange_declare(dead_exchange, exchange_type="fanout", durable=True)
             for queue in (desired.dead, desired.work, *desired.retries, *desired.holds):
-                await channel.queue_declare(queue.name, durable=True, arguments=queue.argument_dict())
+                await self._declare_queue(queue)
+            channel = self._channel
             await channel.queue_bind(desired.dead.name, dead_exchange)
             for lane in desired.lanes:
-                await self._declare_lane(channel, lane)
+                await self._declare_lane(lane)
+            channel = self._channel
             for route in desired.routes:
                 for target in route.leave:
                     if target.name == desired.work.name or await self._exists(target):
@@ -205,26 +208,45 @@ class Reconciler:
                 if route.bind is not None:
                     await _bind(channel, route.bind, invocations, route.key)
         finally:
-            if not channel.is_closed:
-                await channel.close()
+            if not self._channel.is_closed:
+                await self._channel.close()
         log.info(
             "topology reconciled: %d triggers", len(desired.routes), extra={"count": len(desired.routes)}
         )
 
-    async def _declare_lane(self, channel: aiormq.abc.AbstractChannel, lane: Lane) -> None:
+    async def _declare_queue(self, queue: QueueSpec) -> None:
+        """Declare a queue; one that exists with other arguments is kept, loudly.
+
+        Queue arguments cannot change in place (a changed HOOKLINE_DELIVERY_LIMIT or
+        WORK_QUEUE_MAX_LENGTH): RabbitMQ refuses the declare and closes the channel. The
+        rest of the topology is still applied, on a new channel, so new triggers route.
+        """
+        try:
+            await self._channel.queue_declare(queue.name, durable=True, arguments=queue.argument_dict())
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            log.error(
+                "queue %s exists with other arguments and is kept as it is (%s); to apply the new"
+                " ones, drain and delete it, or set the settings back",
+                queue.name,
+                exc,
+                extra={"queue": queue.name},
+            )
+            self._channel = await raw_channel(self._connection)
+
+    async def _declare_lane(self, lane: Lane) -> None:
         if lane.exchange is not None:
             # `hash-header`: the ingress puts the key in a header, so the routing key stays
             # `workspace.trigger` and the invocations exchange can route it here unchanged.
-            await channel.exchange_declare(
+            await self._channel.exchange_declare(
                 lane.exchange,
                 exchange_type="x-consistent-hash",
                 durable=True,
                 arguments={"hash-header": topology.ORDERING_KEY_HEADER},
             )
         for queue in lane.queues:
-            await channel.queue_declare(queue.name, durable=True, arguments=queue.argument_dict())
+            await self._declare_queue(queue)
             if lane.exchange is not None:
-                await channel.queue_bind(queue.name, lane.exchange, routing_key=PARTITION_WEIGHT)
+                await self._channel.queue_bind(queue.name, lane.exchange, routing_key=PARTITION_WEIGHT)
 
     async def _exists(self, target: Target) -> bool:
         # Unbinding from a missing queue or exchange closes the channel: look first.
