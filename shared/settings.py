@@ -20,6 +20,7 @@ class Stack(msgspec.Struct, kw_only=True):
     amqp_url: str
     database_url: str
     port: int
+    amqp_prefix: str = "hookline"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,7 +78,7 @@ def read_stack(state_dir: Path = STATE_DIR) -> Stack | None:
 
 
 def write_stack(stack: Stack, state_dir: Path = STATE_DIR) -> None:
-    """Record the running stack (only the owner may read it: it holds the admin token)."""
+    """Record the running stack (owner-readable: its URLs say where the servers are)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / STACK_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -101,6 +102,7 @@ def load_settings(
         values.setdefault("amqp_url", stack.amqp_url)
         values.setdefault("database_url", stack.database_url)
         values.setdefault("port", stack.port)
+        values.setdefault("amqp_prefix", stack.amqp_prefix)
     values.update({k: v for k, v in overrides.items() if v is not None})
     for required in ("database_url", "amqp_url"):
         if required not in values:

@@ -11,10 +11,12 @@ and the servers last.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,6 +54,9 @@ def run_stack(workers: int, examples: Path) -> int:
     def on_signal(signum: int, _: FrameType | None) -> None:
         raise Stopping(signal.Signals(signum).name)
 
+    lock = _lock_folder(state)
+    if lock is None:
+        return 1
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
@@ -81,7 +86,8 @@ def run_stack(workers: int, examples: Path) -> int:
             services.append(("worker", _service(["worker"], env)))
         services.append(("ingress", _service(["ingress"], env)))
         _wait_until_ready(port, services)
-        write_stack(Stack(amqp_url=amqp_url, database_url=database_url, port=port))
+        prefix = os.environ.get("HOOKLINE_AMQP_PREFIX") or "hookline"
+        write_stack(Stack(amqp_url=amqp_url, database_url=database_url, port=port, amqp_prefix=prefix))
         _banner(port, keys, triggers, admin_token)
         while True:
             for name, process in services:
@@ -106,6 +112,7 @@ def run_stack(workers: int, examples: Path) -> int:
         _stop_services(services)
         for server in reversed(servers):
             server.stop()
+        os.close(lock)
         print("hookline up: stopped", file=sys.stderr)
 
 
@@ -125,15 +132,48 @@ def _admin_token(state: Path) -> str:
     return secrets.token_urlsafe(32)
 
 
+def _lock_folder(state: Path) -> int | None:
+    """Hold `.hookline/up.lock` for this run; None (said why) when another run holds it.
+
+    Two runs on one data folder would start a second RabbitMQ on the first one's files,
+    and the second's clean-up would stop the first one's servers.
+    """
+    fd = os.open(state / "up.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        print(
+            f"hookline up: another `hookline up` (pid {holder}) is running in this folder; "
+            "use it, or stop it with Ctrl-C first",
+            file=sys.stderr,
+        )
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
 def _demo_env(database_url: str) -> dict[str, str]:
     """The demo target's port, URL and key (fresh each run), and the demo ERP's DSN."""
-    port = os.environ.get("HOOKLINE_DEMO_TARGET_PORT", "8099")
+    port = os.environ.get("HOOKLINE_DEMO_TARGET_PORT") or _free_port_or("8099")
     return {
         "DEMO_TARGET_PORT": port,
         "DEMO_TARGET_URL": f"http://127.0.0.1:{port}",
         "DEMO_TARGET_KEY": secrets.token_urlsafe(16),
         "DEMO_ERP_DSN": database_url,
     }
+
+
+def _free_port_or(preferred: str) -> str:
+    """`preferred` when nothing listens there, else any free port (the demo target is ours)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", int(preferred)))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
 
 
 async def _prepare(

@@ -23,6 +23,7 @@ import asyncpg
 import httpx
 import pytest
 
+from shared.settings import Stack, read_stack
 from tests.cleanup import cleanup
 from tests.helpers import eventually
 from tests.stack import ROOT, free_port
@@ -105,7 +106,13 @@ async def test_up_answers_the_readme_calls_keeps_no_secret_and_stops_on_ctrl_c(
 
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             headers = {"X-API-Key": key}
-            echo = await client.post("/hooks/demo/echo?x=1", json={"a": 1}, headers=headers)
+
+            async def routed() -> httpx.Response | None:
+                # The ingress is ready; the dispatcher may bind the keys a moment later.
+                answer = await client.post("/hooks/demo/echo?x=1", json={"a": 1}, headers=headers)
+                return None if answer.status_code == 503 else answer
+
+            echo = await eventually(routed, timeout=10)
             assert echo.status_code == 200, echo.text
             assert echo.json()["body"] == {"a": 1}
             assert echo.json()["query"] == {"x": "1"}
@@ -137,9 +144,29 @@ async def test_up_answers_the_readme_calls_keeps_no_secret_and_stops_on_ctrl_c(
             wrong = await client.get(path, headers={"Authorization": f"Bearer {token}x"})
             assert wrong.status_code == 401
 
+        # A second `up` in the same folder refuses to start, and leaves the first one be.
+        second = subprocess.run(
+            [sys.executable, "-m", "shared.cli", "up", "--examples", str(ROOT / "examples")],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert second.returncode == 1
+        assert f"another `hookline up` (pid {up.pid}) is running in this folder" in second.stderr
+        async with httpx.AsyncClient(timeout=10) as client:
+            still = await client.post(
+                f"http://127.0.0.1:{port}/hooks/demo/echo", json={}, headers={"X-API-Key": key}
+            )
+        assert still.status_code == 200
+
         # Nothing under .hookline/ holds the printed key or the admin token.
         state = tmp_path / ".hookline"
-        assert (state / "stack.json").exists()
+        assert read_stack(state) == Stack(
+            amqp_url=amqp_url, database_url=up_database, port=port, amqp_prefix=prefix
+        )
         for path in state.rglob("*"):
             if path.is_file():
                 data = path.read_bytes()
