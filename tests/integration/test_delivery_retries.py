@@ -34,6 +34,12 @@ triggers:
     workflow:
       - id: call
         http: {{url: "{target}/fail/{{{{ request.body.tag }}}}"}}
+  - name: crowd
+    auth: {{type: none}}
+    retry: {{max_attempts: 3, backoff: 1s}}
+    workflow:
+      - id: call
+        http: {{url: "{target}/fail/{{{{ request.body.tag }}}}"}}
   - name: fine
     auth: {{type: none}}
     workflow:
@@ -85,6 +91,9 @@ async def test_a_failing_run_retries_with_backoff_without_blocking_others_then_i
     target.failing.add(bad)
     base = f"{retry_stack.base_url}/hooks/{workspace}"
     failing_id = await _accepting(f"{base}/flaky", {"tag": bad})
+    # More failing runs than the workers have slots (3 x 16): were they to wait out their
+    # backoff in place, every slot would be taken and the fine calls would wait behind them.
+    crowd_ids = await send_many(f"{base}/crowd", [{"tag": bad}] * 64)
     fine_ids = await send_many(f"{base}/fine", [{"n": n} for n in range(50)])
 
     dead = await finished_execution(db, failing_id, timeout=30)
@@ -95,6 +104,10 @@ async def test_a_failing_run_retries_with_backoff_without_blocking_others_then_i
     fine = await all_finished(db, workspace, 50, timeout=30, trigger="fine")
     assert {r.id for r in fine} == set(fine_ids)
     assert max(r.finished_at for r in fine) < dead.started_at.timestamp(), "the retries blocked nobody"
+    crowd = await all_finished(db, workspace, 64, timeout=60, trigger="crowd")
+    assert {r.id for r in crowd} == set(crowd_ids)
+    assert {(r.status, r.attempts) for r in crowd} == {("dead", 3)}
+    assert max(r.finished_at for r in fine) < min(r.started_at for r in crowd), "the retries blocked nobody"
 
     [letter] = cli_json(retry_stack, "dlq", "list", "--trigger", f"{workspace}/flaky")
     assert letter | {"died_at": None} == {
@@ -127,6 +140,19 @@ async def test_a_failing_run_retries_with_backoff_without_blocking_others_then_i
     await eventually(succeeded, timeout=20)
     assert (await get_execution(db, failing_id)).attempts == 4
     assert cli_json(retry_stack, "dlq", "list", "--trigger", f"{workspace}/flaky") == []
+
+    # The crowd's 64, all at once, by trigger: each runs again (attempt 4) and succeeds.
+    crowd_letters = cli_json(retry_stack, "dlq", "list", "--trigger", f"{workspace}/crowd")
+    assert {x["id"] for x in crowd_letters} == set(crowd_ids)
+    everything = cli(retry_stack, "dlq", "replay", "--all", "--trigger", f"{workspace}/crowd")
+    assert everything.returncode == 0, everything.stderr
+
+    async def crowd_succeeded() -> bool | None:
+        rows = await runs(db, workspace, "crowd")
+        return True if {(r.status, r.attempts) for r in rows} == {("succeeded", 4)} else None
+
+    await eventually(crowd_succeeded, timeout=30)
+    assert cli_json(retry_stack, "dlq", "list", "--trigger", f"{workspace}/crowd") == []
 
 
 async def test_an_execution_replay_is_a_new_execution_linked_to_the_old_one(
