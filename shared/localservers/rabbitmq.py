@@ -51,6 +51,9 @@ _CONFIG = """\
 # Written by hookline's LocalRabbitMQ at every start; edits are lost.
 log.console = false
 log.file.level = info
+# A stopped ordered lane keeps its message unacknowledged until an operator answers: 24 h
+# before the broker takes it back (the default, 30 minutes, would count as a redelivery).
+consumer_timeout = 86400000
 """
 
 # `+B i` ignores SIGINT, as RabbitMQ's own wrapper does; distribution on loopback only.
