@@ -22,6 +22,9 @@ from shared.spec.secrets import verify_password
 _PEPPER = os.urandom(32)  # per process: cache keys mean nothing elsewhere
 CACHE_SECONDS = 300.0
 CACHE_SIZE = 1024
+# scrypt runs at once per trigger: a flood of wrong passwords queues here, behind its own
+# trigger, instead of taking every thread of the process's default pool.
+HASHING_AT_ONCE = 2
 
 
 class BasicCredentials:
@@ -34,6 +37,7 @@ class BasicCredentials:
         self._hash = password_hash
         self._challenge = f'Basic realm="{realm}", charset="UTF-8"'
         self._verified: dict[bytes, float] = {}
+        self._hashing = asyncio.Semaphore(HASHING_AT_ONCE)
 
     async def before_body(self, headers: Mapping[str, str]) -> str | None:
         value = headers.get("authorization", "")
@@ -50,7 +54,8 @@ class BasicCredentials:
             raise Unauthorized("malformed-credentials", challenge=self._challenge) from None
         user_ok = hmac.compare_digest(username.encode(), self._username.encode())
         # Always pay for the hash, so a wrong username takes as long as a wrong password.
-        password_ok = await asyncio.to_thread(verify_password, password, self._hash)
+        async with self._hashing:
+            password_ok = await asyncio.to_thread(verify_password, password, self._hash)
         if not (user_ok and password_ok):
             raise Unauthorized("invalid-credentials", challenge=self._challenge)
         if len(self._verified) >= CACHE_SIZE:
