@@ -57,13 +57,17 @@ def register(sub: Any) -> None:
 async def _create(settings: Settings, ns: argparse.Namespace) -> int:
     async with connect(settings.database_url) as connection:
         created = await keys.create_key(connection, ns.workspace, ns.trigger, ns.label, ns.key)
+    # A pasted key is the caller's own secret: stored (as a digest), never printed back.
+    shown = None if ns.key else created.key
     if ns.json:
-        print(msgspec.json.encode({**vars(created), "id": str(created.id), "triggers": ns.trigger}).decode())
+        fields = {**vars(created), "key": shown, "id": str(created.id), "triggers": ns.trigger}
+        print(msgspec.json.encode(fields).decode())
         return 0
-    print(created.key)
+    if shown is not None:
+        print(shown)
     print(
         f"key {created.id} ({created.prefix}..., label {created.label!r}) attached to "
-        f"{', '.join(ns.trigger)}; it will not be shown again",
+        f"{', '.join(ns.trigger)}; " + ("stored as given" if shown is None else "it will not be shown again"),
         file=sys.stderr,
     )
     return 0

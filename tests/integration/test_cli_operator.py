@@ -97,6 +97,65 @@ async def test_keys_create_json_tokens_and_the_run_log_list(
     )
 
 
+KEYED = """
+workspace: {ws}
+triggers:
+  - {{name: one, auth: {{type: api_key}}, mode: request_response, workflow: [{{respond: {{status: 200}}}}]}}
+  - {{name: two, auth: {{type: api_key}}, mode: request_response, workflow: [{{respond: {{status: 200}}}}]}}
+"""
+
+
+async def test_cli_keys_open_their_triggers_attach_to_more_and_pasted_ones_are_not_echoed(
+    stack: Services, db: Connection, workspace: str
+) -> None:
+    await apply_yaml(db, KEYED.format(ws=workspace))
+
+    async def opens(trigger: str, key: str, status: int = 200) -> bool | None:
+        async with httpx.AsyncClient(base_url=stack.base_url) as client:
+            answer = await client.post(f"/hooks/{workspace}/{trigger}", json={}, headers={"X-API-Key": key})
+        return True if answer.status_code == status else None
+
+    made = cli(stack, "keys", "create", "--workspace", workspace, "--trigger", "one", "--label", "gen")
+    assert made.returncode == 0, made.stderr
+    generated = made.stdout.strip()
+    assert len(made.stdout.splitlines()) == 1
+    assert len(generated) >= 43  # 32 random bytes, URL-safe
+    assert "it will not be shown again" in made.stderr
+    await eventually(lambda: opens("one", generated))
+
+    pasted = "partner-" + "k" * 40
+    stored = cli(
+        stack,
+        "keys",
+        "create",
+        "--workspace",
+        workspace,
+        "--trigger",
+        "one",
+        "--label",
+        "mine",
+        "--key",
+        pasted,
+    )
+    assert stored.returncode == 0, stored.stderr
+    assert pasted not in stored.stdout + stored.stderr
+    assert stored.stdout == ""
+    await eventually(lambda: opens("one", pasted))
+    assert await opens("two", pasted, 401)
+
+    attached = cli(stack, "keys", "attach", pasted, "--workspace", workspace, "--trigger", "two")
+    assert (attached.returncode, attached.stdout) == (0, "attached to two\n")
+    await eventually(lambda: opens("two", pasted))
+
+    short = cli(
+        stack, "keys", "create", "--workspace", workspace, "--trigger", "one", "--label", "x", "--key", "abc"
+    )
+    assert short.returncode != 0
+    assert short.stderr.startswith("hookline: a pasted key must have at least ")
+    assert len(short.stderr.splitlines()) == 1
+    assert "abc" not in short.stderr
+
+
 def test_status_reports_readiness_queues_and_failure_rate(stack: Services) -> None:
     status = cli_json(stack, "status")
     assert status["ingress"]["ready"] is True
