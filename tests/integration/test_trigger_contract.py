@@ -81,6 +81,21 @@ triggers:
     auth: {{type: hmac, preset: github, secret: "${{env:HOOKLINE_TEST_HMAC_SECRET}}"}}
     mode: request_response
     workflow: [{{respond: {{status: 200, body: "{{{{ request.body }}}}"}}}}]
+  - name: stripe
+    methods: [POST]
+    auth: {{type: hmac, preset: stripe, secret: "${{env:HOOKLINE_TEST_HMAC_SECRET}}", tolerance: 60s}}
+    mode: request_response
+    workflow: [{{respond: {{status: 200, body: "{{{{ request.body }}}}"}}}}]
+  - name: shopify
+    methods: [POST]
+    auth: {{type: hmac, preset: shopify, secret: "${{env:HOOKLINE_TEST_HMAC_SECRET}}"}}
+    mode: request_response
+    workflow: [{{respond: {{status: 200, body: "{{{{ request.body }}}}"}}}}]
+  - name: slack
+    methods: [POST]
+    auth: {{type: hmac, preset: slack, secret: "${{env:HOOKLINE_TEST_HMAC_SECRET}}", tolerance: 60s}}
+    mode: request_response
+    workflow: [{{respond: {{status: 200, body: "{{{{ request.body }}}}"}}}}]
   - name: standard
     methods: [POST]
     auth: {{type: hmac, preset: standard-webhooks, secret: "${{env:HOOKLINE_TEST_WHSEC}}", tolerance: 60s}}
@@ -289,6 +304,63 @@ async def test_standard_webhooks_signature_as_the_spec_computes_it(contract: Con
             headers={**standard_headers(body, int(time.time())), "Content-Type": "application/json"},
         )
     assert answer.status_code == 200
+
+
+def _mac(message: bytes) -> bytes:
+    return hmac.new(GITHUB_SECRET, message, hashlib.sha256).digest()
+
+
+def stripe_headers(body: bytes, timestamp: int) -> dict[str, str]:
+    # As Stripe documents it: hex HMAC-SHA256 of "timestamp.payload", sent as t=...,v1=...
+    return {"Stripe-Signature": f"t={timestamp},v1={_mac(f'{timestamp}.'.encode() + body).hex()}"}
+
+
+def shopify_headers(body: bytes, timestamp: int) -> dict[str, str]:
+    # As Shopify documents it: base64 HMAC-SHA256 of the raw body (no timestamp).
+    return {"X-Shopify-Hmac-Sha256": base64.b64encode(_mac(body)).decode()}
+
+
+def slack_headers(body: bytes, timestamp: int) -> dict[str, str]:
+    # As Slack documents it: "v0=" + hex HMAC-SHA256 of "v0:timestamp:body".
+    signature = "v0=" + _mac(f"v0:{timestamp}:".encode() + body).hex()
+    return {"X-Slack-Request-Timestamp": str(timestamp), "X-Slack-Signature": signature}
+
+
+SENDERS = {"stripe": stripe_headers, "shopify": shopify_headers, "slack": slack_headers}
+
+
+@pytest.mark.parametrize("sender", sorted(SENDERS))
+async def test_a_senders_own_signature_opens_its_preset_and_nothing_else_does(
+    contract: Contract, db: Connection, sender: str
+) -> None:
+    sign = SENDERS[sender]
+    body = b'{"id": "evt_1", "amount": 100}'
+    now = int(time.time())
+    sent = {"Content-Type": "application/json"}
+    async with httpx.AsyncClient() as client:
+        good = await client.post(contract.url(sender), content=body, headers={**sent, **sign(body, now)})
+        tampered = await client.post(
+            contract.url(sender), content=body.replace(b"100", b"900"), headers={**sent, **sign(body, now)}
+        )
+        unsigned = await client.post(contract.url(sender), content=body, headers=sent)
+        refused = [tampered, unsigned]
+        if sender != "shopify":  # Shopify signs no timestamp: nothing to replay-check
+            for then in (now - 3600, now + 3600):  # stale (a replay), and from the future
+                signed = {**sent, **sign(body, then)}
+                refused.append(await client.post(contract.url(sender), content=body, headers=signed))
+    assert good.status_code == 200, good.text
+    assert good.json() == {"id": "evt_1", "amount": 100}
+    for answer in refused:
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["type"] == "/problems/unauthorized"
+    assert {a.json()["detail"] for a in refused} == {refused[0].json()["detail"]}, (
+        "says nothing of what was wrong"
+    )
+    await asyncio.sleep(0.2)
+    runs = await db.fetchval(
+        "select count(*) from executions where workspace = $1 and trigger = $2", contract.workspace, sender
+    )
+    assert runs == 1
 
 
 async def test_a_revoked_key_is_refused_by_every_ingress_within_a_second(
