@@ -432,6 +432,32 @@ async def test_rate_limit_per_key_answers_429_with_retry_after(contract: Contrac
     assert other.status_code == 202
 
 
+async def test_a_rate_limit_is_counted_across_ingress_processes(
+    contract: Contract, db: Connection, stack: Services
+) -> None:
+    key = (await new_key(db, contract.workspace, "limited", label="two doors")).key
+    stack.start("ingress-3", "--port", str(port := _free_port()))
+    try:
+        urls = [contract.url("limited"), f"http://127.0.0.1:{port}/hooks/{contract.workspace}/limited"]
+
+        async def known_to_both() -> bool | None:
+            # The second process is up and knows the trigger (a keyless call is 401 there).
+            async with httpx.AsyncClient() as client:
+                answer = await client.post(urls[1], json={})
+            return True if answer.status_code == 401 else None
+
+        await eventually(known_to_both, timeout=30)
+        async with httpx.AsyncClient() as client:
+            # Alternating between the two: the burst of 3 is shared, not 3 per process.
+            codes = [
+                (await client.post(urls[n % 2], json={}, headers={"X-API-Key": key})).status_code
+                for n in range(6)
+            ]
+    finally:
+        stack.stop("ingress-3")
+    assert codes == [202, 202, 202, 429, 429, 429]
+
+
 async def test_idempotency_key_gives_async_callers_the_first_execution(
     contract: Contract, db: Connection
 ) -> None:
