@@ -50,3 +50,18 @@ def test_anything_else_is_refused_naming_the_parameter(kind: str, text: str) -> 
         parse_query(f"p={text}", {"p": QueryParam(type=kind)}, "reject")  # type: ignore[arg-type]
     assert refused.value.parameter == "p"
     assert "'p'" in str(refused.value)
+
+
+def test_undeclared_parameters_pass_through_or_are_refused_as_the_trigger_says() -> None:
+    declared = {"id": QueryParam(type="integer", required=True), "name": QueryParam(default="TheCompany")}
+    assert parse_query("id=7&utm=x&utm=y", declared, "pass") == {
+        "id": 7,
+        "name": "TheCompany",
+        "utm": ["x", "y"],
+    }
+    with pytest.raises(InvalidParameter) as refused:
+        parse_query("id=7&utm=x", declared, "reject")
+    assert refused.value.parameter == "utm"
+    with pytest.raises(InvalidParameter) as missing:
+        parse_query("name=x", declared, "pass")
+    assert missing.value.parameter == "id"

@@ -65,6 +65,8 @@ async def test_timeout_is_504_with_the_execution_id_and_the_status_url_has_the_r
         "status_url": status_url,
     }
     assert answer.headers["location"] == status_url
+    # Answered at the trigger's timeout (500 ms), not before and not much later.
+    assert 0.5 <= answer.elapsed.total_seconds() < 3
     async with httpx.AsyncClient(base_url=idle_stack.base_url) as client:
         pending = await client.get(status_url, headers=headers)
         assert pending.status_code == 404
@@ -102,3 +104,5 @@ async def test_on_timeout_accept_answers_202_with_the_status_url(
         "execution_id": execution_id,
         "status_url": f"/hooks/{workspace}/patient/executions/{execution_id}",
     }
+    assert answer.headers["location"] == f"/hooks/{workspace}/patient/executions/{execution_id}"
+    assert 0.5 <= answer.elapsed.total_seconds() < 3
