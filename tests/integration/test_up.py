@@ -9,6 +9,7 @@ cover.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -133,7 +134,10 @@ async def test_up_answers_the_readme_calls_keeps_no_secret_and_stops_on_ctrl_c(
             )
             return done.stdout if done.returncode == 0 and '"succeeded"' in done.stdout else None
 
-        assert '"a": 1' in await eventually(shown, timeout=30)
+        recorded = json.loads(await eventually(shown, timeout=30))
+        assert recorded["output"] == {"body": {"a": 1}, "content_type": "application/json"}  # inbox kept it
+        assert recorded["started_at"] <= recorded["finished_at"]
+        assert recorded["duration_ms"] >= 0
 
         # The banner's admin token opens the management API; nothing else does.
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
