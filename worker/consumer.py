@@ -178,6 +178,10 @@ class Runner:
             # but not counted in its headers: count on from the record.
             recorded_runs, recorded_status = await self._reporter.recorded(invocation)
             runs = max(runs, recorded_runs + 1)
+            if lane is Lane.ORDERED and redeliveries and recorded_status == "retrying":
+                # Retried in place, then handed back (a crash, a SIGTERM in the backoff): the
+                # attempts made so far are in the record, not in the message. Go on counting.
+                attempt = max(attempt, recorded_runs - runs_before(message) + 1)
             if (
                 redeliveries
                 and not replayed(message)

@@ -3,6 +3,7 @@ anyone; an ordered lane retries in place, then skips (dead letter) or stops unti
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from shared.db.executions import get_execution
 from shared.db.pool import Connection
+from shared.errors import NotFound
 from tests.helpers import apply_yaml, eventually, finished_execution
 from tests.integration.calls import (
     all_finished,
@@ -21,6 +23,7 @@ from tests.integration.calls import (
     runs,
     send,
     send_many,
+    worker_of,
 )
 from tests.integration.target import Target, running_target
 from tests.stack import Services
@@ -49,6 +52,13 @@ triggers:
     auth: {{type: none}}
     mode: request_response
     retry: {{max_attempts: 3, backoff: 250ms}}
+    workflow:
+      - id: call
+        http: {{url: "{target}/fail/{{{{ request.body.tag }}}}"}}
+  - name: slow-lane
+    auth: {{type: none}}
+    ordered: true
+    retry: {{max_attempts: 3, backoff: 3s, on_exhausted: skip}}
     workflow:
       - id: call
         http: {{url: "{target}/fail/{{{{ request.body.tag }}}}"}}
@@ -238,6 +248,34 @@ async def test_an_ordered_lane_retries_in_place_then_skips_or_stops_until_resume
         assert (third.status, third.attempts) == ("succeeded", 4)
         assert cli_json(retry_stack, "lanes", "list", "--trigger", f"{workspace}/lane") == []
     assert {r.status for r in done if r is not third} == {"succeeded"}
+
+
+@pytest.mark.fault
+async def test_an_ordered_retry_handed_back_by_a_killed_worker_keeps_its_attempt_count(
+    retry_stack: Services, db: Connection, workspace: str, target: Target
+) -> None:
+    await apply_yaml(db, TRIGGERS.format(ws=workspace, target=target.base_url, on_exhausted="skip"))
+    bad = f"{workspace}-bad"
+    target.failing.add(bad)
+    execution_id = await _accepting(f"{retry_stack.base_url}/hooks/{workspace}/slow-lane", {"tag": bad})
+
+    async def retrying() -> bool | None:
+        try:
+            execution = await get_execution(db, execution_id)
+        except NotFound:
+            return None  # not run yet
+        return True if (execution.status, execution.attempts) == ("retrying", 1) else None
+
+    await eventually(retrying, timeout=20)  # attempt 1 failed; its worker waits 3 s in place
+    holder = worker_of(retry_stack, execution_id)
+    assert holder is not None
+    retry_stack.stop(holder, signal.SIGKILL, timeout=10)
+    try:
+        dead = await finished_execution(db, execution_id, timeout=40)
+    finally:
+        retry_stack.start(holder, "--concurrency", "16")
+    # Attempts 2 and 3 on another worker, then dead-lettered: 3 runs in all, not 1 + 3.
+    assert (dead.status, dead.attempts) == ("dead", 3)
 
 
 async def _holds(stack: Services, workspace: str) -> list[dict[str, object]] | None:
