@@ -246,3 +246,17 @@ def select_one(port: int) -> int:
             await connection.close()
 
     return asyncio.run(query())
+
+
+def test_a_missing_server_for_a_user_who_is_not_root_names_the_exact_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shared.localservers import install
+
+    monkeypatch.setattr(install.os, "geteuid", lambda: 1000)
+    ran: list[tuple[str, ...]] = []
+    monkeypatch.setattr(install, "_apt", lambda *args: ran.append(args) or 0)
+    with pytest.raises(LocalServerError) as missing:
+        install._found_or_installed("rabbitmq-server", lambda: None)
+    assert "sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y rabbitmq-server" in str(missing.value)
+    assert ran == [], "nothing is installed for a user who is not root"
