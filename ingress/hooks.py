@@ -107,6 +107,7 @@ class Hooks:
             mode=spec.mode,
             received_at=time.time(),
             request=data,
+            caller=caller_of(identity),
         )
         if entry.paused and spec.mode == "request_response":
             raise TriggerPaused("the trigger is paused; call again once it is resumed")
@@ -214,7 +215,16 @@ def idempotency_key(entry: TriggerEntry, headers: Any, identity: str | None = No
     key = headers.get(rule.header) or headers.get("webhook-id")
     if not key:
         return None
-    return f"{identity[:32]}:{key[:200]}" if identity else key[:200]
+    caller = caller_of(identity)
+    return f"{caller}:{key[:200]}" if caller else key[:200]
+
+
+def caller_of(identity: str | None) -> str | None:
+    """Who is calling, as recorded: the API key's digest prefix (or Basic's username).
+
+    Not a secret (a digest), and enough to tell one consumer's calls from another's.
+    """
+    return identity[:32] if identity else None
 
 
 def status_url(entry: TriggerEntry, execution_id: str) -> str:

@@ -36,6 +36,7 @@ class Invocation(msgspec.Struct, kw_only=True, omit_defaults=True):
     received_at: float
     request: RequestData
     replay_of: str | None = None
+    caller: str | None = None  # the API key's digest prefix (see ingress.hooks.caller_of)
 
 
 class Reply(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -63,6 +63,7 @@ class Reporter:
                 steps=outcome.steps,
                 error=outcome.error,
                 replay_of=invocation.replay_of,
+                caller=invocation.caller,
             )
         )
         metrics.observe(

@@ -10,7 +10,8 @@ from litestar import Request, Response, get
 
 from ingress.api.access import database
 from ingress.api.resources import Resources
-from shared.db.executions import get_execution
+from ingress.hooks import caller_of
+from shared.db.executions import execution_caller, get_execution
 from shared.errors import NotFound
 
 _json = msgspec.json.Encoder()
@@ -26,11 +27,14 @@ def status_route(res: Resources) -> Any:
     ) -> Response[bytes]:
         entry = res.hooks.lookup(workspace, trigger)
         # Authenticated like the trigger; a signed trigger's caller signs the empty body.
-        await entry.auth.before_body(request.headers)
+        identity = await entry.auth.before_body(request.headers)
         entry.auth.after_body(b"", request.headers, time.time())
         async with database(res) as connection:
             found = await get_execution(connection, execution_id)
-        if found.workspace != workspace or found.trigger != trigger:
+            caller = await execution_caller(connection, execution_id)
+        # Another consumer's execution is not there for this one (as with idempotent repeats).
+        other_callers = caller is not None and caller != caller_of(identity)
+        if found.workspace != workspace or found.trigger != trigger or other_callers:
             raise NotFound(f"no execution {execution_id} for this trigger")
         view = {k: getattr(found, k) for k in SHOWN}
         return Response(_json.encode(view), media_type="application/json")

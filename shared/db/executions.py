@@ -33,6 +33,7 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
     steps: list[Any] = []
     error: str | None = None
     replay_of: str | None = None
+    caller: str | None = None
 
 
 # One statement for a whole batch: arrays in, one row each out of unnest. A redelivered
@@ -42,7 +43,8 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
 # never overwrites a newer one.
 _INSERT = """
 insert into executions (id, workspace, trigger, trigger_version, status, attempts, received_at,
-                        started_at, finished_at, request, output, response, steps, error, replay_of)
+                        started_at, finished_at, request, output, response, steps, error, replay_of,
+                        caller)
 """
 _ON_CONFLICT = """
 on conflict (id) do update set
@@ -60,12 +62,12 @@ where excluded.attempts >= executions.attempts
 _UPSERT = f"""{_INSERT}
 select id, workspace, trigger, version, status, attempts, to_timestamp(received_at),
        to_timestamp(started_at), to_timestamp(finished_at), request::jsonb, output::jsonb,
-       response::jsonb, steps::jsonb, error, replay_of
+       response::jsonb, steps::jsonb, error, replay_of, caller
 from unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::float8[],
             $8::float8[], $9::float8[], $10::text[], $11::text[], $12::text[], $13::text[],
-            $14::text[], $15::uuid[])
+            $14::text[], $15::uuid[], $16::text[])
      as r(id, workspace, trigger, version, status, attempts, received_at, started_at,
-          finished_at, request, output, response, steps, error, replay_of)
+          finished_at, request, output, response, steps, error, replay_of, caller)
 {_ON_CONFLICT}"""  # noqa: S608
 # A batch of one (an ordered lane's run, an idle worker's): the same upsert over VALUES,
 # which PostgreSQL runs in 0.11 ms where unnest over one-element arrays takes 0.18 ms. JSON
@@ -73,7 +75,7 @@ from unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[]
 _UPSERT_ONE = f"""{_INSERT}
 values ($1::uuid, $2::text, $3::text, $4::int, $5::text, $6::int, to_timestamp($7::float8),
         to_timestamp($8::float8), to_timestamp($9::float8), $10::text::jsonb, $11::text::jsonb,
-        $12::text::jsonb, $13::text::jsonb, $14::text, $15::uuid)
+        $12::text::jsonb, $13::text::jsonb, $14::text, $15::uuid, $16::text)
 {_ON_CONFLICT}"""
 
 
@@ -98,6 +100,7 @@ def _row(r: ExecutionRecord) -> tuple[Any, ...]:
         json_text(r.steps),
         pg_text(r.error),
         r.replay_of,
+        r.caller,
     )
 
 
@@ -106,7 +109,7 @@ async def record_executions(connection: Connection, records: list[ExecutionRecor
     if len(records) == 1:
         await connection.execute(_UPSERT_ONE, *_row(records[0]))
         return
-    columns: list[list[Any]] = [[] for _ in range(15)]
+    columns: list[list[Any]] = [[] for _ in range(16)]
     for r in records:
         for column, value in zip(columns, _row(r), strict=True):
             column.append(value)
@@ -175,3 +178,9 @@ async def recorded_state(connection: Connection, execution_id: str) -> tuple[int
         "select attempts, status from executions where id = $1", uuid.UUID(execution_id)
     )
     return (0, None) if row is None else (int(row["attempts"]), row["status"])
+
+
+async def execution_caller(connection: Connection, execution_id: str) -> str | None:
+    """Who made the call (see Invocation.caller); None when the trigger cannot tell callers apart."""
+    caller = await connection.fetchval("select caller from executions where id = $1", uuid.UUID(execution_id))
+    return str(caller) if caller is not None else None

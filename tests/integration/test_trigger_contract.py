@@ -512,6 +512,18 @@ async def test_an_idempotency_key_is_scoped_to_the_callers_api_key(
     assert mine.status_code == 201
     assert mine.json() != theirs.json(), "another consumer's answer was replayed"
     assert mine_again.json() == mine.json()
+    # The status URL, too, shows an execution only to the key that made it.
+    status_url = contract.url("once") + f"/executions/{mine.json()['id']}"
+    async with httpx.AsyncClient() as client:
+
+        async def recorded() -> httpx.Response | None:
+            answer = await client.get(status_url, headers={"X-API-Key": contract.key})
+            return answer if answer.status_code == 200 else None
+
+        assert (await eventually(recorded)).json()["status"] == "succeeded"
+        foreign = await client.get(status_url, headers={"X-API-Key": other})
+    assert foreign.status_code == 404
+    assert foreign.json()["type"] == "/problems/not-found"
     runs = await db.fetchval(
         "select count(*) from executions where workspace = $1 and trigger = 'once'", contract.workspace
     )
