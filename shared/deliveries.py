@@ -30,17 +30,93 @@ log = logging.getLogger(__name__)
 RECONSUME_SECONDS = 1.0
 
 
+class Acks:
+    """The acknowledgements of one channel, coalesced: one `basic.ack(multiple)` per batch.
+
+    A worker's records are committed in groups, so many runs are acked in the same turn
+    of the event loop; one frame per ack was a sixth of a worker's CPU under `make bench`.
+    Acks asked for in one turn go out together at its end: every acked tag below the
+    lowest delivery still unsettled on the channel in one `multiple` ack (which settles
+    everything up to its tag, so it never reaches past an unsettled one), the rest one by
+    one. An ack with nothing to wait for (the channel's only delivery: an ordered lane),
+    rejects and nacks are sent at once. One lock keeps the frames in the order decided.
+    """
+
+    __slots__ = ("_channel", "_flushing", "_lock", "_pending", "_unsettled")
+
+    def __init__(self, channel: aiormq.abc.AbstractChannel) -> None:
+        self._channel = channel
+        self._unsettled: set[int] = set()
+        self._pending: list[int] = []
+        self._flushing = False
+        self._lock = asyncio.Lock()
+
+    def delivered(self, tag: int) -> None:
+        self._unsettled.add(tag)
+
+    async def ack(self, tag: int) -> None:
+        """Acknowledge, with the other acks of this turn of the loop."""
+        async with self._lock:
+            if not self._pending and self._unsettled == {tag}:
+                self._unsettled.discard(tag)
+                await self._channel.basic_ack(tag, wait=False)
+                return
+        self._pending.append(tag)
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self._flush_soon)
+
+    async def settle_now(self, tag: int, requeue: bool, reject: bool) -> None:
+        """Reject or nack at once (a `multiple` ack never covers it: it is settled)."""
+        async with self._lock:
+            self._unsettled.discard(tag)
+            if reject:
+                await self._channel.basic_reject(tag, requeue=requeue, wait=False)
+            else:
+                await self._channel.basic_nack(tag, requeue=requeue, wait=False)
+
+    def _flush_soon(self) -> None:
+        self._flushing = False
+        task = asyncio.ensure_future(self.flush())
+        task.add_done_callback(_log_failure)
+
+    async def flush(self) -> None:
+        """Send the acks asked for so far."""
+        async with self._lock:
+            pending, self._pending = sorted(self._pending), []
+            if not pending:
+                return
+            self._unsettled.difference_update(pending)
+            floor = min(self._unsettled, default=None)
+            covered = [tag for tag in pending if floor is None or tag < floor]
+            if len(covered) > 1:
+                await self._channel.basic_ack(covered[-1], multiple=True, wait=False)
+            elif covered:
+                await self._channel.basic_ack(covered[0], wait=False)
+            for tag in pending[len(covered) :]:
+                await self._channel.basic_ack(tag, wait=False)
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        # The channel went away: its unacked deliveries go back to the queue, as for any ack
+        # that could not be sent.
+        log.warning("acks not sent (%s); the broker redelivers those messages", type(exc).__name__)
+
+
 class Delivery:
     """One delivered message: its body, the properties hookline reads, and its settlement."""
 
-    __slots__ = ("_channel", "_properties", "_settled", "body", "delivery_tag")
+    __slots__ = ("_acks", "_properties", "_settled", "body", "delivery_tag")
 
-    def __init__(self, message: DeliveredMessage) -> None:
+    def __init__(self, message: DeliveredMessage, acks: Acks) -> None:
         self.body: bytes = message.body
         self._properties = message.header.properties
-        self._channel = message.channel
+        self._acks = acks
         self.delivery_tag: int | None = message.delivery_tag
         self._settled = False
+        if self.delivery_tag is not None:
+            acks.delivered(self.delivery_tag)
 
     @property
     def headers(self) -> dict[str, Any] | None:
@@ -74,16 +150,16 @@ class Delivery:
         return self.delivery_tag
 
     async def ack(self) -> None:
-        """Acknowledge: the broker forgets the message."""
-        await self._channel.basic_ack(self._take(), wait=False)
+        """Acknowledge: the broker forgets the message (see Acks: maybe at the end of this turn)."""
+        await self._acks.ack(self._take())
 
     async def reject(self, requeue: bool = False) -> None:
         """Reject: dead-lettered (or dropped) unless `requeue`."""
-        await self._channel.basic_reject(self._take(), requeue=requeue, wait=False)
+        await self._acks.settle_now(self._take(), requeue, reject=True)
 
     async def nack(self, requeue: bool = True) -> None:
         """Negative acknowledgement: back to the queue when `requeue`."""
-        await self._channel.basic_nack(self._take(), requeue=requeue, wait=False)
+        await self._acks.settle_now(self._take(), requeue, reject=False)
 
 
 Callback = Callable[[Delivery], Awaitable[None]]
@@ -97,6 +173,7 @@ class RawConsumer:
         self.queue = queue
         self._callback = callback
         self._underlay: aiormq.abc.AbstractChannel | None = None
+        self._acks: Acks | None = None
         self._tag: str | None = None
         self._cancelled = False
         self._retrying: asyncio.Task[None] | None = None
@@ -106,13 +183,16 @@ class RawConsumer:
         await self._consume()
         self._channel.reopen_callbacks.add(self._on_reopen)
 
-    async def _deliver(self, message: DeliveredMessage) -> None:
-        await self._callback(Delivery(message))
-
     async def _consume(self) -> None:
         underlay = await self._channel.get_underlay_channel()
-        result = await underlay.basic_consume(self.queue, self._deliver)
-        self._underlay, self._tag = underlay, result.consumer_tag
+        # Delivery tags count per channel: a reopened channel gets acks of its own.
+        acks = Acks(underlay)
+
+        async def deliver(message: DeliveredMessage) -> None:
+            await self._callback(Delivery(message, acks))
+
+        result = await underlay.basic_consume(self.queue, deliver)
+        self._underlay, self._acks, self._tag = underlay, acks, result.consumer_tag
         underlay.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
 
     async def _on_reopen(self, *_: Any) -> None:
@@ -142,6 +222,11 @@ class RawConsumer:
                     "cannot consume %s yet (%s)", self.queue, type(exc).__name__, extra={"queue": self.queue}
                 )
                 delay = RECONSUME_SECONDS
+
+    async def flush(self) -> None:
+        """Send the acks asked for so far now (before the channel is closed)."""
+        if self._acks is not None:
+            await self._acks.flush()
 
     async def cancel(self) -> None:
         """Stop consuming; deliveries in flight stay with their callbacks to settle."""

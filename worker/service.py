@@ -170,6 +170,10 @@ class Worker:
         # 3. Close the channels, then the connection: whatever was not acked goes back to the
         #    head of its queue. Acks and replies are written without waiting for the socket;
         #    a channel's close goes out after them, where closing the connection would drop them.
+        #    The shared consumer's coalesced acks are sent first.
+        if self._shared is not None:
+            with contextlib.suppress(*CONNECTION_EXCEPTIONS):
+                await self._shared.flush()
         for channel in self._channels:
             if not channel.is_closed:
                 with contextlib.suppress(*CONNECTION_EXCEPTIONS):
