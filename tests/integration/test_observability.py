@@ -9,10 +9,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from shared.db.pool import Connection
 from shared.logs import JsonFormatter, RunContextFilter, run_context
-from tests.helpers import apply_yaml, eventually, finished_execution
+from tests.helpers import apply_yaml, eventually, finished_execution, new_key
 from tests.stack import Services, free_port
 
 TRIGGERS = """
@@ -24,6 +25,12 @@ triggers:
       - id: fails
         http: {{url: "http://127.0.0.1:9/", timeout: 2s}}
     retry: {{max_attempts: 1}}
+  - name: guarded
+    methods: [POST]
+    auth: {{type: api_key}}
+    query: {{n: {{type: integer, required: true}}}}
+    body: {{max_bytes: 64, content_types: [application/json]}}
+    workflow: [{{id: ok, map: {{ok: true}}}}]
 """
 
 
@@ -91,6 +98,50 @@ async def test_ingress_metrics_count_calls_and_refusals(
     )
     assert 'hookline_ingress_rejected_total{reason="method-not-allowed"}' in text
     assert "hookline_ingress_publish_seconds_count" in text
+
+
+def _refusals(text: str) -> dict[str, float]:
+    """hookline_ingress_rejected_total by reason, from the ingress's /metrics."""
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "hookline_ingress_rejected":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    counts[sample.labels["reason"]] = sample.value
+    return counts
+
+
+async def test_every_refusal_is_counted_by_its_reason(
+    stack: Services, db: Connection, workspace: str
+) -> None:
+    await apply_yaml(db, TRIGGERS.format(ws=workspace))
+    key = (await new_key(db, workspace, "guarded")).key
+    url = f"/hooks/{workspace}/guarded"
+    json_body = {"Content-Type": "application/json", "X-API-Key": key}
+    async with httpx.AsyncClient(base_url=stack.base_url) as client:
+
+        async def known() -> bool | None:
+            answer = await client.post(url + "?n=1", json={}, headers={"X-API-Key": key})
+            return True if answer.status_code == 202 else None
+
+        await eventually(known)
+        before = _refusals((await client.get("/metrics")).text)
+        sent = {
+            "unauthorized": await client.post(url + "?n=1", json={}),
+            "method-not-allowed": await client.get(url + "?n=1", headers=json_body),
+            "invalid-parameter": await client.post(url + "?n=x", content=b"{}", headers=json_body),
+            "body-too-large": await client.post(
+                url + "?n=1", content=b"[" + b"1," * 64 + b"1]", headers=json_body
+            ),
+            "unsupported-media-type": await client.post(
+                url + "?n=1", content=b"a,b", headers={**json_body, "Content-Type": "text/csv"}
+            ),
+            "malformed-body": await client.post(url + "?n=1", content=b'{"a": ', headers=json_body),
+        }
+        after = _refusals((await client.get("/metrics")).text)
+    for reason, answer in sent.items():
+        assert answer.json()["type"] == f"/problems/{reason}"
+        assert after.get(reason, 0) - before.get(reason, 0) == 1, reason
 
 
 async def test_service_logs_are_json_with_the_run_ids_and_no_body(
