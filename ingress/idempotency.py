@@ -24,6 +24,11 @@ on conflict (workspace, trigger, key) do update
     where idempotency_keys.expires_at < now()
 returning execution_id
 """
+_TAKE_OVER = """
+update idempotency_keys set execution_id = $5, created_at = now(), accepted = false
+where workspace = $1 and trigger = $2 and key = $3 and execution_id = $4 and not accepted
+returning execution_id
+"""
 _FIRST = """
 select execution_id, accepted, extract(epoch from now() - created_at)::float8 as age
 from idempotency_keys where workspace = $1 and trigger = $2 and key = $3
@@ -33,8 +38,8 @@ from idempotency_keys where workspace = $1 and trigger = $2 and key = $3
 class IdempotencyStore:
     """Claims (workspace, trigger, key) for an execution id.
 
-    `settle_within`: seconds after which a claim that was neither accepted nor released
-    counts as accepted (its call published, then its process died before saying so).
+    `settle_within`: seconds after which a claim that was neither accepted nor released is
+    taken over by the next call with its key (its process died around the publish).
     """
 
     def __init__(self, pool: asyncpg.Pool, settle_within: float = 11.0) -> None:
@@ -59,7 +64,23 @@ class IdempotencyStore:
                     if claimed is not None:
                         return None
                     first = await connection.fetchrow(_FIRST, workspace, trigger, key)
-                if first is not None and (first["accepted"] or first["age"] >= self._settle_within):
+                    if first is not None and not first["accepted"] and first["age"] >= self._settle_within:
+                        # Neither accepted nor released: its process died around the publish.
+                        # Whether the broker took that one is unknown; this call takes the
+                        # key over and is published itself (at least once, never a 202 for
+                        # a call that may not exist).
+                        taken = await connection.fetchval(
+                            _TAKE_OVER,
+                            workspace,
+                            trigger,
+                            key,
+                            first["execution_id"],
+                            uuid.UUID(execution_id),
+                        )
+                        if taken is not None:
+                            return None
+                        continue
+                if first is not None and first["accepted"]:
                     return str(first["execution_id"])
                 if first is not None:
                     await asyncio.sleep(delay)

@@ -1,0 +1,75 @@
+"""Idempotency claims on PostgreSQL: a repeat waits for the first call's broker verdict, and a
+claim whose process died around its publish is taken over rather than trusted."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from ingress.idempotency import IdempotencyStore
+from shared.db.pool import Connection, create_pool
+from shared.errors import DatabaseUnavailable
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[IdempotencyStore]:
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    try:
+        yield IdempotencyStore(pool, settle_within=11)
+    finally:
+        await pool.close()
+
+
+async def test_a_repeat_gets_the_first_id_once_it_is_accepted(
+    store: IdempotencyStore, workspace: str
+) -> None:
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    assert await store.claim(workspace, "t", "k", first, 3600) is None
+    waiting = asyncio.create_task(store.claim(workspace, "t", "k", second, 3600))
+    await asyncio.sleep(0.3)
+    assert not waiting.done(), "answered before the broker confirmed the first call"
+    await store.accept(workspace, "t", "k", first)
+    assert await asyncio.wait_for(waiting, 5) == first
+
+
+async def test_a_repeat_takes_the_key_when_the_first_call_is_released(
+    store: IdempotencyStore, workspace: str
+) -> None:
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    assert await store.claim(workspace, "t", "k", first, 3600) is None
+    waiting = asyncio.create_task(store.claim(workspace, "t", "k", second, 3600))
+    await asyncio.sleep(0.1)
+    await store.release(workspace, "t", "k", first)  # the broker refused it
+    assert await asyncio.wait_for(waiting, 5) is None  # the repeat is published in its place
+
+
+async def test_a_claim_neither_accepted_nor_released_is_taken_over(
+    store: IdempotencyStore, db: Connection, workspace: str
+) -> None:
+    dead = uuid.uuid4()
+    await db.execute(
+        "insert into idempotency_keys (workspace, trigger, key, execution_id, created_at, expires_at, accepted)"
+        " values ($1, 't', 'k', $2, now() - interval '1 minute', now() + interval '1 hour', false)",
+        workspace,
+        dead,
+    )
+    mine = str(uuid.uuid4())
+    assert await asyncio.wait_for(store.claim(workspace, "t", "k", mine, 3600), 5) is None
+    holder = await db.fetchval(
+        "select execution_id from idempotency_keys where workspace = $1 and key = 'k'", workspace
+    )
+    assert str(holder) == mine
+
+
+async def test_keys_cannot_be_checked_without_the_database(workspace: str) -> None:
+    # A pool on a server that is not there: the ingress answers 503, not a 2xx without the check.
+    pool = await asyncpg.create_pool("postgresql://nobody@127.0.0.1:9/none", min_size=0, timeout=1)
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            await IdempotencyStore(pool).claim(workspace, "t", "k", str(uuid.uuid4()), 60)
+    finally:
+        await pool.close()
