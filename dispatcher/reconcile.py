@@ -180,6 +180,7 @@ class Reconciler:
     def __init__(self, connection: AbstractConnection, prefix: str) -> None:
         self._connection = connection
         self._prefix = prefix
+        self._channel: aiormq.abc.AbstractChannel  # one per apply()
 
     async def apply(self, desired: Topology) -> None:
         """Declare exchanges and queues, then route every trigger's key.
@@ -188,25 +189,23 @@ class Reconciler:
         calls are refused (503) for a moment rather than routed twice.
         """
         invocations = topology.invocations_exchange(self._prefix)
+        # The current channel: a refused declare closes it and `_declare_queue` opens another.
         self._channel = await raw_channel(self._connection)
         try:
-            channel = self._channel
-            await channel.exchange_declare(invocations, exchange_type="direct", durable=True)
+            await self._channel.exchange_declare(invocations, exchange_type="direct", durable=True)
             dead_exchange = topology.dead_letter_exchange(self._prefix)
-            await channel.exchange_declare(dead_exchange, exchange_type="fanout", durable=True)
+            await self._channel.exchange_declare(dead_exchange, exchange_type="fanout", durable=True)
             for queue in (desired.dead, desired.work, *desired.retries, *desired.holds):
                 await self._declare_queue(queue)
-            channel = self._channel
-            await channel.queue_bind(desired.dead.name, dead_exchange)
+            await self._channel.queue_bind(desired.dead.name, dead_exchange)
             for lane in desired.lanes:
                 await self._declare_lane(lane)
-            channel = self._channel
             for route in desired.routes:
                 for target in route.leave:
                     if target.name == desired.work.name or await self._exists(target):
-                        await _unbind(channel, target, invocations, route.key)
+                        await _unbind(self._channel, target, invocations, route.key)
                 if route.bind is not None:
-                    await _bind(channel, route.bind, invocations, route.key)
+                    await _bind(self._channel, route.bind, invocations, route.key)
         finally:
             if not self._channel.is_closed:
                 await self._channel.close()

@@ -16,7 +16,6 @@ import functools
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from shared.db.registry import apply_workspace
 from shared.demo_erp import prepare_demo_erp
 from shared.errors import HooklineError
 from shared.localservers import LocalPostgres, LocalRabbitMQ
+from shared.localservers.ports import free_port, port_is_free
 from shared.localservers.processes import _die_with_parent
 from shared.settings import STATE_DIR, Stack, write_stack
 from shared.spec.loader import load_file
@@ -157,23 +157,14 @@ def _lock_folder(state: Path) -> int | None:
 
 def _demo_env(database_url: str) -> dict[str, str]:
     """The demo target's port, URL and key (fresh each run), and the demo ERP's DSN."""
-    port = os.environ.get("HOOKLINE_DEMO_TARGET_PORT") or _free_port_or("8099")
+    # 8099 when nothing listens there, else any free port (the demo target is ours).
+    port = os.environ.get("HOOKLINE_DEMO_TARGET_PORT") or str(8099 if port_is_free(8099) else free_port())
     return {
         "DEMO_TARGET_PORT": port,
         "DEMO_TARGET_URL": f"http://127.0.0.1:{port}",
         "DEMO_TARGET_KEY": secrets.token_urlsafe(16),
         "DEMO_ERP_DSN": database_url,
     }
-
-
-def _free_port_or(preferred: str) -> str:
-    """`preferred` when nothing listens there, else any free port (the demo target is ours)."""
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", int(preferred)))
-        except OSError:
-            sock.bind(("127.0.0.1", 0))
-        return str(sock.getsockname()[1])
 
 
 async def _prepare(

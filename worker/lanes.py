@@ -120,12 +120,6 @@ class LaneSet:
 
     async def _consume(self, lane: LaneConsumer) -> None:
         channel = await self._connection.channel()
-        try:
-            await channel.set_qos(prefetch_count=1)
-            await channel.get_queue(lane.name, ensure=True)
-        except BaseException:
-            await _close_quietly(channel)
-            raise
 
         async def on_message(message: Delivery) -> None:
             # Decided before any await: a lane being let go, or a stopping worker, runs
@@ -142,12 +136,14 @@ class LaneSet:
 
         lane.closing = False  # before the first delivery can arrive
         try:
+            await channel.set_qos(prefetch_count=1)
+            await channel.get_queue(lane.name, ensure=True)
             await RawConsumer(channel, lane.name, on_message).start()
         except BaseException:
             # Not consuming: the lane stays unclaimed here and the next tick tries again.
             await _close_quietly(channel)
             raise
-        lane.channel = channel
+        lane.channel = channel  # consumed, only now
         log.info("consuming ordered lane %s", lane.name, extra={"queue": lane.name})
 
     async def _let_go(self, lane: LaneConsumer) -> None:

@@ -11,7 +11,7 @@ from litestar import Request, Response, get
 from ingress.api.access import database
 from ingress.api.resources import Resources
 from ingress.hooks import caller_of
-from shared.db.executions import execution_caller, get_execution
+from shared.db.executions import get_execution_and_caller
 from shared.errors import NotFound
 
 _json = msgspec.json.Encoder()
@@ -30,8 +30,7 @@ def status_route(res: Resources) -> Any:
         identity = await entry.auth.before_body(request.headers)
         entry.auth.after_body(b"", request.headers, time.time())
         async with database(res) as connection:
-            found = await get_execution(connection, execution_id)
-            caller = await execution_caller(connection, execution_id)
+            found, caller = await get_execution_and_caller(connection, execution_id)
         # Another consumer's execution is not there for this one (as with idempotent repeats).
         other_callers = caller is not None and caller != caller_of(identity)
         if found.workspace != workspace or found.trigger != trigger or other_callers:

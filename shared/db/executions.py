@@ -139,6 +139,17 @@ class Execution(msgspec.Struct, kw_only=True):
 
 async def get_execution(connection: Connection, execution_id: str) -> Execution:
     """One execution by id; NotFound when no worker has recorded it (yet)."""
+    return _execution(await _execution_row(connection, execution_id))
+
+
+async def get_execution_and_caller(connection: Connection, execution_id: str) -> tuple[Execution, str | None]:
+    """An execution and who made the call (see Invocation.caller: None when the trigger
+    cannot tell callers apart), from one read."""
+    row = await _execution_row(connection, execution_id)
+    return _execution(row), row["caller"]
+
+
+async def _execution_row(connection: Connection, execution_id: str) -> asyncpg.Record:
     try:
         key = uuid.UUID(execution_id)
     except ValueError:
@@ -146,7 +157,7 @@ async def get_execution(connection: Connection, execution_id: str) -> Execution:
     row = await connection.fetchrow("select * from executions where id = $1", key)
     if row is None:
         raise NotFound(f"no execution {execution_id} (a queued execution appears once a worker runs it)")
-    return _execution(row)
+    return row
 
 
 def _execution(row: asyncpg.Record) -> Execution:
@@ -178,9 +189,3 @@ async def recorded_state(connection: Connection, execution_id: str) -> tuple[int
         "select attempts, status from executions where id = $1", uuid.UUID(execution_id)
     )
     return (0, None) if row is None else (int(row["attempts"]), row["status"])
-
-
-async def execution_caller(connection: Connection, execution_id: str) -> str | None:
-    """Who made the call (see Invocation.caller); None when the trigger cannot tell callers apart."""
-    caller = await connection.fetchval("select caller from executions where id = $1", uuid.UUID(execution_id))
-    return str(caller) if caller is not None else None
