@@ -20,6 +20,10 @@ ATTEMPT_HEADER = "x-hookline-attempt"
 RUNS_HEADER = "x-hookline-runs"
 # Header of a dead letter put back by an operator: the worker counts on from the record.
 REPLAYED_HEADER = "x-hookline-replayed"
+# Header of a paused trigger's call that a worker sent back through the invocations
+# exchange (to the hold queue the pause bound its key to). Met again on the work queue, it
+# came through a resume (or a pause not carried out yet) and runs.
+PARKED_HEADER = "x-hookline-parked"
 
 # Retry delays are served by a fixed set of delay queues, one per tier: quorum queues on
 # RabbitMQ 3.10 support a queue-level TTL but no per-message TTL, so a delay is rounded

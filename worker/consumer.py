@@ -12,6 +12,7 @@ import asyncio
 import enum
 import logging
 import time
+from collections.abc import Container
 from dataclasses import dataclass
 
 import msgspec
@@ -29,7 +30,15 @@ from shared.spec.model import Retry
 from worker.engine import Outcome
 from worker.execution import Finished, Reporter
 from worker.holds import Abandoned, LaneHolds, pause
-from worker.retries import attempt_of, backoff_delay, redeliveries_of, replayed, retry_copy, runs_before
+from worker.retries import (
+    attempt_of,
+    backoff_delay,
+    parked,
+    redeliveries_of,
+    replayed,
+    retry_copy,
+    runs_before,
+)
 from worker.workflows import WorkflowCache
 
 log = logging.getLogger(__name__)
@@ -138,20 +147,24 @@ class Runner:
         reporter: Reporter,
         holds: LaneHolds,
         delays: AbstractExchange,
+        invocations: AbstractExchange,
         *,
         prefix: str,
         delivery_limit: int,
         publish_timeout: float,
         stopping: asyncio.Event,
+        paused: Container[tuple[str, str]] = frozenset(),
     ) -> None:
         self._workflows = workflows
         self._reporter = reporter
         self._holds = holds
         self._delays = delays
+        self._invocations = invocations
         self._prefix = prefix
         self._delivery_limit = delivery_limit
         self._publish_timeout = publish_timeout
         self._stopping = stopping
+        self._paused = paused  # (workspace, trigger) paused now, kept current by the worker
 
     async def handle(self, message: Delivery, lane: Lane, queue: str) -> None:
         """The consume callback: run (again, while attempts are left in place), then settle."""
@@ -165,6 +178,14 @@ class Runner:
             with run_context(
                 workspace=invocation.workspace, trigger=invocation.trigger, execution_id=invocation.id
             ):
+                if (
+                    lane is Lane.SHARED
+                    and not message.reply_to  # its caller is waiting: accepted, so answered
+                    and (invocation.workspace, invocation.trigger) in self._paused
+                    and not parked(message)
+                    and await self._park(message, invocation)
+                ):
+                    return
                 await self._handle(message, invocation, lane, queue)
         except Abandoned:
             log.info("stopping: execution handed back unsettled", extra={"execution_id": invocation.id})
@@ -234,6 +255,25 @@ class Runner:
             if held:
                 await self._holds.release(queue)
             return
+
+    async def _park(self, message: Delivery, invocation: Invocation) -> bool:
+        """Send a paused trigger's call met on the shared queue (a retry back from its delay
+        queue, a call queued before the pause) through the invocations exchange again: the
+        pause bound the trigger's key to its hold queue, where the resume finds it. Routing
+        decides, not this worker's view of the pause, so nothing lands in a hold queue that
+        is being deleted. False when it could not be published: it runs now."""
+        key = topology.routing_key(invocation.workspace, invocation.trigger)
+        copy = retry_copy(
+            message, attempt_of(message), runs_before(message) + redeliveries_of(message), parked=True
+        )
+        try:
+            await publish_confirmed(self._invocations, copy, key, self._publish_timeout)
+        except BrokerUnavailable:
+            return False
+        log.info("paused: call sent on to the hold queue")
+        # Confirmed before the ack: a lost ack means a second copy, never none.
+        await settle(message, Verdict.DONE, Lane.SHARED)
+        return True
 
     async def _settled_before(
         self, message: Delivery, lane: Lane, queue: str, invocation: Invocation, status: Status | None

@@ -36,6 +36,11 @@ def replayed(message: Delivery) -> bool:
     return bool((message.headers or {}).get(topology.REPLAYED_HEADER))
 
 
+def parked(message: Delivery) -> bool:
+    """Whether a worker already sent this message towards a paused trigger's hold queue."""
+    return bool((message.headers or {}).get(topology.PARKED_HEADER))
+
+
 def redeliveries_of(message: Delivery) -> int:
     """How often the broker gave this message to a worker that did not settle it."""
     return _int_header(message, "x-delivery-count", 0)
@@ -46,9 +51,14 @@ def backoff_delay(retry: Retry, attempt: int) -> float:
     return float(min(retry.backoff * 2 ** (attempt - 1), retry.max_backoff))
 
 
-def retry_copy(message: Delivery, next_attempt: int, runs: int) -> aio_pika.Message:
-    """The message to park in a delay queue: same body and id, the next attempt's number."""
-    headers = {topology.ATTEMPT_HEADER: next_attempt, topology.RUNS_HEADER: runs}
+def retry_copy(message: Delivery, next_attempt: int, runs: int, *, parked: bool = False) -> aio_pika.Message:
+    """The message to put in a delay queue (or, `parked`, a hold queue): same body and id,
+    the next attempt's number."""
+    headers = {
+        topology.ATTEMPT_HEADER: next_attempt,
+        topology.RUNS_HEADER: runs,
+        topology.PARKED_HEADER: True if parked else None,
+    }
     return aio_pika.Message(
         message.body,
         headers=republished_headers(message.headers, **headers),

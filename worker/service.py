@@ -49,6 +49,7 @@ class Worker:
         self._channels: list[AbstractChannel] = []
         self._lanes: LaneSet | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._paused: set[tuple[str, str]] = set()  # shared with the runner, updated in place
 
     async def run(self) -> None:
         """Consume until `stop()`."""
@@ -84,10 +85,12 @@ class Worker:
             Reporter(self._recorder, ReplyPublisher(replies, self.settings.publish_timeout), self._pool),
             LaneHolds(self._pool, self._stop),
             delays.default_exchange,
+            await delays.get_exchange(topology.invocations_exchange(self.settings.amqp_prefix), ensure=False),
             prefix=self.settings.amqp_prefix,
             delivery_limit=self.settings.delivery_limit,
             publish_timeout=self.settings.publish_timeout,
             stopping=self._stop,
+            paused=self._paused,
         )
         self._lanes = LaneSet(connection, self.settings.amqp_prefix, self._run_ordered)
         channel = await connection.channel()
@@ -143,6 +146,9 @@ class Worker:
             layouts = await load_layouts(connection)
             paused = await paused_triggers(connection)
         # A paused ordered trigger's lanes are let go (once idle): its calls wait there, in order.
+        # A paused unordered trigger's calls met on the shared queue go to its hold queue.
+        self._paused.clear()
+        self._paused.update(paused)
         layouts = [x for x in layouts if (x.workspace, x.trigger) not in paused]
         if self._lanes is not None:
             await self._lanes.sync(layouts)

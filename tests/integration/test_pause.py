@@ -3,6 +3,8 @@ run after the resume, in arrival order for an ordered trigger; nothing lost."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,6 +31,16 @@ triggers:
     auth: {{type: none}}
     mode: request_response
     workflow: [{{respond: {{status: 200, body: answered}}}}]
+"""
+
+# Fails at once (nothing listens on the discard port) and retries every 250 ms.
+FAILING = """
+workspace: {ws}
+triggers:
+  - name: failing
+    auth: {{type: none}}
+    retry: {{max_attempts: 100, backoff: 250ms, max_backoff: 250ms}}
+    workflow: [{{id: call, http: {{url: "http://127.0.0.1:9/down", timeout: 1s}}}}]
 """
 
 
@@ -135,6 +147,33 @@ async def test_a_paused_async_trigger_holds_calls_on_the_broker_and_runs_them_on
         return True if await queue(api, ws, "held") is None else None
 
     await eventually(hold_queue_gone, timeout=15)
+
+
+async def test_a_paused_unordered_trigger_stops_retrying_and_retries_again_on_resume(
+    api: httpx.AsyncClient, ws: str, db: Connection
+) -> None:
+    await apply_yaml(db, FAILING.format(ws=ws))
+    execution = uuid.UUID((await send(api, ws, "failing", {"n": 1})).json()["execution_id"])
+
+    async def attempts(more_than: int) -> int | None:
+        made = await db.fetchval("select attempts from executions where id = $1", execution)
+        return made if made is not None and made > more_than else None
+
+    await eventually(lambda: attempts(1))  # failing and retrying through the delay queue
+    await api.post(f"/api/workspaces/{ws}/triggers/failing/pause")
+
+    async def parked() -> dict[str, Any] | None:
+        held = await queue(api, ws, "held")
+        return held if held is not None and held["messages"] == 1 else None
+
+    await eventually(parked, timeout=15)  # the retry came back and was parked, not run
+    made = await db.fetchval("select attempts from executions where id = $1", execution)
+    await asyncio.sleep(2)  # eight retry periods
+    assert await db.fetchval("select attempts from executions where id = $1", execution) == made
+    assert (await parked()) is not None
+
+    await api.post(f"/api/workspaces/{ws}/triggers/failing/resume")
+    assert await eventually(lambda: attempts(made), timeout=15) > made
 
 
 async def test_a_paused_ordered_trigger_keeps_its_calls_in_its_lane_and_runs_them_in_order(
