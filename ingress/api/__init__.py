@@ -14,7 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from ingress.api import deadletters, executions, keys, queues, tokens, triggers, workspaces
 from ingress.api.access import scope_provider
 from ingress.api.health import health_routes
-from ingress.api.resources import Resources
+from ingress.api.resources import MAX_BODY_BYTES, Resources
 from ingress.api.status import status_route
 from ingress.problems import problem_response
 
@@ -27,6 +27,8 @@ def api_router(res: Resources) -> Router:
     """Every `/api` handler, each needing a management token (the `access` dependency)."""
     return Router(
         path="/api",
+        # Read (and parsed) before the token is checked: keep what a stranger can make us read small.
+        request_max_body_size=MAX_BODY_BYTES,
         route_handlers=[handler for module in MODULES for handler in module.routes(res)],
         dependencies={"access": Provide(scope_provider(res))},
         exception_handlers={asyncpg.DataError: _bad_data},

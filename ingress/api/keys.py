@@ -6,6 +6,7 @@ and first characters.
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 import msgspec
@@ -42,8 +43,9 @@ class Triggers(msgspec.Struct, forbid_unknown_fields=True):
     triggers: TriggerNames
 
 
-async def _one(connection: Connection, workspace: str, key_id: str) -> KeyInfo:
-    found = [k for k in await keys.list_keys(connection, workspace) if str(k.id) == key_id]
+async def _one(connection: Connection, workspace: str, key_id: uuid.UUID) -> KeyInfo:
+    """The key as listed. `key_id` is always the id, never the value a caller named it by."""
+    found = [k for k in await keys.list_keys(connection, workspace) if k.id == key_id]
     if not found:
         raise NotFound(f"no live key {key_id} in workspace {workspace}")
     return found[0]
@@ -71,8 +73,8 @@ def routes(res: Resources) -> list[Any]:
     async def relabel(access: Scope, workspace: str, key_id: str, data: Relabel) -> KeyInfo:
         access.check(workspace)
         async with database(res) as connection:
-            await keys.relabel_key(connection, workspace, key_id, data.label)
-            return await _one(connection, workspace, key_id)
+            found = await keys.relabel_key(connection, workspace, key_id, data.label)
+            return await _one(connection, workspace, found)
 
     @delete(base + "/{key_id:str}", summary="Revoke a key (refused by every ingress within a second)")
     async def revoke(access: Scope, workspace: str, key_id: str) -> None:
@@ -84,14 +86,14 @@ def routes(res: Resources) -> list[Any]:
     async def attach(access: Scope, workspace: str, key_id: str, data: Triggers) -> KeyInfo:
         access.check(workspace)
         async with database(res) as connection:
-            await keys.attach_key(connection, workspace, key_id, data.triggers)
-            return await _one(connection, workspace, key_id)
+            found = await keys.attach_key(connection, workspace, key_id, data.triggers)
+            return await _one(connection, workspace, found)
 
     @post(base + "/{key_id:str}/detach", summary="Stop a key opening some triggers", status_code=200)
     async def detach(access: Scope, workspace: str, key_id: str, data: Triggers) -> KeyInfo:
         access.check(workspace)
         async with database(res) as connection:
-            await keys.detach_key(connection, workspace, key_id, data.triggers)
-            return await _one(connection, workspace, key_id)
+            found = await keys.detach_key(connection, workspace, key_id, data.triggers)
+            return await _one(connection, workspace, found)
 
     return [list_all, create, relabel, revoke, attach, detach]

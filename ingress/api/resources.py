@@ -9,6 +9,9 @@ from ingress.publishing import InvocationPublisher
 from ingress.registry import TriggerRegistry
 from shared.settings import Settings
 
+# The largest body the management API and the console read: a trigger definition, a form.
+MAX_BODY_BYTES = 1_048_576
+
 
 class Resources:
     """The pool, the registry, the publisher and the hot path of one ingress process."""

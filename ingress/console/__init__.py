@@ -19,7 +19,7 @@ from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
-from ingress.api.resources import Resources
+from ingress.api.resources import MAX_BODY_BYTES, Resources
 from ingress.console.actions import actions
 from ingress.console.pages import pages, trigger_pages
 from ingress.console.session import NotSignedIn
@@ -66,6 +66,8 @@ def console_router(res: Resources) -> Router:
     static = create_static_files_router(path="/static", directories=[Path(__file__).parent / "static"])
     return Router(
         path="/console",
+        # Read (and parsed) before the token is checked: keep what a stranger can make us read small.
+        request_max_body_size=MAX_BODY_BYTES,
         route_handlers=[*pages(res), *trigger_pages(res), *actions(res), static],
         response_headers=HEADERS,
         exception_handlers={NotSignedIn: _to_sign_in, HooklineError: _error_page},

@@ -115,7 +115,7 @@ async def _key_id(connection: Connection, workspace: str, key: str) -> uuid.UUID
     return found  # type: ignore[no-any-return]
 
 
-async def attach_key(connection: Connection, workspace: str, key: str, triggers: list[str]) -> None:
+async def attach_key(connection: Connection, workspace: str, key: str, triggers: list[str]) -> uuid.UUID:
     """Let an existing key open more triggers of its workspace (one consumer, one key)."""
     async with connection.transaction():
         key_id = await _key_id(connection, workspace, key)
@@ -125,9 +125,10 @@ async def attach_key(connection: Connection, workspace: str, key: str, triggers:
                 key_id,
                 trigger_id,
             )
+    return key_id
 
 
-async def detach_key(connection: Connection, workspace: str, key: str, triggers: list[str]) -> None:
+async def detach_key(connection: Connection, workspace: str, key: str, triggers: list[str]) -> uuid.UUID:
     """Stop a key opening some triggers (it stays valid for the others)."""
     async with connection.transaction():
         key_id = await _key_id(connection, workspace, key)
@@ -135,12 +136,14 @@ async def detach_key(connection: Connection, workspace: str, key: str, triggers:
             await connection.execute(
                 "delete from api_key_triggers where key_id = $1 and trigger_id = $2", key_id, trigger_id
             )
+    return key_id
 
 
-async def relabel_key(connection: Connection, workspace: str, key: str, label: str) -> None:
-    """Change a key's label."""
+async def relabel_key(connection: Connection, workspace: str, key: str, label: str) -> uuid.UUID:
+    """Change a key's label; the key's id (it may have been named by its value)."""
     key_id = await _key_id(connection, workspace, key)
     await connection.execute("update api_keys set label = $2 where id = $1", key_id, label)
+    return key_id
 
 
 async def revoke_key(connection: Connection, workspace: str, key: str) -> None:

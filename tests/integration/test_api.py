@@ -92,6 +92,22 @@ async def test_every_api_call_needs_a_valid_token(stack: Services) -> None:
     assert wrong.json()["detail"] == "this token is not valid (revoked, or never issued)"
 
 
+async def test_a_stranger_cannot_make_the_api_or_console_read_a_large_body(stack: Services) -> None:
+    """Bodies are read before the token is checked: the management routes read 1 MiB at most."""
+    big = b"x" * (2 * 1024 * 1024)
+    async with httpx.AsyncClient(base_url=stack.base_url) as client:
+        api = await client.put("/api/workspaces/w/triggers/t", content=big)
+        console = await client.post(
+            "/console/login",
+            content=b"token=" + big,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        small = await client.put("/api/workspaces/w/triggers/t", content=b"{}")
+    assert (api.status_code, console.status_code) == (413, 413)
+    assert api.headers["content-type"] == "application/problem+json"
+    assert small.status_code == 401  # below the limit, the token is what is missing
+
+
 async def test_workspaces_are_listed_shown_and_created(
     api: httpx.AsyncClient, ws: str, workspace: str
 ) -> None:
@@ -183,6 +199,20 @@ async def test_keys_are_created_once_listed_without_secret_relabelled_attached_a
     assert detached.json()["triggers"] == []
     attached = await api.post(f"/workspaces/{ws}/keys/{key['id']}/attach", json={"triggers": ["inbox"]})
     assert attached.json()["triggers"] == ["inbox"]
+    # A consumer may name the key by its value: the answer shows the key as listed, never the value.
+    by_value = f"/workspaces/{ws}/keys/{key['key']}"
+    for answer, label, triggers in (
+        (await api.patch(by_value, json={"label": "partner-c"}), "partner-c", ["inbox"]),
+        (await api.post(f"{by_value}/detach", json={"triggers": ["inbox"]}), "partner-c", []),
+        (await api.post(f"{by_value}/attach", json={"triggers": ["inbox"]}), "partner-c", ["inbox"]),
+    ):
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["id"], answer.json()["label"], answer.json()["triggers"]) == (
+            key["id"],
+            label,
+            triggers,
+        )
+        assert key["key"] not in answer.text
     assert (await api.delete(f"/workspaces/{ws}/keys/{key['id']}")).status_code == 204
 
     async def refused_now() -> bool | None:
