@@ -14,6 +14,7 @@ from shared.broker import NotRouted, QueueFull
 from shared.db.keys import KeyRejected
 from shared.db.runlog import BadFilter
 from shared.db.triggers import TriggerExists
+from shared.deadletters import NotReplayable
 from shared.errors import BrokerUnavailable, DatabaseUnavailable, HooklineError, NotFound, SpecError
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ STATUS: dict[type[HooklineError], tuple[int, str]] = {
     errors.AdminUnauthorized: (401, "Unauthorized"),
     errors.Forbidden: (403, "Forbidden"),
     TriggerExists: (409, "Trigger exists"),
+    NotReplayable: (409, "Not replayable"),
     SpecError: (400, "Invalid definition"),
     KeyRejected: (400, "Key rejected"),
     BadFilter: (400, "Bad filter"),

@@ -20,8 +20,19 @@ from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractIncomingM
 
 from shared import topology
 from shared.broker import publish_confirmed, republished_headers
+from shared.db.pool import Connection
 from shared.errors import HooklineError
 from shared.messages import Invocation, invocation_decoder
+
+# One look at the dead-letter queue at a time, across processes: a look takes every letter
+# (unacknowledged), so a second look at the same time would see none of them.
+_LOOK_LOCK = 0x686F6F6B  # "hook"
+
+
+class NotReplayable(HooklineError):
+    """Raised for a dead letter that is not an invocation (nothing to route it to)."""
+
+    problem_type = "not-replayable"
 
 
 @dataclass(frozen=True)
@@ -71,8 +82,21 @@ class DeadLetters:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def opened(cls, connection: AbstractConnection, prefix: str) -> AsyncIterator[DeadLetters]:
-        """Take every dead letter (unacknowledged); hand back the rest on exit."""
+    async def opened(
+        cls, connection: AbstractConnection, prefix: str, database: Connection
+    ) -> AsyncIterator[DeadLetters]:
+        """Take every dead letter (unacknowledged); hand back the rest on exit. `database`
+        holds the lock that makes looks (API, console, CLI) take turns."""
+        await database.execute("select pg_advisory_lock($1)", _LOOK_LOCK)
+        try:
+            async with cls._taken(connection, prefix) as letters:
+                yield letters
+        finally:
+            await database.execute("select pg_advisory_unlock($1)", _LOOK_LOCK)
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def _taken(cls, connection: AbstractConnection, prefix: str) -> AsyncIterator[DeadLetters]:
         letters = cls(connection, prefix)
         reader = await connection.channel()
         # Confirms, and returns raised: an unroutable replay must not ack its dead letter.
@@ -109,12 +133,12 @@ class DeadLetters:
     async def replay(self, letter: DeadLetter) -> None:
         """Publish it to its trigger's route (confirmed), then ack the dead letter.
 
-        Raises BrokerUnavailable (NotRouted when the trigger no longer routes anywhere);
-        the dead letter then stays where it is.
+        Raises BrokerUnavailable (NotRouted when the trigger no longer routes anywhere) or
+        NotReplayable; the dead letter then stays where it is.
         """
         message = next(m for x, m in self.taken if x == letter)
         if letter.workspace is None or letter.trigger is None:
-            raise HooklineError(f"dead letter {letter.id} is not an invocation; it cannot be replayed")
+            raise NotReplayable(f"dead letter {letter.id} is not an invocation; it cannot be replayed")
         copy = aio_pika.Message(
             message.body,
             # A fresh budget of attempts; the ordering key header (if any) stays.

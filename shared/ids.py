@@ -21,6 +21,15 @@ def uuid7() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
+def is_uuid(text: str) -> bool:
+    """Whether `text` is a UUID (an execution id) at all."""
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
 def new_api_key() -> str:
     """A fresh key: 32 random bytes, URL-safe, with a recognisable prefix."""
     return KEY_PREFIX + secrets.token_urlsafe(32)

@@ -15,7 +15,8 @@ from litestar import get, post
 from ingress.api.access import Scope, database
 from ingress.api.resources import Resources
 from shared.deadletters import DeadLetter, DeadLetters
-from shared.errors import NotFound
+from shared.errors import HooklineError, NotFound
+from shared.ids import is_uuid
 
 
 class DeadLetterView(msgspec.Struct, kw_only=True):
@@ -38,19 +39,28 @@ class ReplayRequest(msgspec.Struct, forbid_unknown_fields=True):
     ids: Annotated[list[str], msgspec.Meta(min_length=1, max_length=1000)]
 
 
+class NotReplayed(msgspec.Struct, kw_only=True):
+    """A dead letter found but not put back, and why (it stays a dead letter)."""
+
+    id: str
+    error: str
+
+
 class ReplayResult(msgspec.Struct, kw_only=True):
-    """Which were put back on their triggers' routes, and which were not found."""
+    """Which were put back on their triggers' routes, which were not found, and which could
+    not be put back (a deleted trigger, a letter that is not an invocation)."""
 
     replayed: list[str]
     missing: list[str]
+    failed: list[NotReplayed] = msgspec.field(default_factory=list)
 
 
 async def describe(res: Resources, letters: list[DeadLetter]) -> list[DeadLetterView]:
     """Dead letters with their executions' status, attempts and error."""
-    ids = [x.id for x in letters]
+    ids = [x.id for x in letters if is_uuid(x.id)]
     async with database(res) as connection:
         rows = await connection.fetch(
-            "select id::text, status, attempts, error from executions where id::text = any($1::text[])", ids
+            "select id::text, status, attempts, error from executions where id = any($1::uuid[])", ids
         )
     found = {r["id"]: r for r in rows}
     views = []
@@ -77,19 +87,34 @@ async def dead_letters(
 ) -> list[DeadLetterView]:
     """The dead letters this token may see."""
     workspace = access.narrow(workspace)
-    async with DeadLetters.opened(res.publisher.connection, res.settings.amqp_prefix) as letters:
+    async with (
+        database(res) as lock,
+        DeadLetters.opened(res.publisher.connection, res.settings.amqp_prefix, lock) as letters,
+    ):
         selected = letters.select(None, workspace, trigger)
     return await describe(res, selected)
 
 
 async def replay_letters(res: Resources, access: Scope, ids: list[str]) -> ReplayResult:
-    """Replay these dead letters (confirmed publish, then ack); the rest stay."""
-    replayed = []
-    async with DeadLetters.opened(res.publisher.connection, res.settings.amqp_prefix) as letters:
+    """Replay these dead letters (confirmed publish, then ack); the rest stay. One that
+    cannot be put back is reported in `failed` and does not stop the others."""
+    replayed: list[str] = []
+    failed: list[NotReplayed] = []
+    async with (
+        database(res) as lock,
+        DeadLetters.opened(res.publisher.connection, res.settings.amqp_prefix, lock) as letters,
+    ):
         for letter in letters.select(set(ids), access.workspace, None):
-            await letters.replay(letter)
+            try:
+                await letters.replay(letter)
+            except HooklineError as exc:
+                failed.append(NotReplayed(id=letter.id, error=str(exc)))
+                if len(ids) == 1:
+                    raise  # one asked for: its error is the answer (409, 503)
+                continue
             replayed.append(letter.id)
-    return ReplayResult(replayed=replayed, missing=sorted(set(ids) - set(replayed)))
+    found = set(replayed) | {x.id for x in failed}
+    return ReplayResult(replayed=replayed, missing=sorted(set(ids) - found), failed=failed)
 
 
 def routes(res: Resources) -> list[Any]:

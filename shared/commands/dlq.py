@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import uuid
 from typing import Any
 
 import msgspec
@@ -14,6 +13,7 @@ from shared.commands import runs
 from shared.db.pool import connect
 from shared.deadletters import DeadLetter, DeadLetters
 from shared.errors import HooklineError
+from shared.ids import is_uuid
 from shared.settings import Settings
 
 
@@ -56,7 +56,8 @@ async def _list(settings: Settings, ns: argparse.Namespace) -> int:
     workspace, trigger = ns.trigger or (None, None)
     async with (
         connect_once(settings.amqp_url, "hookline-dlq") as broker,
-        DeadLetters.opened(broker, settings.amqp_prefix) as letters,
+        connect(settings.database_url) as lock,
+        DeadLetters.opened(broker, settings.amqp_prefix, lock) as letters,
     ):
         selected = letters.select(None, workspace, trigger)
     rows = await _rows(settings, selected)
@@ -74,7 +75,7 @@ async def _list(settings: Settings, ns: argparse.Namespace) -> int:
 
 
 async def _rows(settings: Settings, letters: list[DeadLetter]) -> list[Row]:
-    ids = [x.id for x in letters if _is_uuid(x.id)]
+    ids = [x.id for x in letters if is_uuid(x.id)]
     async with connect(settings.database_url) as connection:
         found = {
             str(r["id"]): r
@@ -109,7 +110,8 @@ async def _replay(settings: Settings, ns: argparse.Namespace) -> int:
     failed = 0
     async with (
         connect_once(settings.amqp_url, "hookline-dlq") as broker,
-        DeadLetters.opened(broker, settings.amqp_prefix) as letters,
+        connect(settings.database_url) as lock,
+        DeadLetters.opened(broker, settings.amqp_prefix, lock) as letters,
     ):
         selected = letters.select(wanted, workspace, trigger)
         for letter in selected:
@@ -124,11 +126,3 @@ async def _replay(settings: Settings, ns: argparse.Namespace) -> int:
     for execution_id in missing:
         print(f"hookline: no dead letter {execution_id}", file=sys.stderr)
     return 1 if failed or missing else 0
-
-
-def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True

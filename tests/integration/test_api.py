@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aio_pika
 import httpx
 import pytest
 
+from shared import topology
+from shared.broker import connect_once
 from shared.db.pool import Connection
 from tests.helpers import apply_yaml, eventually, finished_execution
 from tests.stack import Services
@@ -284,10 +287,57 @@ async def test_dead_letters_are_listed_with_their_error_and_replayed(
     )
     assert letter["error"].startswith("step fail (http):")
     replayed = await api.post(f"/dead-letters/{execution_id}/replay")
-    assert replayed.json() == {"replayed": [execution_id], "missing": []}
+    assert replayed.json() == {"replayed": [execution_id], "missing": [], "failed": []}
     missing = await api.post("/dead-letters/replay", json={"ids": ["0190f000-0000-7000-8000-000000000000"]})
-    assert missing.json() == {"replayed": [], "missing": ["0190f000-0000-7000-8000-000000000000"]}
+    assert missing.json() == {
+        "replayed": [],
+        "missing": ["0190f000-0000-7000-8000-000000000000"],
+        "failed": [],
+    }
     assert (await api.post("/dead-letters/0190f000-0000-7000-8000-000000000000/replay")).status_code == 404
+
+
+async def test_a_dead_letter_that_cannot_be_replayed_is_reported_and_the_others_are_replayed(
+    api: httpx.AsyncClient, ws: str, stack: Services, db: Connection
+) -> None:
+    execution_id = (await call(stack, f"/hooks/{ws}/broken", json={"x": 2})).json()["execution_id"]
+    await finished_execution(db, execution_id)
+    # What a worker dead-letters when a message is not an invocation at all.
+    garbage = f"garbage-{ws}"
+    dead_letters = topology.dead_letter_queue_name(stack.env["HOOKLINE_AMQP_PREFIX"])
+    async with connect_once(stack.env["HOOKLINE_AMQP_URL"], "test") as broker:
+        channel = await broker.channel()
+        await channel.default_exchange.publish(
+            aio_pika.Message(b"\x00 not an invocation", message_id=garbage), dead_letters
+        )
+        try:
+
+            async def both() -> list[str] | None:
+                ids = {x["id"] for x in (await api.get("/dead-letters")).json()}
+                return [garbage, execution_id] if {garbage, execution_id} <= ids else None
+
+            await eventually(both)
+            one = await api.post(f"/dead-letters/{garbage}/replay")
+            assert (one.status_code, one.headers["content-type"]) == (409, "application/problem+json")
+            assert (
+                one.json()["detail"] == f"dead letter {garbage} is not an invocation; it cannot be replayed"
+            )
+            batch = await api.post("/dead-letters/replay", json={"ids": [garbage, execution_id]})
+            assert batch.status_code == 200
+            assert batch.json() == {
+                "replayed": [execution_id],
+                "missing": [],
+                "failed": [{"id": garbage, "error": one.json()["detail"]}],
+            }
+            left = [x["id"] for x in (await api.get("/dead-letters")).json()]
+            assert garbage in left  # not put back, and not lost either
+        finally:
+            # Take the garbage away; closing the channel hands the other letters back.
+            queue = await channel.get_queue(dead_letters, ensure=False)
+            while (message := await queue.get(fail=False)) is not None:
+                if message.message_id == garbage:
+                    await message.ack()
+            await channel.close()
 
 
 async def test_queues_report_depth_and_consumers(api: httpx.AsyncClient, stack: Services, ws: str) -> None:
