@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -286,6 +287,9 @@ async def test_dead_letters_are_listed_with_their_error_and_replayed(
         "dead",
     )
     assert letter["error"].startswith("step fail (http):")
+    # Operators looking at the same time each see every letter (looks take turns).
+    looks = await asyncio.gather(*(api.get("/dead-letters", params={"workspace": ws}) for _ in range(6)))
+    assert [[x["id"] for x in look.json()] for look in looks] == [[execution_id]] * 6
     replayed = await api.post(f"/dead-letters/{execution_id}/replay")
     assert replayed.json() == {"replayed": [execution_id], "missing": [], "failed": []}
     missing = await api.post("/dead-letters/replay", json={"ids": ["0190f000-0000-7000-8000-000000000000"]})
