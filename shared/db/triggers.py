@@ -190,15 +190,27 @@ async def define_trigger(
 
 
 async def delete_trigger(connection: Connection, workspace: str, name: str) -> None:
-    """Soft delete: the URL answers 404, its queue routes are removed, its runs stay."""
-    result = await connection.execute(
-        "update triggers set deleted_at = now(), updated_at = now()"
-        " where workspace = $1 and name = $2 and deleted_at is null",
-        workspace,
-        name,
-    )
-    if result.endswith(" 0"):
-        raise NotFound(f"no trigger {workspace}/{name}")
+    """Soft delete: the URL answers 404, its queue routes are removed, its runs stay.
+
+    A pause ends with it, carried out as a resume (what its hold queue kept goes back to the
+    work queue, where a deleted trigger's calls are dead-lettered for an operator to see),
+    so a trigger made again under the name does not start out paused.
+    """
+    async with connection.transaction():
+        result = await connection.execute(
+            "update triggers set deleted_at = now(), updated_at = now()"
+            " where workspace = $1 and name = $2 and deleted_at is null",
+            workspace,
+            name,
+        )
+        if result.endswith(" 0"):
+            raise NotFound(f"no trigger {workspace}/{name}")
+        await connection.execute(
+            "update trigger_pauses set resumed_at = now()"
+            " where workspace = $1 and trigger = $2 and resumed_at is null",
+            workspace,
+            name,
+        )
 
 
 @dataclass(frozen=True)

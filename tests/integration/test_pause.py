@@ -176,6 +176,19 @@ async def test_a_paused_unordered_trigger_stops_retrying_and_retries_again_on_re
     assert await eventually(lambda: attempts(made), timeout=15) > made
 
 
+async def test_a_deleted_paused_trigger_made_again_is_not_paused(
+    api: httpx.AsyncClient, ws: str, db: Connection
+) -> None:
+    await api.post(f"/api/workspaces/{ws}/triggers/loose/pause")
+    assert (await api.delete(f"/api/workspaces/{ws}/triggers/loose")).status_code == 204
+    await apply_yaml(db, TRIGGERS.format(ws=ws))
+    shown = (await api.get(f"/api/workspaces/{ws}/triggers/loose")).json()
+    assert shown["paused"] is False
+    await send(api, ws, "loose", {"n": 7})
+    ran = await eventually(lambda: finished(db, ws, 2, "loose"), timeout=15)
+    assert ran == [-1, 7]
+
+
 async def test_a_paused_ordered_trigger_keeps_its_calls_in_its_lane_and_runs_them_in_order(
     api: httpx.AsyncClient, ws: str, db: Connection
 ) -> None:
