@@ -20,7 +20,7 @@ from worker.steps.base import HttpTarget
 
 
 class Handler(BaseHTTPRequestHandler):
-    """/echo answers what it received; /status/N, /slow, /text, /mislabelled, /empty, /big."""
+    """/echo answers what it received; /status/N, /slow, /text, /mislabelled, /empty, /big, /refuse."""
 
     def _any(self) -> None:
         length = int(self.headers.get("content-length") or 0)
@@ -39,6 +39,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send(204, "text/plain", "")
         elif path == "/big":
             self._send(200, "text/plain", "x" * 5000)
+        elif path.endswith("/refuse"):  # a 401 quoting the key it refused, as some APIs do
+            key = self.headers.get("api-key", "")
+            refusal = json.dumps({"error": f"invalid key {key}", "keys": {key: "unknown"}})
+            self._send(401, "application/json", refusal, {"X-Refused-Key": key})
         else:
             echo = {
                 "method": self.command,
@@ -163,7 +167,7 @@ async def test_a_connection_gives_base_url_and_headers_which_the_record_redacts(
     assert outcome.ok, outcome.error
     echo = outcome.output["body"]
     assert (echo["path"], echo["query"]) == ("/api/orders", "page=2&tags=a&tags=b&flag=true")
-    assert echo["headers"]["api-key"] == "k-3f9a7c1e"
+    assert echo["headers"]["api-key"] == "[redacted]"  # sent, but scrubbed from the answer
     assert echo["headers"]["x-tenant"] == "acme"
     [record] = outcome.steps
     assert record["request"] == {
@@ -190,6 +194,68 @@ async def test_values_in_a_path_are_percent_encoded(resources: StaticResources) 
     )
     outcome = await workflow.run(invocation({"id": "../admin x"}), 1)
     assert outcome.output["body"]["path"] == "/api/items/..%2Fadmin%20x/stock"
+
+
+async def test_a_target_echoing_the_connections_secret_has_it_scrubbed_from_the_output(
+    resources: StaticResources,
+) -> None:
+    workflow = workflow_of(
+        "- id: call\n  http: {connection: target, path: /refuse}", resources, connections=CONNECTION
+    )
+    outcome = await workflow.run(invocation(), 1)
+    assert outcome.error == "step call (http): GET ${env:TARGET_URL}/api/refuse answered 401; expected 2xx"
+    [record] = outcome.steps
+    assert record["output"]["body"] == {"error": "invalid key [redacted]", "keys": {"[redacted]": "unknown"}}
+    assert record["output"]["headers"]["x-refused-key"] == "[redacted]"
+    assert "k-3f9a7c1e" not in json.dumps(record)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "sent"),
+    [
+        ("/items/{{ request.body.id }}", "..", "/api/items/%2E%2E"),
+        ("/items/{{ request.body.id }}/stock", ".", "/api/items/%2E/stock"),
+        ("/items/{{ request.body.id }}{{ request.body.id }}", ".", "/api/items/%2E%2E"),
+        ("/items/{{ request.body.id }}", "...", "/api/items/%2E%2E%2E"),
+        ("/items/{{ request.body.id }}", "a..b", "/api/items/a..b"),
+        ("{{ request.body.id }}", "../../admin?x=1#", "/api/%2E%2E/%2E%2E/admin%3Fx%3D1%23"),
+        ("{{ request.body.id }}", "/orders/7", "/api/orders/7"),
+    ],
+)
+async def test_a_value_cannot_climb_out_of_its_segment_nor_the_base_url(
+    resources: StaticResources, path: str, value: str, sent: str
+) -> None:
+    workflow = workflow_of(
+        f"- id: call\n  http: {{connection: target, path: '{path}'}}", resources, connections=CONNECTION
+    )
+    outcome = await workflow.run(invocation({"id": value}), 1)
+    assert outcome.ok, outcome.error
+    assert (outcome.output["body"]["path"], outcome.output["body"]["query"]) == (sent, "")
+
+
+async def test_a_path_that_leaves_the_base_url_is_refused(resources: StaticResources) -> None:
+    workflow = workflow_of(
+        "- id: call\n  http: {connection: target, path: /../admin}", resources, connections=CONNECTION
+    )
+    outcome = await workflow.run(invocation(), 1)
+    assert outcome.error == (
+        "step call (http): GET ${env:TARGET_URL}/api/../admin: "
+        "path: the URL leaves the connection's base URL ${env:TARGET_URL}/api"
+    )
+
+
+async def test_a_value_in_the_query_written_in_the_url_is_encoded_as_a_query_value(
+    server: str, resources: StaticResources
+) -> None:
+    workflow = workflow_of(
+        f'- id: call\n  http: {{url: "{server}/echo?q={{{{ request.body.q }}}}&page=1"}}', resources
+    )
+    outcome = await workflow.run(invocation({"q": "a&admin=1#x"}), 1)
+    assert outcome.ok, outcome.error
+    assert (outcome.output["body"]["path"], outcome.output["body"]["query"]) == (
+        "/echo",
+        "q=a%26admin%3D1%23x&page=1",
+    )
 
 
 async def test_a_status_outside_expect_fails_the_step_and_keeps_the_answer(
@@ -260,3 +326,37 @@ async def test_an_unreachable_server_fails_the_step_naming_the_call(resources: S
     workflow = workflow_of(f'- id: call\n  http: {{url: "{url}"}}', resources)
     outcome = await workflow.run(invocation(), 1)
     assert outcome.error == f"step call (http): GET {url}: ConnectError: All connection attempts failed"
+
+
+@pytest.mark.parametrize(
+    ("host", "problem"),
+    [
+        ("[::1", "invalid URL: Invalid port: ':1'"),
+        ("127.0.0.1:70000", "invalid URL: port 70000 is above 65535"),
+    ],
+)
+async def test_an_invalid_url_fails_the_step_naming_the_problem(
+    resources: StaticResources, host: str, problem: str
+) -> None:
+    workflow = workflow_of('- id: call\n  http: {url: "http://{{ request.body.host }}/x"}', resources)
+    outcome = await workflow.run(invocation({"host": host}), 1)
+    assert outcome.error == f"step call (http): GET http://{host}/x: {problem}"
+
+
+async def test_an_invalid_connection_url_fails_the_step_without_its_secret() -> None:
+    target = HttpTarget(
+        base_url="http://[k-3f9a7c1e]/api",
+        headers={},
+        shown_base_url="${env:TARGET_URL}/api",
+        secrets=("k-3f9a7c1e",),
+    )
+    async with httpx.AsyncClient() as client:
+        workflow = workflow_of(
+            "- id: call\n  http: {connection: target, path: /orders}",
+            StaticResources(client, {"target": target}),
+            connections=CONNECTION,
+        )
+        outcome = await workflow.run(invocation(), 1)
+    assert outcome.error == (
+        "step call (http): GET ${env:TARGET_URL}/api/orders: invalid URL: Invalid IPv6 address: '[[redacted]]'"
+    )

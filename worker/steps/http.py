@@ -1,9 +1,11 @@
 """`http`: call another system with the worker's httpx client; output {status, headers, body}.
 
-The URL is `url`, or a connection's base URL with `path` (values interpolated into a path
-are percent-encoded, so a value cannot climb out of its segment). Connection headers and
-credential-looking headers never reach the record; a status outside `expect` fails the
-step with the answer still recorded as its output.
+The URL is `url`, or a connection's base URL with `path`: values interpolated into a path
+are percent-encoded (dot-segments too), so a value cannot climb out of its segment, and a
+URL that leaves the base URL is refused. Values after a `?` written in `url` are encoded as
+query values. Connection headers and credential-looking headers never reach the record, and
+the connection's secret values are scrubbed from the answer; a status outside `expect` fails
+the step with the answer still recorded as its output.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from shared.expressions import Interpolation, compile_template, render
+from shared.expressions import Expr, Interpolation, compile_template, render
 from shared.spec.connections import is_credential_header
 from shared.spec.steps import HttpCall, HttpStep
 from worker.steps.base import HttpTarget, RunContext, StepFailed, scrub
 
 # An answer is read into memory to become the output: past this, the step fails instead.
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+MAX_PORT = 65535
 REDACTED = "[redacted]"
 _json = msgspec.json.Encoder()
 
@@ -56,26 +59,35 @@ class HttpRunner:
             path = _render_path(self._path, data)
             url, shown_url = _join(target.base_url, path), _join(target.shown_base_url, path)
         else:
-            url = shown_url = str(render(self._url, data))
+            url = shown_url = _render_url(self._url, data)
         headers = {**target.headers, **_texts(render(self._headers, data))}
         content = self._content(data, headers)
         query = _query(render(self._query, data))
         method = self._call.method
         where = f"{method} {shown_url}"
         context.detail = {
-            "request": {
-                "method": method,
-                "url": shown_url,
-                "query": [list(pair) for pair in query],
-                "headers": _redact(headers, set(target.headers)),
-            }
+            "request": _scrubbed(
+                {
+                    "method": method,
+                    "url": shown_url,
+                    "query": [list(pair) for pair in query],
+                    "headers": _redact(headers, set(target.headers)),
+                },
+                target.secrets,
+            )
         }
         try:
-            output = await _send(resources.http, method, url, query, headers, content, self._timeout)
+            address = _address(url, query, target)
+        except _BadURL as exc:
+            raise StepFailed(scrub(f"{where}: {exc}", target.secrets)) from None
+        try:
+            output = await _send(resources.http, method, address, headers, content, self._timeout)
         except httpx.HTTPError as exc:
             raise StepFailed(scrub(f"{where}: {type(exc).__name__}: {exc}", target.secrets)) from None
         except _TooLarge:
             raise StepFailed(f"{where}: the answer is larger than {MAX_RESPONSE_BYTES} bytes") from None
+        # A target may echo a credential back (a 401 quoting the key it refused).
+        output = _scrubbed(output, target.secrets)
         if not _expected(output["status"], self._call.expect):
             wanted = ", ".join(str(e) for e in self._call.expect)
             raise StepFailed(f"{where} answered {output['status']}; expected {wanted}", output)
@@ -98,17 +110,38 @@ class _TooLarge(Exception):
     """Raised while reading an answer past MAX_RESPONSE_BYTES."""
 
 
+class _BadURL(Exception):
+    """Raised when the URL to call is not one (or leaves its connection's base URL)."""
+
+
+def _address(
+    url: str, query: list[tuple[str, str | int | float | bool | None]], target: HttpTarget
+) -> httpx.URL:
+    """The URL to call, query merged; _BadURL if invalid or outside the connection's base URL."""
+    try:
+        # httpx's `params` replaces a query already written in the URL; merging keeps both.
+        address = httpx.URL(url).copy_merge_params(query) if query else httpx.URL(url)
+        base = str(httpx.URL(target.base_url)).rstrip("/") if target.base_url else ""
+    except httpx.InvalidURL as exc:
+        raise _BadURL(f"invalid URL: {exc}") from None
+    # httpx accepts any port number; the socket call would fail later with an OverflowError.
+    if address.port is not None and address.port > MAX_PORT:
+        raise _BadURL(f"invalid URL: port {address.port} is above {MAX_PORT}")
+    # httpx removes dot-segments, so a literal `..` in `path` can still climb: check the result.
+    text = str(address)
+    if base and not (text == base or (text.startswith(base) and text[len(base)] in "/?#")):
+        raise _BadURL(f"path: the URL leaves the connection's base URL {target.shown_base_url}")
+    return address
+
+
 async def _send(
     client: httpx.AsyncClient,
     method: str,
-    url: str,
-    query: list[tuple[str, str | int | float | bool | None]],
+    target: httpx.URL,
     headers: dict[str, str],
     content: bytes | None,
     limits: httpx.Timeout,
 ) -> dict[str, Any]:
-    # httpx's `params` replaces a query already written in the URL; merging keeps both.
-    target = httpx.URL(url).copy_merge_params(query) if query else httpx.URL(url)
     request = client.build_request(method, target, headers=headers, content=content, timeout=limits)
     response = await client.send(request, stream=True)
     try:
@@ -140,9 +173,34 @@ def _body(raw: bytes, response: httpx.Response) -> Any:
 
 
 def _render_path(path: Any, data: dict[str, Any]) -> str:
+    """The path: each value one segment; a path that is one value, one segment per `/` in it."""
     if isinstance(path, Interpolation):
-        return path.evaluate(data, escape=lambda text: quote(text, safe=""))
-    return str(render(path, data) or "")
+        return path.evaluate(data, escape=_segment)
+    if isinstance(path, Expr):
+        return "/".join(_segment(part) for part in _text(path.evaluate(data)).split("/"))
+    return str(path or "")
+
+
+def _segment(text: str) -> str:
+    """`text` percent-encoded to stay in its path segment, as `.` and `..` too (URLs drop those)."""
+    if text and text.strip(".") == "":
+        return "%2E" * len(text)  # any run of dots, so that two values side by side make no `..`
+    return quote(text, safe="")
+
+
+def _render_url(url: Any, data: dict[str, Any]) -> str:
+    """`url` rendered; a value after a `?` is percent-encoded as a query value (`&`, `=`, `#`)."""
+    if not isinstance(url, Interpolation):
+        return str(render(url, data))
+    out: list[str] = []
+    in_query = False
+    for part in url.parts:
+        text = part if isinstance(part, str) else _text(part.evaluate(data))
+        if isinstance(part, Expr) and in_query:
+            text = quote(text, safe="")
+        in_query = in_query or "?" in text
+        out.append(text)
+    return "".join(out)
 
 
 def _join(base: str, path: str) -> str:
@@ -164,6 +222,8 @@ def _query(values: dict[str, Any]) -> list[tuple[str, str | int | float | bool |
 
 
 def _text(value: Any) -> str:
+    if value is None:
+        return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -177,6 +237,19 @@ def _redact(headers: dict[str, str], secret_names: set[str]) -> dict[str, str]:
     """Values of connection headers and of credential-looking headers replaced."""
     secret = {name.lower() for name in secret_names}
     return {k: REDACTED if k.lower() in secret or is_credential_header(k) else v for k, v in headers.items()}
+
+
+def _scrubbed(value: Any, secrets: tuple[str, ...]) -> Any:
+    """`value` with every secret value replaced in its strings (keys too)."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        return {_scrubbed(k, secrets): _scrubbed(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(item, secrets) for item in value]
+    return value
 
 
 def _expected(status: int, expect: Sequence[int | str]) -> bool:
