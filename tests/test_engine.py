@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
+import asyncpg
 import msgspec
 import pytest
 
+from shared.broker import ReplyPublisher
+from shared.db.executions import ExecutionRecord
+from shared.logs import RunContextFilter, run_context
+from shared.messages import Reply
 from shared.spec.model import Trigger
 from tests.workflow_runs import invocation, workflow_of
 from worker.engine import Workflow, truncated
+from worker.execution import Finished, Reporter
+from worker.recorder import Recorder
 from worker.steps.base import RunContext, scrub
 
 
@@ -125,17 +132,6 @@ class Nap:
         return "rested"
 
 
-class Boom:
-    """A step with a bug."""
-
-    kind = "boom"
-    id = "boom"
-    timeout: float | None = None
-
-    async def run(self, context: RunContext) -> Any:
-        return {}["missing"]
-
-
 async def test_a_step_timeout_fails_that_step() -> None:
     workflow = workflow_of("- id: x\n  map: 1")
     workflow.steps = [Nap("quick", 0), Nap("slow", 5, timeout=0.2)]
@@ -159,17 +155,41 @@ async def test_the_workflow_timeout_ends_the_run_in_the_step_that_was_running() 
     ]
 
 
-async def test_a_bug_in_a_step_is_an_internal_error_logged_with_its_traceback(
+class Leaky:
+    """A step with a bug whose message quotes the data it was given."""
+
+    kind = "leaky"
+    id = "leaky"
+    timeout: float | None = None
+
+    async def run(self, context: RunContext) -> Any:
+        raise ValueError(f"cannot parse {context.data['request']['body']['card']}")
+
+
+async def test_a_bug_in_a_step_is_an_internal_error_logged_with_its_frames_but_not_its_message(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     workflow = workflow_of("- id: x\n  map: 1")
-    workflow.steps = [Boom()]
-    with caplog.at_level(logging.ERROR, logger="worker.engine"):
-        outcome = await workflow.run(invocation(), 1)
-    assert outcome.error == "step boom (boom): internal error: KeyError"
+    workflow.steps = [Leaky()]
+    run = invocation({"card": "4111-1111-1111-1111"})
+    caplog.handler.addFilter(RunContextFilter())
+    with caplog.at_level(logging.ERROR, logger="worker.engine"), run_context(execution_id=run.id):
+        outcome = await workflow.run(run, 1)
+    assert outcome.error == "step leaky (leaky): internal error: ValueError"
     [entry] = caplog.records
-    assert entry.getMessage() == "step boom (boom) raised"
-    assert entry.exc_info is not None
+    assert entry.exc_info is None  # a formatter would print the message from it
+    message = entry.getMessage()
+    first, traceback_line, *frames = message.splitlines()
+    assert (first, traceback_line) == (
+        "step leaky (leaky) raised ValueError",
+        "Traceback (most recent call last):",
+    )
+    assert frames[-2:] == [
+        f'  File "{__file__}", line {Leaky.run.__code__.co_firstlineno + 1}, in run',
+        """    raise ValueError(f"cannot parse {context.data['request']['body']['card']}")""",
+    ]
+    assert "4111" not in message
+    assert entry.__dict__["execution_id"] == run.id  # logged within the run's context
 
 
 async def test_a_large_output_is_truncated_in_the_record_but_whole_for_later_steps() -> None:
@@ -219,4 +239,50 @@ async def test_a_workflow_that_cannot_compile_on_this_worker_fails_each_run() ->
 def test_secrets_are_scrubbed_from_messages() -> None:
     assert scrub("cannot log in as admin with s3cr3t-value", ["s3cr3t-value", "x"]) == (
         "cannot log in as admin with [redacted]"
+    )
+
+
+class Recorded:
+    """A Recorder that keeps the records it is given."""
+
+    def __init__(self) -> None:
+        self.records: list[ExecutionRecord] = []
+
+    async def record(self, record: ExecutionRecord) -> None:
+        self.records.append(record)
+
+
+async def test_the_runs_output_and_answer_are_truncated_in_the_record_like_a_steps_output() -> None:
+    workflow = workflow_of('- id: big\n  map: "{{ request.body }}"', output_limit=100)
+    run = invocation({"text": "é" * 200})
+    outcome = await workflow.run(run, 1)
+    recorded = Recorded()
+    reporter = Reporter(
+        cast(Recorder, recorded), cast(ReplyPublisher, None), cast(asyncpg.Pool, None), output_limit=100
+    )
+    await reporter.record(run, Finished(outcome, 1, 1.0, 2.0), "succeeded")
+    [record] = recorded.records
+    encoded = msgspec.json.encode({"text": "é" * 200})
+    preview = {
+        "truncated": True,
+        "size_bytes": len(encoded),
+        "preview": encoded[:100].decode("utf-8", errors="ignore"),
+    }
+    assert record.output == preview
+    # Still a Reply: a call repeating the idempotency key is answered from it.
+    assert record.response == {"execution_id": run.id, "status": 200, "body": preview}
+    assert msgspec.convert(record.response, Reply).body == preview
+    assert outcome.output == {"text": "é" * 200}  # the caller's own answer is whole
+
+
+async def test_a_small_run_output_and_answer_are_recorded_whole() -> None:
+    run = invocation({"n": 1})
+    outcome = await workflow_of('- id: n\n  map: "{{ request.body }}"').run(run, 1)
+    recorded = Recorded()
+    reporter = Reporter(cast(Recorder, recorded), cast(ReplyPublisher, None), cast(asyncpg.Pool, None))
+    await reporter.record(run, Finished(outcome, 1, 1.0, 2.0), "succeeded")
+    [record] = recorded.records
+    assert (record.output, record.response) == (
+        {"n": 1},
+        {"execution_id": run.id, "status": 200, "body": {"n": 1}},
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,8 +155,16 @@ async def _run_step(step: Runnable, context: RunContext) -> Any:
         raise
     except HooklineError as exc:
         raise StepFailed(str(exc)) from None
-    except Exception as exc:
-        log.exception("step %s (%s) raised", step.id, step.kind)
+    except Exception as exc:  # noqa: BLE001 - logged below, frames only
+        # The frames without the message: a plugin's message may quote the data it was given.
+        frames = "".join(traceback.format_tb(exc.__traceback__)).rstrip()
+        log.error(
+            "step %s (%s) raised %s\nTraceback (most recent call last):\n%s",
+            step.id,
+            step.kind,
+            type(exc).__name__,
+            frames,
+        )
         raise StepFailed(f"internal error: {type(exc).__name__}") from None
 
 

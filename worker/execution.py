@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import aiormq
 import asyncpg
@@ -18,7 +19,7 @@ from shared.deliveries import Delivery
 from shared.errors import BrokerUnavailable
 from shared.messages import Invocation, Reply, reply_encoder
 from worker import metrics
-from worker.engine import Outcome
+from worker.engine import DEFAULT_OUTPUT_LIMIT, Outcome, truncated
 from worker.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,17 @@ class Finished:
 class Reporter:
     """Records runs (through the batching Recorder) and answers waiting callers."""
 
-    def __init__(self, recorder: Recorder, replies: ReplyPublisher, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        replies: ReplyPublisher,
+        pool: asyncpg.Pool,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+    ) -> None:
         self._recorder = recorder
         self._replies = replies
         self._pool = pool
+        self._output_limit = output_limit  # bytes of JSON kept, as for each step's output
 
     async def record(self, invocation: Invocation, finished: Finished, status: Status) -> None:
         """Return once the record is committed (waits out a database outage)."""
@@ -58,8 +66,8 @@ class Reporter:
                 started_at=finished.started,
                 finished_at=finished.finished,
                 request=invocation.request,
-                output=outcome.output,
-                response=msgspec.to_builtins(reply) if reply is not None else None,
+                output=truncated(outcome.output, self._output_limit),
+                response=_recorded_response(reply, self._output_limit),
                 steps=outcome.steps,
                 error=outcome.error,
                 replay_of=invocation.replay_of,
@@ -120,6 +128,19 @@ class Reporter:
         except BrokerUnavailable as exc:
             # The caller can read the record from the status URL.
             log.warning("reply not sent (%s)", exc, extra={"execution_id": reply.execution_id})
+
+
+def _recorded_response(reply: Reply | None, limit: int) -> dict[str, Any] | None:
+    """The answer as recorded: its body truncated past `limit`, the rest kept as a Reply.
+
+    Only the body, since a repeated call (same idempotency key) is answered from this record.
+    """
+    if reply is None:
+        return None
+    response: dict[str, Any] = msgspec.to_builtins(reply)
+    if "body" in response:
+        response["body"] = truncated(response["body"], limit)
+    return response
 
 
 def reply_for(invocation: Invocation, outcome: Outcome) -> Reply | None:
