@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import aiormq
 import asyncpg
@@ -67,7 +66,8 @@ class Reporter:
                 finished_at=finished.finished,
                 request=invocation.request,
                 output=truncated(outcome.output, self._output_limit),
-                response=_recorded_response(reply, self._output_limit),
+                # Whole: a call repeating its idempotency key gets this same answer again.
+                response=msgspec.to_builtins(reply) if reply is not None else None,
                 steps=outcome.steps,
                 error=outcome.error,
                 replay_of=invocation.replay_of,
@@ -128,19 +128,6 @@ class Reporter:
         except BrokerUnavailable as exc:
             # The caller can read the record from the status URL.
             log.warning("reply not sent (%s)", exc, extra={"execution_id": reply.execution_id})
-
-
-def _recorded_response(reply: Reply | None, limit: int) -> dict[str, Any] | None:
-    """The answer as recorded: its body truncated past `limit`, the rest kept as a Reply.
-
-    Only the body, since a repeated call (same idempotency key) is answered from this record.
-    """
-    if reply is None:
-        return None
-    response: dict[str, Any] = msgspec.to_builtins(reply)
-    if "body" in response:
-        response["body"] = truncated(response["body"], limit)
-    return response
 
 
 def reply_for(invocation: Invocation, outcome: Outcome) -> Reply | None:
