@@ -24,6 +24,7 @@ from shared.db.notify import follow
 from shared.db.pauses import forget_resumed, pause_states
 from shared.db.pool import DB_ERRORS, create_pool
 from shared.errors import BrokerUnavailable
+from shared.heartbeats import Heartbeat
 from shared.probes import database_ready, start_probes
 from shared.settings import Settings
 from shared.topology import LaneLayout
@@ -54,6 +55,8 @@ class Dispatcher:
         probes = await start_probes(
             "dispatcher", self.settings.host, self.settings.metrics_port, self._checks
         )
+        heartbeat = Heartbeat(self._pool, "dispatcher", self._checks, lambda: probes.port if probes else None)
+        heartbeat.start()
         self._broker.on_connect(self._on_connect)
         await self._broker.start()
         tasks = [
@@ -66,6 +69,7 @@ class Dispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await heartbeat.stop()
         await self._broker.close()
         await self._pool.close()
         if probes is not None:

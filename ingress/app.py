@@ -11,6 +11,7 @@ from typing import Any
 from litestar import HttpMethod, Litestar, Request, Response, route
 
 from ingress.api import Resources, api_router, health_routes, openapi_config, status_route
+from ingress.api.health import readiness
 from ingress.console import console_router, console_templates
 from ingress.hooks import Hooks
 from ingress.idempotency import IdempotencyStore
@@ -22,6 +23,7 @@ from ingress.rejections import RejectionLog
 from ingress.replies import ReplyWaiter
 from shared.db.notify import follow
 from shared.db.pool import DB_ERRORS, create_pool
+from shared.heartbeats import Heartbeat
 from shared.logs import setup_logging
 from shared.settings import Settings, load_settings
 
@@ -54,9 +56,12 @@ def create_app(settings: Settings) -> Litestar:
         idempotency = IdempotencyStore(res.pool, settle_within=2 * settings.publish_timeout + 1)
         res.hooks = Hooks(res.registry, res.publisher, waiter, idempotency, RateLimiter(res.pool), rejections)
         housekeeping = asyncio.create_task(_purge_expired_keys(idempotency), name="idempotency-purge")
+        heartbeat = Heartbeat(res.pool, "ingress", lambda: readiness(res), lambda: settings.port)
+        heartbeat.start()
         try:
             yield
         finally:
+            await heartbeat.stop()
             follower.cancel()
             housekeeping.cancel()
             await rejections.close()

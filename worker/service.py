@@ -21,6 +21,7 @@ from shared.db.notify import follow
 from shared.db.pauses import paused_triggers
 from shared.db.pool import create_pool
 from shared.deliveries import Delivery, RawConsumer
+from shared.heartbeats import Heartbeat
 from shared.probes import database_ready, start_probes
 from shared.settings import Settings
 from worker.connections import Connections
@@ -57,6 +58,8 @@ class Worker:
         self._recorder = Recorder(self._pool)
         self._recorder.start()
         probes = await start_probes("worker", self.settings.host, self.settings.metrics_port, self._checks)
+        heartbeat = Heartbeat(self._pool, "worker", self._checks, lambda: probes.port if probes else None)
+        heartbeat.start()
         self._connections = Connections(self._pool)
         self._connections.start(self.settings.database_url)
         self._broker.on_connect(self._on_connect)
@@ -66,6 +69,7 @@ class Worker:
         follower.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await follower
+        await heartbeat.stop()
         await self._shutdown()
         if probes is not None:
             await probes.stop()
@@ -82,7 +86,12 @@ class Worker:
         delays = await open_confirm_channel(connection)
         self._runner = Runner(
             WorkflowCache(self._pool, self._connections, self.settings.step_output_limit),
-            Reporter(self._recorder, ReplyPublisher(replies, self.settings.publish_timeout), self._pool),
+            Reporter(
+                self._recorder,
+                ReplyPublisher(replies, self.settings.publish_timeout),
+                self._pool,
+                self.settings.step_output_limit,
+            ),
             LaneHolds(self._pool, self._stop),
             delays.default_exchange,
             await delays.get_exchange(topology.invocations_exchange(self.settings.amqp_prefix), ensure=False),

@@ -15,6 +15,18 @@ from shared.db.pool import DB_ERRORS
 _json = msgspec.json.Encoder()
 
 
+async def readiness(res: Resources) -> dict[str, bool]:
+    """What `/readyz` checks: the broker link, the registry loaded, PostgreSQL answering."""
+    checks = {"broker": res.publisher.ready, "registry": res.registry.loaded}
+    try:
+        async with res.pool.acquire(timeout=2) as connection:
+            await connection.execute("select 1")
+        checks["database"] = True
+    except (*DB_ERRORS, asyncpg.PostgresError):  # type: ignore[misc]
+        checks["database"] = False
+    return checks
+
+
 def health_routes(res: Resources) -> list[Any]:
     """Probes and metrics, kept out of the API schema."""
 
@@ -28,13 +40,7 @@ def health_routes(res: Resources) -> list[Any]:
 
     @get("/readyz", include_in_schema=False)
     async def readyz() -> Response[bytes]:
-        checks = {"broker": res.publisher.ready, "registry": res.registry.loaded}
-        try:
-            async with res.pool.acquire(timeout=2) as connection:
-                await connection.execute("select 1")
-            checks["database"] = True
-        except (*DB_ERRORS, asyncpg.PostgresError):  # type: ignore[misc]
-            checks["database"] = False
+        checks = await readiness(res)
         ready = all(checks.values())
         return Response(
             _json.encode({"ready": ready, "checks": checks}),

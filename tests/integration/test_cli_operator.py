@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import httpx
 
 from shared.db.pool import Connection
@@ -156,13 +159,32 @@ async def test_cli_keys_open_their_triggers_attach_to_more_and_pasted_ones_are_n
     assert "abc" not in short.stderr
 
 
-def test_status_reports_readiness_queues_and_failure_rate(stack: Services) -> None:
-    status = cli_json(stack, "status")
+async def test_status_reports_services_readiness_queues_and_failure_rate(stack: Services) -> None:
+    # Every process of the stack reports itself (heartbeats), metrics port or not.
+    wanted = {
+        (name.split("-")[0], stack.processes[name].pid) for name in ("dispatcher", "worker-1", "worker-2")
+    }
+
+    def up(status: dict[str, Any]) -> set[tuple[str, int]]:
+        return {
+            (x["service"], int(x["instance"].rsplit(":", 1)[1]))
+            for x in status["services"]
+            if x["state"] == "up"
+        }
+
+    async def settled() -> dict[str, Any] | None:
+        status: dict[str, Any] = await asyncio.to_thread(cli_json, stack, "status")
+        work = next(q for q in status["queues"] if q["kind"] == "work")
+        return status if work["consumers"] >= 2 and wanted <= up(status) else None
+
+    status = await eventually(settled, timeout=20)  # the workers may still be starting
     assert status["ingress"]["ready"] is True
-    assert status["broker"] is True
-    work = next(q for q in status["queues"] if q["kind"] == "work")
-    assert work["consumers"] >= 2
+    assert (status["database"], status["broker"]) == (True, True)
+    assert any(service == "ingress" for service, _ in up(status))
     assert set(status["failures"]) == {"minutes", "finished", "failed", "rate"}
     human = cli(stack, "status").stdout.splitlines()
     assert human[0] == f"ingress {stack.base_url}: ready (broker ok, registry ok, database ok)"
+    assert human[1].split() == ["SERVICE", "INSTANCE", "STATE", "UP", "SINCE", "METRICS"]
+    worker = next(line.split() for line in human if f":{stack.processes['worker-1'].pid} " in line)
+    assert (worker[0], worker[2], worker[-1]) == ("worker", "up", "-")
     assert human[-1].startswith("last 15 min: ")
