@@ -21,6 +21,7 @@ from ingress.ratelimit import RateLimiter
 from ingress.registry import TriggerRegistry
 from ingress.rejections import RejectionLog
 from ingress.replies import ReplyWaiter
+from ingress.samples import Samples
 from shared.db.notify import follow
 from shared.db.pool import DB_ERRORS, create_pool
 from shared.heartbeats import Heartbeat
@@ -54,7 +55,11 @@ def create_app(settings: Settings) -> Litestar:
         rejections = RejectionLog(res.pool)
         rejections.start()
         idempotency = IdempotencyStore(res.pool, settle_within=2 * settings.publish_timeout + 1)
-        res.hooks = Hooks(res.registry, res.publisher, waiter, idempotency, RateLimiter(res.pool), rejections)
+        samples = Samples(res.pool)
+        samples.start()
+        res.hooks = Hooks(
+            res.registry, res.publisher, waiter, idempotency, RateLimiter(res.pool), rejections, samples
+        )
         housekeeping = asyncio.create_task(_purge_expired_keys(idempotency), name="idempotency-purge")
         heartbeat = Heartbeat(res.pool, "ingress", lambda: readiness(res), lambda: settings.port)
         heartbeat.start()
@@ -65,6 +70,7 @@ def create_app(settings: Settings) -> Litestar:
             follower.cancel()
             housekeeping.cancel()
             await rejections.close()
+            await samples.close()
             await res.publisher.close()
             await res.pool.close()
 

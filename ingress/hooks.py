@@ -24,6 +24,7 @@ from ingress.ratelimit import RateLimiter
 from ingress.registry import TriggerEntry, TriggerRegistry
 from ingress.rejections import MAX_BODY, Rejection, RejectionLog, redacted_headers
 from ingress.replies import ReplyWaiter
+from ingress.samples import Samples
 from shared.errors import BrokerUnavailable, HooklineError
 from shared.expressions import render
 from shared.ids import uuid7
@@ -47,6 +48,7 @@ class Hooks:
         idempotency: IdempotencyStore,
         limiter: RateLimiter,
         rejections: RejectionLog,
+        samples: Samples,
     ) -> None:
         self.registry = registry
         self.publisher = publisher
@@ -54,6 +56,7 @@ class Hooks:
         self.idempotency = idempotency
         self.limiter = limiter
         self.rejections = rejections
+        self.samples = samples
         self._accepting: set[asyncio.Task[None]] = set()
 
     def lookup(self, workspace: str, trigger: str) -> TriggerEntry:
@@ -134,6 +137,7 @@ class Hooks:
         key = ordering_key_value(entry.ordering_key, invocation.request) if entry.ordering_key else None
         await self.publisher.publish(invocation, entry.routing_key, want_reply=want_reply, ordering_key=key)
         metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        self.samples.keep(invocation)
         if claim is not None:
             # Confirmed: a repeat of this key may now be answered with this execution. Not
             # awaited (the caller need not wait for it); a repeat meanwhile waits for it.

@@ -211,6 +211,9 @@ async def delete_trigger(connection: Connection, workspace: str, name: str) -> N
             workspace,
             name,
         )
+        await connection.execute(
+            "delete from trigger_samples where workspace = $1 and trigger = $2", workspace, name
+        )
 
 
 @dataclass(frozen=True)
@@ -223,21 +226,29 @@ class Sample:
 
 
 async def latest_sample(connection: Connection, workspace: str, name: str) -> Sample:
-    """The newest recorded call's `request.method/query/headers/body/content_type`."""
+    """The newest accepted call's `request` variables: the ingress's sample, else (a call
+    accepted before samples were kept) the newest recorded run's."""
     row = await connection.fetchrow(
+        "select execution_id as id, received_at, request from trigger_samples"
+        " where workspace = $1 and trigger = $2",
+        workspace,
+        name,
+    ) or await connection.fetchrow(
         "select id, received_at, request from executions where workspace = $1 and trigger = $2"
         " order by id desc limit 1",
         workspace,
         name,
     )
     if row is None:
-        raise NotFound(f"trigger {workspace}/{name} has no recorded call yet; send one first")
+        raise NotFound(f"trigger {workspace}/{name} has accepted no call yet; send one first")
     request = row["request"] or {}
     variables = {
         "method": request.get("method"),
+        "path": request.get("path"),
         "query": request.get("query", {}),
         "headers": request.get("headers", {}),
-        "body": request.get("body"),
         "content_type": request.get("content_type"),
+        "body_kind": request.get("body_kind", "empty"),
+        "body": request.get("body"),
     }
     return Sample(str(row["id"]), row["received_at"], variables)

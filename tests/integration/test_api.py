@@ -353,28 +353,45 @@ async def test_queues_report_depth_and_consumers(api: httpx.AsyncClient, stack: 
     assert (await api.get("/queues", params={"workspace": ws})).json() == []  # no ordered or held queue
 
 
-async def test_the_sample_is_the_last_call_as_a_workflow_sees_it(
+async def test_the_sample_is_the_last_accepted_call_as_a_workflow_sees_it_even_before_it_ran(
     api: httpx.AsyncClient, ws: str, stack: Services, db: Connection
 ) -> None:
     assert (await api.get(f"/workspaces/{ws}/triggers/broken/sample")).status_code == 404
     key = (await api.post(f"/workspaces/{ws}/keys", json={"label": "s", "triggers": ["inbox"]})).json()["key"]
-    answer = await accepted(
-        stack,
-        f"/hooks/{ws}/inbox?page=2",
-        None,
-        json={"order": 7},
-        headers={"X-Request-Id": "r-1", "X-API-Key": key},
-    )
-    await finished_execution(db, answer.json()["execution_id"])
-    sample = (await api.get(f"/workspaces/{ws}/triggers/inbox/sample")).json()
-    assert sample["execution_id"] == answer.json()["execution_id"]
+    # Paused: accepted and held on the broker, not run, and still the sample.
+    assert (await api.post(f"/workspaces/{ws}/triggers/inbox/pause")).status_code == 200
+    try:
+        answers = [
+            await accepted(
+                stack,
+                f"/hooks/{ws}/inbox?page={page}",
+                None,
+                json={"order": page},
+                headers={"X-Request-Id": f"r-{page}", "X-API-Key": key},
+            )
+            for page in (1, 2)
+        ]
+        last = answers[-1].json()["execution_id"]
+
+        async def sampled() -> dict[str, Any] | None:
+            answer = await api.get(f"/workspaces/{ws}/triggers/inbox/sample")
+            return (
+                answer.json() if answer.status_code == 200 and answer.json()["execution_id"] == last else None
+            )
+
+        sample = await eventually(sampled, timeout=10)
+    finally:
+        await api.post(f"/workspaces/{ws}/triggers/inbox/resume")
     assert sample["request"] == {
         "method": "POST",
+        "path": f"/hooks/{ws}/inbox",
         "query": {"page": "2"},
-        "headers": {"x-request-id": "r-1"},
-        "body": {"order": 7},
+        "headers": {"x-request-id": "r-2"},
         "content_type": "application/json",
+        "body_kind": "json",
+        "body": {"order": 2},
     }
+    await finished_execution(db, last)  # and it runs once resumed
 
 
 async def test_a_workspace_token_sees_its_workspace_only_until_revoked(

@@ -1,0 +1,78 @@
+"""Samples: the last call each trigger accepted, kept for writing mappings (the API's and
+the console's "sample"), as the variables a workflow sees under `request`.
+
+The hot path only puts the confirmed invocation in a dict; a background task writes the
+newest per trigger every second, so a burst costs one upsert per trigger, not one per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+
+import asyncpg
+
+from shared.db.pool import DB_ERRORS
+from shared.messages import Invocation
+
+log = logging.getLogger(__name__)
+
+_UPSERT = (
+    "insert into trigger_samples (workspace, trigger, execution_id, received_at, request)"
+    " values ($1, $2, $3::uuid, $4, $5::jsonb)"
+    " on conflict (workspace, trigger) do update set execution_id = excluded.execution_id,"
+    " received_at = excluded.received_at, request = excluded.request"
+    " where trigger_samples.received_at <= excluded.received_at"
+)
+
+
+class Samples:
+    """The newest accepted invocation per trigger, written every `every` seconds."""
+
+    def __init__(self, pool: asyncpg.Pool, every: float = 1.0) -> None:
+        self._pool = pool
+        self._every = every
+        self._latest: dict[tuple[str, str], Invocation] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def keep(self, invocation: Invocation) -> None:
+        """The broker confirmed this call: it is its trigger's sample until a newer one."""
+        self._latest[(invocation.workspace, invocation.trigger)] = invocation
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._write_forever(), name="samples")
+
+    async def _write_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._every)
+            await self.write()
+
+    async def write(self) -> None:
+        """Write what was kept since the last time (a lost write loses only a sample)."""
+        if not self._latest:
+            return
+        batch, self._latest = self._latest, {}
+        rows = [
+            (
+                x.workspace,
+                x.trigger,
+                x.id,
+                datetime.datetime.fromtimestamp(x.received_at, datetime.UTC),
+                x.request,  # the pool's jsonb codec encodes it (NUL made U+FFFD)
+            )
+            for x in batch.values()
+        ]
+        try:
+            async with self._pool.acquire(timeout=5) as connection:
+                await connection.executemany(_UPSERT, rows)
+        except (*DB_ERRORS, asyncpg.PostgresError) as exc:  # type: ignore[misc]
+            log.warning("samples not written (%s)", type(exc).__name__)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.write()
