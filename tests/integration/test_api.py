@@ -420,6 +420,49 @@ async def test_a_workspace_token_sees_its_workspace_only_until_revoked(
         assert (await team.get("/workspaces")).status_code == 401
 
 
+async def test_a_workspace_token_cannot_reach_another_workspace_by_its_ids(
+    api: httpx.AsyncClient, ws: str, stack: Services, db: Connection
+) -> None:
+    other = f"{ws}-b"
+    await apply_yaml(db, TRIGGERS.format(ws=other))
+    theirs = (await accepted(stack, f"/hooks/{other}/broken", json={"x": 1})).json()["execution_id"]
+    await finished_execution(db, theirs)  # dead: a dead letter of the other workspace
+    their_key = (
+        await api.post(f"/workspaces/{other}/keys", json={"label": "b", "triggers": ["inbox"]})
+    ).json()
+    token = (await api.post("/tokens", json={"label": "team", "workspace": ws})).json()["token"]
+    async with httpx.AsyncClient(
+        base_url=f"{stack.base_url}/api", headers={"Authorization": f"Bearer {token}"}
+    ) as team:
+        for method, path, body in (
+            ("GET", f"/workspaces/{other}", None),
+            ("GET", f"/workspaces/{other}/triggers/broken", None),
+            ("GET", f"/workspaces/{other}/triggers/broken/versions", None),
+            ("GET", f"/workspaces/{other}/triggers/inbox/sample", None),
+            ("POST", f"/workspaces/{other}/triggers/inbox/pause", None),
+            ("DELETE", f"/workspaces/{other}/triggers/inbox", None),
+            ("GET", f"/workspaces/{other}/keys", None),
+            ("POST", f"/workspaces/{other}/keys", {"label": "mine", "triggers": ["inbox"]}),
+            ("PATCH", f"/workspaces/{other}/keys/{their_key['id']}", {"label": "mine"}),
+            ("DELETE", f"/workspaces/{other}/keys/{their_key['id']}", None),
+            ("GET", "/queues?workspace=" + other, None),
+        ):
+            answer = await team.request(method, path, json=body)
+            assert answer.status_code == 403, (method, path, answer.status_code)
+        # By id alone: as if it did not exist.
+        assert (await team.get(f"/executions/{theirs}")).status_code == 404
+        assert (await team.post(f"/executions/{theirs}/replay")).status_code == 404
+        assert theirs not in {x["id"] for x in (await team.get("/executions")).json()["items"]}
+        assert theirs not in {x["id"] for x in (await team.get("/dead-letters")).json()}
+        assert (await team.post(f"/dead-letters/{theirs}/replay")).status_code == 404
+        batch = await team.post("/dead-letters/replay", json={"ids": [theirs]})
+        assert batch.json() == {"replayed": [], "missing": [theirs], "failed": []}
+    # Nothing of theirs changed: the key, the trigger, the dead letter are all still there.
+    assert [k["label"] for k in (await api.get(f"/workspaces/{other}/keys")).json()] == ["b"]
+    assert (await api.get(f"/workspaces/{other}/triggers/inbox")).json()["paused"] is False
+    assert theirs in {x["id"] for x in (await api.get("/dead-letters", params={"workspace": other})).json()}
+
+
 async def test_the_schema_describes_the_api_and_not_the_hooks(stack: Services) -> None:
     async with httpx.AsyncClient(base_url=stack.base_url) as client:
         schema = (await client.get("/api/schema")).json()
