@@ -151,6 +151,53 @@ async def test_an_operator_signs_in_makes_a_key_and_watches_replays_a_run(
     await page.close()
 
 
+async def test_an_operator_pauses_and_resumes_a_trigger_replays_a_dead_letter_and_signs_out(
+    stack: Services, db: Connection, workspace: str, browser: Browser
+) -> None:
+    await apply_yaml(db, TRIGGERS.format(ws=workspace))
+    dead_id = await send(stack, f"/hooks/{workspace}/invoices", None, {"invoice": 8})
+    assert (await finished_execution(db, dead_id)).status == "dead"
+    page = await browser.new_page()
+    await page.goto(f"{stack.base_url}/console/login")
+    await page.fill("#token", stack.env["HOOKLINE_ADMIN_TOKEN"])
+    await page.click("button[type=submit]")
+
+    await page.goto(f"{stack.base_url}/console/triggers")
+    row = page.locator(f'tr[data-trigger="{workspace}/invoices"]')
+    await row.get_by_role("button", name="Pause").click()
+    assert await page.locator(f'tr[data-trigger="{workspace}/invoices"] .badge').text_content() == "paused"
+    assert (
+        await db.fetchval(
+            "select count(*) from trigger_pauses where workspace = $1 and trigger = 'invoices'"
+            " and resumed_at is null",
+            workspace,
+        )
+        == 1
+    )
+    await (
+        page.locator(f'tr[data-trigger="{workspace}/invoices"]').get_by_role("button", name="Resume").click()
+    )
+    assert await page.locator(f'tr[data-trigger="{workspace}/invoices"] .badge').text_content() == "running"
+
+    # The dead letter, replayed from its page: the run counts on (a second attempt).
+    await page.goto(f"{stack.base_url}/console/dead-letters")
+    letter = page.locator("table.dead tr", has=page.locator(f'a[href="/console/executions/{dead_id}"]'))
+    await letter.get_by_role("button", name="Replay").click()
+    assert page.url == f"{stack.base_url}/console/dead-letters"
+
+    async def ran_again() -> int | None:
+        attempts = await db.fetchval("select attempts from executions where id = $1::uuid", dead_id)
+        return attempts if attempts == 2 else None
+
+    await eventually(ran_again, timeout=20)
+
+    await page.get_by_role("button", name="Sign out").click()
+    assert page.url == f"{stack.base_url}/console/login"
+    await page.goto(f"{stack.base_url}/console/runs")
+    assert page.url == f"{stack.base_url}/console/login"  # the session is gone
+    await page.close()
+
+
 async def test_console_pages_need_a_sign_in_and_forms_need_the_csrf_value(stack: Services) -> None:
     async with httpx.AsyncClient(base_url=stack.base_url) as client:
         page = await client.get("/console/runs")
