@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shared.db.pool import Connection
 from shared.logs import JsonFormatter, RunContextFilter, run_context
+from tests.conftest import TEST_SECRETS
 from tests.helpers import apply_yaml, eventually, finished_execution, new_key
 from tests.stack import Services, free_port
 
@@ -31,6 +32,14 @@ triggers:
     query: {{n: {{type: integer, required: true}}}}
     body: {{max_bytes: 64, content_types: [application/json]}}
     workflow: [{{id: ok, map: {{ok: true}}}}]
+  - name: limited
+    auth: {{type: none}}
+    rate_limit: {{per_key: 1, per: 1m, burst: 1}}
+    workflow: [{{id: ok, map: {{ok: true}}}}]
+  - name: asks
+    auth: {{type: none}}
+    mode: request_response
+    workflow: [{{respond: {{status: 200}}}}]
 """
 
 
@@ -125,6 +134,15 @@ async def test_every_refusal_is_counted_by_its_reason(
             return True if answer.status_code == 202 else None
 
         await eventually(known)
+
+        async def answered(path: str, status: int) -> bool | None:
+            return True if (await client.post(path, json={})).status_code == status else None
+
+        await eventually(lambda: answered(f"/hooks/{workspace}/limited", 202))  # the one call a minute
+        await eventually(lambda: answered(f"/hooks/{workspace}/asks", 200))
+        admin = {"Authorization": f"Bearer {stack.env['HOOKLINE_ADMIN_TOKEN']}"}
+        await client.post(f"/api/workspaces/{workspace}/triggers/asks/pause", headers=admin)
+        await eventually(lambda: answered(f"/hooks/{workspace}/asks", 503))
         before = _refusals((await client.get("/metrics")).text)
         sent = {
             "unauthorized": await client.post(url + "?n=1", json={}),
@@ -137,6 +155,8 @@ async def test_every_refusal_is_counted_by_its_reason(
                 url + "?n=1", content=b"a,b", headers={**json_body, "Content-Type": "text/csv"}
             ),
             "malformed-body": await client.post(url + "?n=1", content=b'{"a": ', headers=json_body),
+            "rate-limited": await client.post(f"/hooks/{workspace}/limited", json={}),
+            "trigger-paused": await client.post(f"/hooks/{workspace}/asks", json={}),
         }
         after = _refusals((await client.get("/metrics")).text)
     for reason, answer in sent.items():
@@ -157,10 +177,25 @@ async def test_service_logs_are_json_with_the_run_ids_and_no_body(
 
     execution_id = await eventually(accepted)
     await finished_execution(db, execution_id)
+    # Credentials, right and wrong, go through the ingress too.
+    key = (await new_key(db, workspace, "guarded")).key
+    wrong_key = f"hk_wrong-{uuid.uuid4().hex}"
+    async with httpx.AsyncClient(base_url=stack.base_url) as client:
+        for sent in (key, wrong_key):
+            await client.post(f"/hooks/{workspace}/guarded?n=1", json={}, headers={"X-API-Key": sent})
+        await client.get("/api/workspaces", headers={"Authorization": "Bearer hlt_wrong-token-123456"})
+    secrets = [
+        key,
+        wrong_key,
+        "hlt_wrong-token-123456",
+        stack.env["HOOKLINE_ADMIN_TOKEN"],
+        *TEST_SECRETS.values(),
+    ]
     lines = []
     for name in ("ingress", "dispatcher", "worker-1", "worker-2"):
         text = stack.log(name)
         assert marker not in text
+        assert [x for x in secrets if x in text] == [], name
         lines += [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     of_run = [x for x in lines if x.get("execution_id") == execution_id]
     assert of_run, "the run logged nothing"
