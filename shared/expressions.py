@@ -4,14 +4,16 @@ A string that is exactly `{{ expr }}` yields the expression's value with its typ
 around `{{ }}` makes a string (objects and arrays rendered as JSON). JMESPath only reads the
 data it is given (request, trigger, execution, steps): it cannot call Python, read files or
 the environment, which is why it was chosen over a general template language. Compiling
-also checks what can be checked before a run: the names an expression starts from, and the
-functions it calls (JMESPath's own and `shared.expression_functions`) with their arity.
+also checks what can be checked before a run: the names an expression starts from, the
+functions it calls (JMESPath's own and `shared.expression_functions`) with their arity, slice
+steps, and `{{` / `}}` left over in the text around expressions. `steps_read` lists the
+`steps.<id>` an expression reads, for the trigger-file checks.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +56,10 @@ class Expr:
             return _lookup(data, self.path)
         try:
             return _INTERPRETER.visit(self.parsed.parsed, data)
-        except jmespath.exceptions.JMESPathError as exc:
+        # Not only JMESPathError: functions let Python's own errors through, such as
+        # TypeError from `max_by` comparing a number with a string, or OverflowError from
+        # `ceil` of an infinite number.
+        except (jmespath.exceptions.JMESPathError, TypeError, ValueError, ArithmeticError) as exc:
             raise ExpressionError(f"expression {{{{ {self.source} }}}}: {_one_line(exc)}") from None
 
 
@@ -119,6 +124,8 @@ def _check(node: Any, roots: tuple[str, ...], at_root: bool) -> str | None:
     kind: str = node["type"]
     value: Any = node.get("value")
     children: list[Any] = node.get("children", [])
+    if kind == "slice" and children[2] == 0:
+        return "a slice step cannot be 0"
     if kind == "field":
         if value.startswith("__") and value.endswith("__"):
             return f"`{value}`: Python internals are not reachable; expressions read only the run's data"
@@ -150,29 +157,86 @@ def _check_call(name: str, given: int) -> str | None:
     return None
 
 
+def steps_read(expr: Expr) -> list[str]:
+    """The ids an expression reads as `steps.<id>` (`steps.a.output`, `steps.a[0]`, `steps | a`)."""
+    found: list[str] = []
+    _steps_read(expr.parsed.parsed, True, found)
+    return found
+
+
+def _steps_read(node: Any, at_root: bool, found: list[str]) -> None:
+    if not isinstance(node, dict):
+        return
+    kind: str = node["type"]
+    children: list[Any] = node.get("children", [])
+    if at_root and kind in ("subexpression", "pipe"):
+        chain = [child for child in children if child["type"] != "current"]  # `@.steps.a`
+        if len(chain) > 1 and chain[0]["type"] == "field" and chain[0]["value"] == "steps":
+            step = _leading_field(chain[1])
+            if step is not None:
+                found.append(step)
+    for position, child in enumerate(children):
+        same_value = position == 0 if kind in _CHAINS else kind != "expref"
+        _steps_read(child, at_root and same_value, found)
+
+
+def _leading_field(node: Any) -> str | None:
+    """The name a chain starts with: `a` of `a`, `a[0]`, `a[*].b`, `a.b`."""
+    while isinstance(node, dict):
+        if node["type"] == "field":
+            return str(node["value"])
+        if node["type"] not in _CHAINS:
+            return None
+        node = node["children"][0]
+    return None
+
+
+def expressions_in(compiled: Any) -> Iterator[Expr]:
+    """Every expression of a compiled value tree, in order."""
+    if isinstance(compiled, Expr):
+        yield compiled
+    elif isinstance(compiled, Interpolation):
+        yield from (part for part in compiled.parts if isinstance(part, Expr))
+    elif isinstance(compiled, dict):
+        for item in compiled.values():
+            yield from expressions_in(item)
+    elif isinstance(compiled, list):
+        for item in compiled:
+            yield from expressions_in(item)
+
+
 def compile_template(value: Any, roots: tuple[str, ...] = WORKFLOW_ROOTS) -> Any:
     """Compile every string of a value tree that holds `{{ }}`; the rest stays as it is."""
     if isinstance(value, str):
         matches = list(_TEMPLATE.finditer(value))
         if not matches:
-            return value
+            return _literal(value)
         if len(matches) == 1 and matches[0].span() == (0, len(value)):
             return compile_expression(matches[0][1], roots)
         parts: list[str | Expr] = []
         last = 0
         for match in matches:
             if match.start() > last:
-                parts.append(value[last : match.start()])
+                parts.append(_literal(value[last : match.start()]))
             parts.append(compile_expression(match[1], roots))
             last = match.end()
         if last < len(value):
-            parts.append(value[last:])
+            parts.append(_literal(value[last:]))
         return Interpolation(tuple(parts))
     if isinstance(value, dict):
         return {k: compile_template(v, roots) for k, v in value.items()}
     if isinstance(value, list):
         return [compile_template(v, roots) for v in value]
     return value
+
+
+def _literal(text: str) -> str:
+    """Text around expressions; a `{{` or `}}` left in it is a template mistyped, not text to send."""
+    if "{{" in text:
+        raise ExpressionError("a `{{` is not closed by `}}`; an expression is written {{ expression }}")
+    if "}}" in text:
+        raise ExpressionError("a `}}` closes no `{{`; an expression is written {{ expression }}")
+    return text
 
 
 def render(compiled: Any, data: dict[str, Any]) -> Any:

@@ -8,7 +8,8 @@ import pytest
 
 from shared.db.pool import Connection, create_pool
 from shared.db.registry import apply_workspace
-from shared.errors import WorkflowError
+from shared.db.triggers import delete_trigger
+from shared.errors import SpecError, WorkflowError
 from shared.spec.loader import load_text
 from tests.helpers import eventually
 from tests.workflow_runs import invocation, workflow_of
@@ -125,3 +126,92 @@ async def test_the_password_of_a_dsn_is_a_secret_of_its_own(
     environ["ERP_DSN"] = "postgresql://app:pw-5e2c91@127.0.0.1:1/erp"
     _, secrets = await connections.postgres(workspace, "erp")
     assert sorted(secrets) == ["postgresql://app:pw-5e2c91@127.0.0.1:1/erp", "pw-5e2c91"]
+
+
+async def test_a_stored_reference_to_hooklines_own_settings_is_not_resolved_by_the_worker(
+    db: Connection, workspace: str, connections: Connections, environ: dict[str, str]
+) -> None:
+    # Stored before apply refused such references: the worker does not resolve it either.
+    await apply(db, workspace)
+    await db.execute(
+        "update connections set spec = jsonb_set(spec, '{headers,Authorization}', $2)"
+        " where workspace = $1 and name = 'crm'",
+        workspace,
+        "Bearer ${env:HOOKLINE_ADMIN_TOKEN}",
+    )
+    environ["HOOKLINE_ADMIN_TOKEN"] = "adm-77c1"
+    with pytest.raises(WorkflowError) as raised:
+        await connections.http_target(workspace, "crm")
+    assert str(raised.value) == (
+        "connection crm: hookline's own settings cannot be referenced from a trigger file "
+        "(${env:HOOKLINE_ADMIN_TOKEN}) on this worker"
+    )
+
+
+STOCK = """
+workspace: {ws}
+triggers:
+  - name: stock
+    auth: {{type: none}}
+    workflow:
+      - id: check
+        condition:
+          if: "{{{{ request.body.item }}}}"
+          then: [{{id: q, sql: {{connection: erp, query: select 1}}}}]
+"""
+ERP_OVER_HTTP = """
+workspace: {ws}
+connections:
+  erp: {{type: http, base_url: "https://erp.example.com"}}
+"""
+
+
+async def apply_text(db: Connection, text: str) -> list[str]:
+    """Apply in one transaction, as `hookline apply` does: a refusal changes nothing."""
+    [document] = load_text(text)
+    async with db.transaction():
+        return [str(change) for change in await apply_workspace(db, document)]
+
+
+async def test_a_file_may_use_the_connections_another_file_of_its_workspace_declared(
+    db: Connection, workspace: str
+) -> None:
+    await apply(db, workspace)
+    assert await apply_text(db, STOCK.format(ws=workspace)) == [
+        f"workspace {workspace}: unchanged",
+        f"trigger {workspace}/stock: created (version 1)",
+    ]
+
+
+async def test_a_connection_no_file_of_the_workspace_declared_is_refused_at_apply(
+    db: Connection, workspace: str
+) -> None:
+    with pytest.raises(SpecError) as raised:
+        await apply_text(db, STOCK.format(ws=workspace))
+    assert str(raised.value) == (
+        f"workspace {workspace}, trigger stock, step check, then, step q, field sql.connection: "
+        "unknown connection 'erp' (the workspace has: none)"
+    )
+    assert await db.fetchval("select count(*) from workspaces where name = $1", workspace) == 0
+
+
+async def test_a_connection_cannot_change_type_under_a_trigger_another_file_stored(
+    db: Connection, workspace: str
+) -> None:
+    await apply(db, workspace)
+    await apply_text(db, STOCK.format(ws=workspace))
+    with pytest.raises(SpecError) as raised:
+        await apply_text(db, ERP_OVER_HTTP.format(ws=workspace))
+    assert str(raised.value) == (
+        f"workspace {workspace}, connection erp, field type: cannot change from postgres to http: "
+        "trigger stock of the workspace uses it in an sql step"
+    )
+    stored = await db.fetchval(
+        "select spec from connections where workspace = $1 and name = 'erp'", workspace
+    )
+    assert stored == {"type": "postgres", "dsn": "${env:ERP_DSN}", "pool_size": 4}
+
+    await delete_trigger(db, workspace, "stock")
+    assert (await apply_text(db, ERP_OVER_HTTP.format(ws=workspace)))[1:] == [
+        f"connection {workspace}/erp: updated"
+    ]

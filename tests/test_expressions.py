@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.errors import ExpressionError
-from shared.expressions import compile_expression, compile_template, render
+from shared.expressions import compile_expression, compile_template, render, steps_read
 
 DATA = {"request": {"query": {"x": "1"}, "body": {"a": 1, "items": [{"n": 2}, {"n": 3}]}}, "steps": {}}
 
@@ -134,6 +134,81 @@ def test_function_errors_name_the_expression(source: str, message: str) -> None:
     with pytest.raises(ExpressionError) as raised:
         render(compile_template(source), DATA)
     assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("source", "body", "message"),
+    [
+        pytest.param(
+            "{{ max_by(request.body.a, &n) }}",
+            {"a": [{"n": 1}, {"n": "x"}]},
+            "expression {{ max_by(request.body.a, &n) }}: '>' not supported between instances of 'str' and 'int'",
+            id="type-error",
+        ),
+        pytest.param(
+            "{{ ceil(to_number(request.body.a)) }}",
+            {"a": "1e999"},
+            "expression {{ ceil(to_number(request.body.a)) }}: cannot convert float infinity to integer",
+            id="overflow",
+        ),
+    ],
+)
+def test_pythons_own_errors_inside_functions_name_the_expression(
+    source: str, body: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ExpressionError) as raised:
+        render(compile_template(source), {"request": {"body": body}})
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize("source", ["{{ request.body.a[::0] }}", "{{ request.body.a[1:2:0] }}"])
+def test_a_slice_step_of_zero_is_refused_when_compiled(source: str) -> None:
+    with pytest.raises(ExpressionError) as raised:
+        compile_template(source)
+    assert str(raised.value) == f"expression {source}: a slice step cannot be 0"
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ request.body.id }", "a `{{` is not closed by `}}`; an expression is written {{ expression }}"),
+        ("a {{ request.body.id", "a `{{` is not closed by `}}`; an expression is written {{ expression }}"),
+        (
+            "id: {{ request.body.id }}, {{ name",
+            "a `{{` is not closed by `}}`; an expression is written {{ expression }}",
+        ),
+        ("request.body.id }}", "a `}}` closes no `{{`; an expression is written {{ expression }}"),
+        ("{{ request.body.id }} }}", "a `}}` closes no `{{`; an expression is written {{ expression }}"),
+    ],
+)
+def test_braces_left_over_around_expressions_are_refused_not_sent_as_text(
+    template: str, message: str
+) -> None:
+    with pytest.raises(ExpressionError) as raised:
+        compile_template({"headers": {"X-Id": template}})
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("source", "ids"),
+    [
+        ("steps.create.output.body.id", ["create"]),
+        ("steps.create", ["create"]),
+        ("steps.rows[0].n", ["rows"]),
+        ("steps.rows.output[*].n", ["rows"]),
+        ("steps | create.output", ["create"]),
+        ("@.steps.create", ["create"]),
+        ("steps.a.output || steps.b.output", ["a", "b"]),
+        ("{x: steps.a.output, y: length(steps.b.output)}", ["a", "b"]),
+        ("steps.a.output.steps.b", ["a"]),  # `steps` inside a step's output is data
+        ("request.body.steps.a", []),
+        ("map(&steps.a, request.body.items)", []),  # `&` reads each item, not the run's data
+        ("steps", []),
+        ("steps.*.output", []),
+    ],
+)
+def test_the_steps_an_expression_reads(source: str, ids: list[str]) -> None:
+    assert steps_read(compile_expression(source)) == ids
 
 
 def test_values_interpolated_into_text_can_be_escaped() -> None:

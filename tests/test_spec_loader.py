@@ -9,6 +9,7 @@ import pytest
 from shared.errors import SpecError
 from shared.spec.loader import load_file, load_text
 from shared.spec.model import ApiKeyAuth, OrderingKey
+from shared.spec.secrets import MissingSecret, resolve
 from shared.spec.steps import MapStep, RespondStep
 
 GOOD = """
@@ -92,6 +93,38 @@ def test_json_is_accepted(tmp_path: Path) -> None:
             ("partitions: 4", "partitions: 0"),
             "f.yaml: trigger echo, field ordered.partitions: Expected `int` >= 1",
         ),
+        (
+            (
+                "auth: {type: api_key}",
+                'auth: {type: basic, username: u, password: "${env:HOOKLINE_ADMIN_TOKEN}"}',
+            ),
+            "f.yaml: trigger echo, field auth.password: "
+            "hookline's own settings cannot be referenced from a trigger file (${env:HOOKLINE_ADMIN_TOKEN})",
+        ),
+        (
+            (
+                "auth: {type: api_key}",
+                'auth: {type: basic, username: u, password: "pw-${env:HOOKLINE_AMQP_URL}"}',
+            ),
+            "f.yaml: trigger echo, field auth.password: "
+            "hookline's own settings cannot be referenced from a trigger file (${env:HOOKLINE_AMQP_URL})",
+        ),
+        (
+            (
+                "auth: {type: api_key}",
+                'auth: {type: hmac, preset: github, secret: "${env:HOOKLINE_DATABASE_URL}"}',
+            ),
+            "f.yaml: trigger echo, field auth.secret: "
+            "hookline's own settings cannot be referenced from a trigger file (${env:HOOKLINE_DATABASE_URL})",
+        ),
+        (
+            (
+                "auth: {type: api_key}",
+                'auth: {type: hmac, preset: github, secret: ["${env:NEW}", "${env:HOOKLINE_ADMIN_TOKEN}"]}',
+            ),
+            "f.yaml: trigger echo, field auth.secret[1]: "
+            "hookline's own settings cannot be referenced from a trigger file (${env:HOOKLINE_ADMIN_TOKEN})",
+        ),
     ],
 )
 def test_each_mistake_is_reported_with_its_place(change: tuple[str, str], message: str) -> None:
@@ -115,3 +148,16 @@ def test_deeply_nested_input_is_a_spec_error_not_a_crash() -> None:
 def test_a_document_that_is_not_a_mapping() -> None:
     with pytest.raises(SpecError, match="a document must be a mapping"):
         load_text("- just\n- a list\n", source="f.yaml")
+
+
+def test_hooklines_own_settings_are_not_resolved_for_a_trigger_file_whether_set_or_not() -> None:
+    environ = {"HOOKLINE_ADMIN_TOKEN": "adm-1f2e", "PARTNER": "pw"}
+    refused = "hookline's own settings cannot be referenced from a trigger file"
+    for name in ("HOOKLINE_ADMIN_TOKEN", "HOOKLINE_NOT_SET"):
+        with pytest.raises(MissingSecret) as raised:
+            resolve(f"${{env:PARTNER}}:${{env:{name}}}", environ)
+        assert str(raised.value) == f"{refused} (${{env:{name}}})"
+    with pytest.raises(MissingSecret) as raised:
+        resolve("${env:UNSET}", environ)
+    assert str(raised.value) == "environment variable UNSET is not set"
+    assert resolve("${env:PARTNER}", environ) == "pw"

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from importlib.metadata import EntryPoint
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 
 from shared.db.registry import spec_from_json, spec_to_json
 from shared.errors import SpecError
-from shared.spec.connections import HttpConnection, PostgresConnection
+from shared.spec import plugins
+from shared.spec.connection_uses import check_connection_uses
+from shared.spec.connections import Connection, HttpConnection, PostgresConnection
 from shared.spec.loader import load_file, load_text
+from shared.spec.model import Trigger
 from shared.spec.steps import ConditionStep, HttpStep, MapStep, PythonStep, RespondStep, SqlStep, walk_steps
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -131,12 +137,6 @@ FUNCTIONS = (
             "f.yaml: trigger order, step payload, field map.id: expression {{ step.payload }}: "
             "unknown name `step`; an expression starts from request, execution, trigger, steps",
             id="expression-unknown-name",
-        ),
-        pytest.param(
-            ("connection: erp,", "connection: erb,"),
-            "f.yaml: trigger order, step stock, field sql.connection: "
-            "unknown connection 'erb' (this document declares: crm, erp)",
-            id="unknown-connection",
         ),
         pytest.param(
             ("connection: crm,", "connection: erp,"),
@@ -268,6 +268,172 @@ FUNCTIONS = (
             "f.yaml: connection crm, field base_url: must start with http:// or https://",
             id="connection-base-url",
         ),
+        pytest.param(
+            ("status: 201", "status: abc"),
+            "f.yaml: trigger order, step check, then, step done, field respond.status: "
+            "'abc' is not an HTTP status code (an integer from 100 to 599)",
+            id="respond-status-not-a-number",
+        ),
+        pytest.param(
+            ("status: 201", "status: 999"),
+            "f.yaml: trigger order, step check, then, step done, field respond.status: "
+            "999 is not an HTTP status code (an integer from 100 to 599)",
+            id="respond-status-out-of-range",
+        ),
+        pytest.param(
+            ("status: 502", 'status: "99"'),
+            "f.yaml: trigger order, step check, else, step check_else_1, field respond.status: "
+            "'99' is not an HTTP status code (an integer from 100 to 599)",
+            id="respond-status-text-out-of-range",
+        ),
+        pytest.param(
+            ('json: "{{ steps.payload.output }}"', 'json: "{{ steps.paylaod.output }}"'),
+            "f.yaml: trigger order, step create, field http.json: expression {{ steps.paylaod.output }}: "
+            "unknown step `paylaod`; the steps before this one are payload, stock",
+            id="steps-unknown-id",
+        ),
+        pytest.param(
+            ('params: ["{{ request.body.item }}"]', 'params: ["{{ steps.craete.output.body.id }}"]'),
+            "f.yaml: trigger order, step stock, field sql.params[0]: expression "
+            "{{ steps.craete.output.body.id }}: unknown step `craete`; the steps before this one are payload",
+            id="steps-typo",
+        ),
+        pytest.param(
+            ("{{ request.body.id }}", "{{ steps.rows.output }}"),
+            "f.yaml: trigger order, step payload, field map.id: expression {{ steps.rows.output }}: "
+            "step `rows` does not run before this one; no step runs before this one",
+            id="steps-later-step",
+        ),
+        pytest.param(
+            ('input: "{{ request.body.csv }}"', 'input: "rows of {{ steps.rows.output }}"'),
+            "f.yaml: trigger order, step rows, field python.input: expression {{ steps.rows.output }}: "
+            "step `rows` does not run before this one; the steps before this one are payload, stock, create",
+            id="steps-own-output",
+        ),
+        pytest.param(
+            ('error: "{{ steps.create.output.body }}"', 'error: "{{ steps.done.output }}"'),
+            "f.yaml: trigger order, step check, else, step check_else_1, field respond.body.error: "
+            "expression {{ steps.done.output }}: step `done` does not run before this one; "
+            "the steps before this one are payload, stock, create, rows, check",
+            id="steps-other-branch",
+        ),
+        pytest.param(
+            ("connection: crm, method: POST, path: /customers", 'url: "file:///etc/passwd"'),
+            "f.yaml: trigger order, step create, field http.url: must start with http:// or https://",
+            id="http-url-file",
+        ),
+        pytest.param(
+            ("connection: crm, method: POST, path: /customers", 'url: "ftp://crm.example.com/c"'),
+            "f.yaml: trigger order, step create, field http.url: must start with http:// or https://",
+            id="http-url-ftp",
+        ),
+        pytest.param(
+            ("connection: crm, method: POST, path: /customers", 'url: "crm.example.com/customers"'),
+            "f.yaml: trigger order, step create, field http.url: must start with http:// or https://",
+            id="http-url-no-scheme",
+        ),
+        pytest.param(
+            ("connection: crm, method: POST, path: /customers", 'url: "ftp://{{ request.body.host }}/c"'),
+            "f.yaml: trigger order, step create, field http.url: must start with http:// or https://",
+            id="http-url-ftp-around-an-expression",
+        ),
+        pytest.param(
+            ('"{{ request.body.id }}"', '"{{ request.body.id }"'),
+            "f.yaml: trigger order, step payload, field map.id: "
+            "a `{{` is not closed by `}}`; an expression is written {{ expression }}",
+            id="template-not-closed",
+        ),
+        pytest.param(
+            ('"{{ request.body.id }}"', '"a {{ request.body.id"'),
+            "f.yaml: trigger order, step payload, field map.id: "
+            "a `{{` is not closed by `}}`; an expression is written {{ expression }}",
+            id="template-not-closed-after-text",
+        ),
+        pytest.param(
+            ('"{{ request.body.id }}"', '"request.body.id }}"'),
+            "f.yaml: trigger order, step payload, field map.id: "
+            "a `}}` closes no `{{`; an expression is written {{ expression }}",
+            id="template-not-opened",
+        ),
+        pytest.param(
+            ('dsn: "${env:ERP_DSN}"', 'dsn: "${env:HOOKLINE_DATABASE_URL}"'),
+            "f.yaml: connection erp, field dsn: "
+            "hookline's own settings cannot be referenced from a trigger file (${env:HOOKLINE_DATABASE_URL})",
+            id="env-hookline-dsn",
+        ),
+        pytest.param(
+            ("Bearer ${env:CRM_TOKEN}", "Bearer ${env:HOOKLINE_ADMIN_TOKEN}"),
+            "f.yaml: connection crm, field headers.Authorization: "
+            "hookline's own settings cannot be referenced from a trigger file (${env:HOOKLINE_ADMIN_TOKEN})",
+            id="env-hookline-header",
+        ),
+        pytest.param(
+            ('base_url: "https://crm.example.com/api"', 'base_url: "${env:HOOKLINE_AMQP_URL}"'),
+            "f.yaml: connection crm, field base_url: "
+            "hookline's own settings cannot be referenced from a trigger file (${env:HOOKLINE_AMQP_URL})",
+            id="env-hookline-base-url",
+        ),
+        pytest.param(
+            ("      - id: stock\n", "      - just text\n      - id: stock\n"),
+            "f.yaml: trigger order, step 2: a step must be a mapping",
+            id="step-not-a-mapping",
+        ),
+        pytest.param(
+            ("- id: payload\n        map:", "- id: payload\n        respond: {status: 200}\n        map:"),
+            "f.yaml: trigger order, step payload: one step has several kinds: respond, map",
+            id="step-of-several-kinds",
+        ),
+        pytest.param(
+            ("connection: crm, method: POST", "url: https://crm.example.com, method: POST"),
+            "f.yaml: trigger order, step create, field http: "
+            "`path` goes with `connection`; with `url`, write the whole URL",
+            id="http-path-with-url",
+        ),
+        pytest.param(
+            ('json: "{{ steps.payload.output }}"', 'json: "{{ steps.payload.output }}", body: "x"'),
+            "f.yaml: trigger order, step create, field http: give either `json` or `body`, not both",
+            id="http-json-and-body",
+        ),
+        pytest.param(
+            ("expect: [201, 4xx]", "expect: []"),
+            "f.yaml: trigger order, step create, field http: `expect` must list at least one status",
+            id="http-expect-empty",
+        ),
+        pytest.param(
+            ('dsn: "${env:ERP_DSN}"', 'dsn: "mysql://app@db/erp"'),
+            "f.yaml: connection erp, field dsn: must be a postgresql://user@host/database URL",
+            id="dsn-not-postgresql",
+        ),
+        pytest.param(
+            ('dsn: "${env:ERP_DSN}"', 'dsn: "postgresql://app@db/erp?sslmode=require&password=hunter2"'),
+            "f.yaml: connection erp, field dsn: "
+            "the password must be an ${env:NAME} reference, never written in the file",
+            id="dsn-password-in-the-query",
+        ),
+        pytest.param(
+            (
+                "    workflow_timeout: 20s\n",
+                '    workflow_timeout: 20s\n    response: {headers: {X-Trigger: "{{ trigger.name }}"}}\n',
+            ),
+            "f.yaml: trigger order, field response.headers.X-Trigger: expression {{ trigger.name }}: "
+            "unknown name `trigger`; an expression starts from request, execution",
+            id="response-header-unknown-name",
+        ),
+        pytest.param(
+            (
+                "    workflow_timeout: 20s\n",
+                '    workflow_timeout: 20s\n    response: {headers: {X-Execution: "{{ execution.id }"}}\n',
+            ),
+            "f.yaml: trigger order, field response.headers.X-Execution: "
+            "a `{{` is not closed by `}}`; an expression is written {{ expression }}",
+            id="response-header-not-closed",
+        ),
+        pytest.param(
+            ("  crm: {type: http", "  CRM: {type: http"),
+            "f.yaml: connection 'CRM': a connection name is lower-case letters, digits, '-' and '_', "
+            "at most 63 characters, starting with a letter or a digit",
+            id="connection-name",
+        ),
     ],
 )
 def test_each_workflow_mistake_is_reported_with_its_place(change: tuple[str, str], message: str) -> None:
@@ -306,3 +472,148 @@ def test_a_trigger_file_cannot_reach_files_the_environment_or_python(expression:
     assert str(raised.value) == (
         f"evil.yaml: trigger order, step payload, field map.id: expression {{{{ {expression} }}}}: {reason}"
     )
+
+
+def test_steps_read_what_ran_before_them_across_branches() -> None:
+    text = """
+workspace: shop
+triggers:
+  - name: t
+    auth: {type: none}
+    mode: request_response
+    workflow:
+      - id: first
+        map: {a: 1}
+      - id: pick
+        condition:
+          if: "{{ steps.first.output.a == `1` }}"
+          then:
+            - id: inner
+              map: {chosen: "{{ steps.pick.output.branch }}", first: "{{ steps.first.output }}"}
+            - id: call
+              http: {url: "http{{ request.body.s }}://x.example/{{ steps.inner.output.chosen }}"}
+          else:
+            - id: other
+              http: {url: "{{ request.body.url }}", method: POST}
+      - id: answer
+        respond:
+          status: "{{ steps.call.output.status || `500` }}"
+          body: {inner: "{{ steps.inner.output }}", other: "{{ steps.other.output }}"}
+"""
+    [workspace] = load_text(text)
+    assert [s.id for s in walk_steps(workspace.triggers[0].workflow)] == [
+        "first",
+        "pick",
+        "inner",
+        "call",
+        "other",
+        "answer",
+    ]
+
+
+class NoConfig:
+    async def run(self, value: Any) -> Any:
+        return value
+
+
+class NoRun:
+    class Config(msgspec.Struct):
+        pass
+
+
+@pytest.mark.parametrize("plugin", ["NoConfig", "NoRun"])
+def test_a_python_step_class_without_config_or_run_is_refused(
+    monkeypatch: pytest.MonkeyPatch, plugin: str
+) -> None:
+    entry = EntryPoint(name="broken", value=f"{__name__}:{plugin}", group=plugins.GROUP)
+    monkeypatch.setattr(plugins, "installed", lambda: {"broken": entry})
+    text = GOOD.replace('step: csv, config: {delimiter: ";"}', "step: broken")
+    with pytest.raises(SpecError) as raised:
+        load_text(text, source="f.yaml")
+    assert str(raised.value) == (
+        f"f.yaml: trigger order, step rows, field python.step: python step 'broken' ({__name__}:{plugin}) "
+        "has no `Config` Struct or no `run` method"
+    )
+
+
+def test_a_connection_the_document_does_not_declare_is_left_to_apply() -> None:
+    # Another file of the workspace may have declared it: only apply knows (check_connection_uses).
+    [workspace] = load_text(GOOD.replace("connection: erp,", "connection: erb,"))
+    assert [t.name for t in workspace.triggers] == ["order"]
+
+
+def _trigger(name: str, workflow: str) -> Trigger:
+    [workspace] = load_text(
+        f"workspace: shop\ntriggers:\n  - name: {name}\n    auth: {{type: none}}\n{workflow}"
+    )
+    return workspace.triggers[0]
+
+
+def _sql(name: str = "stock") -> Trigger:
+    return _trigger(name, "    workflow: [{id: q, sql: {connection: erp, query: select 1}}]\n")
+
+
+def _branch_sql() -> Trigger:
+    return _trigger(
+        "branchy",
+        "    workflow:\n      - id: c\n        condition:\n          if: '{{ request.body.x }}'\n"
+        "          then: [{id: q, sql: {connection: erp, query: select 1}}]\n",
+    )
+
+
+_POSTGRES = PostgresConnection(dsn="${env:ERP_DSN}")
+_HTTP = HttpConnection(base_url="https://erp.example.com")
+
+
+def _uses(
+    connections: dict[str, Connection],
+    triggers: list[Trigger],
+    stored: dict[str, Connection],
+    stored_triggers: list[Trigger] | None = None,
+) -> str | None:
+    try:
+        check_connection_uses("shop", connections, triggers, stored, stored_triggers or [])
+    except SpecError as exc:
+        return str(exc)
+    return None
+
+
+def test_a_step_may_name_a_connection_stored_by_another_file_of_the_workspace() -> None:
+    assert _uses({}, [_sql()], {"erp": _POSTGRES}) is None
+    assert _uses({"erp": _POSTGRES}, [_sql()], {"erp": _HTTP}) is None  # the document's wins
+
+
+def test_a_step_naming_a_connection_the_workspace_does_not_have_is_refused_at_apply() -> None:
+    assert _uses({"crm": _HTTP}, [_branch_sql()], {"ledger": _POSTGRES}) == (
+        "workspace shop, trigger branchy, step c, then, step q, field sql.connection: "
+        "unknown connection 'erp' (the workspace has: crm, ledger)"
+    )
+    assert _uses({}, [_sql()], {}) == (
+        "workspace shop, trigger stock, step q, field sql.connection: unknown connection 'erp' (the workspace has: none)"
+    )
+
+
+def test_a_stored_connection_of_the_wrong_type_is_refused_at_apply() -> None:
+    assert _uses({}, [_sql()], {"erp": _HTTP}) == (
+        "workspace shop, trigger stock, step q, field sql.connection: "
+        "connection 'erp' is of type http; an sql step needs one of type postgres"
+    )
+
+
+def test_a_connection_keeps_its_type_while_stored_triggers_use_it() -> None:
+    stored = [_sql(), _branch_sql(), _sql("other")]
+    assert _uses({"erp": _HTTP}, [], {"erp": _POSTGRES}, stored) == (
+        "workspace shop, connection erp, field type: cannot change from postgres to http: "
+        "triggers branchy, other, stock of the workspace use it in sql steps"
+    )
+    assert _uses({"erp": _HTTP}, [], {"erp": _POSTGRES}, [_sql()]) == (
+        "workspace shop, connection erp, field type: cannot change from postgres to http: "
+        "trigger stock of the workspace uses it in an sql step"
+    )
+
+
+def test_a_connection_may_change_type_with_the_triggers_that_use_it() -> None:
+    moved = _trigger("stock", "    workflow: [{id: q, http: {connection: erp, path: /stock}}]\n")
+    assert _uses({"erp": _HTTP}, [moved], {"erp": _POSTGRES}, [_sql()]) is None
+    assert _uses({"erp": _HTTP}, [], {"erp": _POSTGRES}, []) is None
+    assert _uses({"erp": _POSTGRES}, [], {"erp": PostgresConnection(dsn="${env:OTHER}")}, [_sql()]) is None

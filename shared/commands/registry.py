@@ -40,8 +40,9 @@ async def _migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 async def _apply(settings: Settings, ns: argparse.Namespace) -> int:
     workspaces = [ws for path in ns.files for ws in load_file(path)]  # all valid, or nothing changes
+    changes = []
     async with connect(settings.database_url) as connection, connection.transaction():
         for workspace in workspaces:
-            for change in await apply_workspace(connection, workspace):
-                print(change)
+            changes.extend(await apply_workspace(connection, workspace))
+    print("\n".join(str(change) for change in changes))  # once committed: a refused apply changed nothing
     return 0

@@ -7,7 +7,9 @@ from typing import Any
 import msgspec
 
 from shared.db.pool import Connection as DbConnection
+from shared.spec.connection_uses import check_connection_uses
 from shared.spec.connections import Connection
+from shared.spec.model import Trigger
 from shared.spec.types import dec_hook, enc_hook
 
 _encode = msgspec.json.Encoder(enc_hook=enc_hook).encode
@@ -18,13 +20,22 @@ def _to_json(connection: Connection) -> Any:
 
 
 async def apply_connections(
-    db: DbConnection, workspace: str, connections: dict[str, Connection]
+    db: DbConnection, workspace: str, connections: dict[str, Connection], triggers: list[Trigger]
 ) -> list[tuple[str, str]]:
     """Create or update each declared connection; [(name, created|updated|unchanged)].
 
     Connections missing from a document are kept: several files may share a workspace,
-    each declaring the connections its triggers use.
+    each declaring the connections its triggers use. So the document's `triggers` are
+    checked here against the stored connections and the document's, and a changed type
+    against the live triggers stored (SpecError). Call it in the apply's transaction, once
+    the workspace's row is written: that row's lock keeps two applies of one workspace from
+    checking against each other's old state.
     """
+    stored = {
+        r["name"]: msgspec.convert(r["spec"], Connection, dec_hook=dec_hook)
+        for r in await db.fetch("select name, spec from connections where workspace = $1", workspace)
+    }
+    check_connection_uses(workspace, connections, triggers, stored, await _live_triggers(db, workspace))
     changes = []
     for name, connection in connections.items():
         spec = _to_json(connection)
@@ -43,6 +54,17 @@ async def apply_connections(
         )
         changes.append((name, "created" if stored is None else "updated"))
     return changes
+
+
+async def _live_triggers(db: DbConnection, workspace: str) -> list[Trigger]:
+    rows = await db.fetch("select spec from triggers where workspace = $1 and deleted_at is null", workspace)
+    triggers = []
+    for row in rows:
+        try:
+            triggers.append(msgspec.convert(row["spec"], Trigger, dec_hook=dec_hook))
+        except (msgspec.ValidationError, ValueError):
+            continue  # no longer decodes: the registry skips it (and says so), it uses nothing
+    return triggers
 
 
 async def load_connections(db: DbConnection) -> dict[tuple[str, str], Connection]:

@@ -59,7 +59,10 @@ async def apply_workspace(connection: Connection, workspace: Workspace) -> list[
         workspace.description,
     )
     changes.append(Change(workspace.workspace, None, "created" if inserted else "unchanged"))
-    for name, action in await apply_connections(connection, workspace.workspace, workspace.connections):
+    applied = await apply_connections(
+        connection, workspace.workspace, workspace.connections, workspace.triggers
+    )
+    for name, action in applied:
         changes.append(Change(workspace.workspace, None, action, connection=name))
     for trigger in workspace.triggers:
         changes.append(await _apply_trigger(connection, workspace.workspace, trigger))

@@ -6,10 +6,11 @@ from typing import Annotated
 
 import msgspec
 
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 Name = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        pattern=NAME_PATTERN,
         description="lower-case letters, digits, '-' and '_', at most 63 characters",
     ),
 ]

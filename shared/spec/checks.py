@@ -1,9 +1,12 @@
 """Checks a decoded workspace must pass before anything is applied.
 
-What msgspec cannot see from one Struct: every template compiles (syntax, names, functions),
-steps name connections the document declares and of the right type, python steps exist
-and accept their config, and secrets appear only as `${env:NAME}` in connections.
-Messages read "trigger T, step S, field F: reason"; the loader puts the file in front.
+What msgspec cannot see from one Struct: every template compiles (syntax, names, functions)
+and reads only steps that ran before it, a literal `respond.status` is a status and a literal
+`http.url` is http(s), steps name connections of the right type, python steps exist and
+accept their config, and secrets appear only as `${env:NAME}` in connections and auth, never
+naming hookline's own settings. Messages read "trigger T, step S, field F: reason"; the
+loader puts the file in front. Which connections exist is known only at apply, where a
+workspace's other files have stored theirs (shared/spec/connection_uses.py).
 """
 
 from __future__ import annotations
@@ -13,18 +16,29 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from shared.errors import ExpressionError, SpecError
-from shared.expressions import RESPONSE_ROOTS, WORKFLOW_ROOTS, Expr, compile_template
+from shared.expressions import (
+    RESPONSE_ROOTS,
+    WORKFLOW_ROOTS,
+    Expr,
+    compile_template,
+    expressions_in,
+    steps_read,
+)
+from shared.spec.connection_uses import connection_type
 from shared.spec.connections import Connection, HttpConnection, PostgresConnection, is_credential_header
-from shared.spec.model import Trigger, Workspace
+from shared.spec.model import Auth, BasicAuth, HmacAuth, Trigger, Workspace
 from shared.spec.plugins import PluginConfigInvalid, configure, load_plugin
+from shared.spec.secrets import ReservedSecret, check_not_reserved, referenced_names
 from shared.spec.steps import (
     ConditionStep,
+    HttpCall,
     HttpStep,
     MapStep,
     PythonStep,
     RespondStep,
     SqlStep,
     Step,
+    walk_steps,
 )
 
 # `${env:NAME}` anywhere in a string (shared/spec/secrets.py resolves the same syntax).
@@ -41,35 +55,110 @@ def check_workspace(workspace: Workspace) -> None:
 
 def _check_trigger(trigger: Trigger, connections: dict[str, Connection]) -> None:
     where = f"trigger {trigger.name}"
+    _check_auth(where, trigger.auth)
     _templates(where, "response.headers", trigger.response.headers, RESPONSE_ROOTS)
     _templates(where, "response.body", trigger.response.body, RESPONSE_ROOTS)
-    _check_steps(trigger.workflow, where, connections)
+    known = frozenset(step.id for step in walk_steps(trigger.workflow))
+    _check_steps(trigger.workflow, where, connections, [], known)
 
 
-def _check_steps(steps: list[Step], where: str, connections: dict[str, Connection]) -> None:
+def _check_auth(where: str, auth: Auth) -> None:
+    if isinstance(auth, BasicAuth) and auth.password is not None:
+        _not_reserved(where, "auth.password", auth.password)
+    elif isinstance(auth, HmacAuth) and isinstance(auth.secret, str):
+        _not_reserved(where, "auth.secret", auth.secret)
+    elif isinstance(auth, HmacAuth):
+        for index, secret in enumerate(auth.secret):
+            _not_reserved(where, f"auth.secret[{index}]", secret)
+
+
+# What has run when a step starts (ids in order), and every step id of the workflow.
+_Order = tuple[list[str], frozenset[str]]
+
+
+def _check_steps(
+    steps: list[Step], where: str, connections: dict[str, Connection], ran: list[str], known: frozenset[str]
+) -> list[str]:
+    """Check steps that start after `ran`; the ids that may have run once they are done."""
+    ran = list(ran)
     for step in steps:
         here = f"{where}, step {step.id}"
         for field, value in _template_fields(step):
-            _templates(here, field, value, WORKFLOW_ROOTS)
-        if isinstance(step, HttpStep) and step.http.url and _literal_password(step.http.url):
+            _templates(here, field, value, WORKFLOW_ROOTS, (ran, known))
+        _check_step(here, step, connections)
+        if isinstance(step, ConditionStep):
+            # Either branch reads what ran before the condition, the condition, and its own
+            # earlier steps; what follows the condition may read either branch's steps.
+            inside = [*ran, step.id]
+            then = _check_steps(step.condition.then, f"{here}, then", connections, inside, known)
+            else_ = _check_steps(step.condition.else_, f"{here}, else", connections, inside, known)
+            ran = [*inside, *then[len(inside) :], *else_[len(inside) :]]
+        else:
+            ran.append(step.id)
+    return ran
+
+
+def _check_step(here: str, step: Step, connections: dict[str, Connection]) -> None:
+    """What one step's kind needs beyond its templates."""
+    if isinstance(step, HttpStep):
+        _check_http(here, step.http, connections)
+    elif isinstance(step, SqlStep):
+        connection_type(here, "sql", step.sql.connection, PostgresConnection, connections)
+    elif isinstance(step, PythonStep):
+        _check_python(here, step)
+    elif isinstance(step, RespondStep):
+        _check_status(here, step.respond.status)
+    elif isinstance(step, ConditionStep):
+        _check_condition(here, step)
+
+
+def _check_condition(here: str, step: ConditionStep) -> None:
+    # Templates were compiled already; `if` must be one expression, not text around some.
+    if not isinstance(compile_template(step.condition.if_.strip()), Expr):
+        raise SpecError(f"{here}, field condition.if: must be one expression, such as {{{{ x == `1` }}}}")
+
+
+def _check_http(here: str, call: HttpCall, connections: dict[str, Connection]) -> None:
+    if call.url is not None:
+        _check_url(here, call.url)
+        if _literal_password(call.url):
             raise SpecError(
                 f"{here}, field http.url: a password in a URL is a secret; "
                 "use an http connection, whose headers can hold ${env:NAME} references"
             )
-        if isinstance(step, HttpStep) and step.http.connection is not None:
-            _connection(here, "http", step.http.connection, HttpConnection, connections)
-        elif isinstance(step, SqlStep):
-            _connection(here, "sql", step.sql.connection, PostgresConnection, connections)
-        elif isinstance(step, PythonStep):
-            _check_python(here, step)
-        elif isinstance(step, ConditionStep):
-            # Templates were compiled above; `if` must be one expression, not text around some.
-            if not isinstance(compile_template(step.condition.if_.strip()), Expr):
-                raise SpecError(
-                    f"{here}, field condition.if: must be one expression, such as {{{{ x == `1` }}}}"
-                )
-            _check_steps(step.condition.then, f"{here}, then", connections)
-            _check_steps(step.condition.else_, f"{here}, else", connections)
+    if call.connection is not None:
+        connection_type(here, "http", call.connection, HttpConnection, connections)
+
+
+def _check_url(here: str, url: str) -> None:
+    """A URL's scheme, where the file writes it: before any expression."""
+    start = url.split("{{", 1)[0].lower()
+    computed = "{{" in url
+    if computed and not start:
+        return  # the whole start is computed at run time
+    if start.startswith(("http://", "https://")):
+        return
+    if computed and ("http://".startswith(start) or "https://".startswith(start)):
+        return  # `http{{ s }}://...`
+    raise SpecError(f"{here}, field http.url: must start with http:// or https://")
+
+
+def _check_status(here: str, status: int | str) -> None:
+    """A status written out must be one; one computed by an expression is checked at run time."""
+    code: int | None
+    if isinstance(status, str):
+        if not isinstance(compile_template(status), str):
+            return
+        try:
+            code = int(status)
+        except ValueError:
+            code = None
+    else:
+        code = status
+    if code is None or not 100 <= code <= 599:
+        raise SpecError(
+            f"{here}, field respond.status: {status!r} is not an HTTP status code (an integer from 100 to 599)"
+        )
 
 
 def _template_fields(step: Step) -> list[tuple[str, Any]]:
@@ -90,14 +179,16 @@ def _template_fields(step: Step) -> list[tuple[str, Any]]:
     return [("python.input", step.python.input)]
 
 
-def _templates(where: str, field: str, value: Any, roots: tuple[str, ...]) -> None:
+def _templates(
+    where: str, field: str, value: Any, roots: tuple[str, ...], order: _Order | None = None
+) -> None:
     """Compile every template under `value`, naming the exact field of a failure."""
     if isinstance(value, dict):
         for key, item in value.items():
-            _templates(where, f"{field}.{key}", item, roots)
+            _templates(where, f"{field}.{key}", item, roots, order)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _templates(where, f"{field}[{index}]", item, roots)
+            _templates(where, f"{field}[{index}]", item, roots, order)
     elif isinstance(value, str):
         if "${env:" in value:
             raise SpecError(
@@ -105,29 +196,26 @@ def _templates(where: str, field: str, value: Any, roots: tuple[str, ...]) -> No
                 "declare a connection that holds the secret and use it here"
             )
         try:
-            compile_template(value, roots)
+            compiled = compile_template(value, roots)
         except ExpressionError as exc:
             raise SpecError(f"{where}, field {field}: {exc}") from None
+        if order is not None:
+            _check_steps_read(f"{where}, field {field}", compiled, *order)
 
 
-def _connection(
-    where: str, kind: str, name: str, wanted: type[Connection], connections: dict[str, Connection]
-) -> None:
-    connection = connections.get(name)
-    if connection is None:
-        declared = ", ".join(sorted(connections)) or "none"
-        raise SpecError(
-            f"{where}, field {kind}.connection: unknown connection {name!r} (this document declares: {declared})"
-        )
-    if not isinstance(connection, wanted):
-        raise SpecError(
-            f"{where}, field {kind}.connection: connection {name!r} is of type {_type(connection)}; "
-            f"an {kind} step needs one of type {_type(wanted)}"
-        )
-
-
-def _type(connection: Connection | type[Connection]) -> str:
-    return str(connection.__struct_config__.tag)  # the `type:` written in the file
+def _check_steps_read(where: str, compiled: Any, ran: list[str], known: frozenset[str]) -> None:
+    """Each `steps.<id>` an expression reads names a step that ran before this one."""
+    for expr in expressions_in(compiled):
+        for step in steps_read(expr):
+            if step in ran:
+                continue
+            reason = f"unknown step `{step}`"
+            if step in known:
+                reason = f"step `{step}` does not run before this one"
+            before = (
+                f"the steps before this one are {', '.join(ran)}" if ran else "no step runs before this one"
+            )
+            raise SpecError(f"{where}: expression {{{{ {expr.source} }}}}: {reason}; {before}")
 
 
 def _check_python(where: str, step: PythonStep) -> None:
@@ -164,9 +252,18 @@ def _check_connection(where: str, connection: Connection) -> None:
 
 
 def _references(where: str, field: str, value: str) -> None:
-    """Every `${` must open a well-formed `${env:NAME}`."""
+    """Every `${` must open a well-formed `${env:NAME}`, not naming one of hookline's settings."""
     if _REFERENCE.sub("", value).count("${"):
         raise SpecError(f"{where}, field {field}: a secret is written ${{env:NAME}} (letters, digits, _)")
+    _not_reserved(where, field, value)
+
+
+def _not_reserved(where: str, field: str, value: str) -> None:
+    for name in referenced_names(value):
+        try:
+            check_not_reserved(name)
+        except ReservedSecret as exc:
+            raise SpecError(f"{where}, field {field}: {exc}") from None
 
 
 def _check_dsn(where: str, dsn: str) -> None:

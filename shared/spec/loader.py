@@ -16,12 +16,14 @@ import yaml
 
 from shared.errors import SpecError
 from shared.signatures.presets import scheme_from_spec
+from shared.spec.base import NAME_PATTERN
 from shared.spec.checks import check_workspace
 from shared.spec.connections import Connection
 from shared.spec.model import HmacAuth, Workspace
 from shared.spec.types import dec_hook
 
 STEP_KINDS = ("map", "respond", "http", "sql", "condition", "python")
+_NAME = re.compile(NAME_PATTERN)
 
 
 def load_file(path: Path) -> list[Workspace]:
@@ -77,6 +79,11 @@ def _decode_connections(connections: object, source: str) -> None:
     if not isinstance(connections, dict):
         return
     for name, connection in connections.items():
+        if not (isinstance(name, str) and _NAME.fullmatch(name)):
+            raise SpecError(
+                f"{source}: connection {name!r}: a connection name is lower-case letters, digits, "
+                "'-' and '_', at most 63 characters, starting with a letter or a digit"
+            )
         try:
             msgspec.convert(connection, Connection, dec_hook=dec_hook)
         except msgspec.ValidationError as exc:

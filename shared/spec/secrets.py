@@ -3,6 +3,8 @@
 A trigger file never holds a secret a registry would store in plain text: HMAC secrets and
 connection credentials are references resolved by the service that uses them; a Basic
 password (literal or reference) is replaced by its scrypt hash when the file is applied.
+hookline's own settings (`HOOKLINE_*`: the database URL, the admin token...) live in the
+same environment and are never resolved for a trigger file.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from shared.spec.model import BasicAuth, Trigger
 
 REFERENCE = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
 _EMBEDDED = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+# shared/settings.py reads HOOKLINE_<FIELD>; upper-cased, as Windows names ignore case.
+_OWN_PREFIX = "HOOKLINE_"
 
 # scrypt cost: ~50 ms on this class of machine, once per apply and once per new pair at
 # the ingress (verified pairs are cached there).
@@ -33,12 +37,35 @@ class MissingSecret(SpecError):
     problem_type = "secret-missing"
 
 
+class ReservedSecret(MissingSecret):
+    """Raised when a `${env:NAME}` reference names one of hookline's own settings (`HOOKLINE_*`).
+
+    A MissingSecret to whoever resolves it: the variable is not there for trigger files.
+    """
+
+    problem_type = "secret-reserved"
+
+
+def referenced_names(value: str) -> list[str]:
+    """The NAME of every `${env:NAME}` in `value`."""
+    return _EMBEDDED.findall(value)
+
+
+def check_not_reserved(name: str) -> None:
+    """ReservedSecret if `name` is one of hookline's own settings, whether it is set or not."""
+    if name.upper().startswith(_OWN_PREFIX):
+        raise ReservedSecret(
+            f"hookline's own settings cannot be referenced from a trigger file (${{env:{name}}})"
+        )
+
+
 def resolve(value: str, environ: Mapping[str, str] | None = None) -> str:
     """Replace every `${env:NAME}` in `value` by the variable's value; MissingSecret if unset."""
     env = os.environ if environ is None else environ
 
     def lookup(match: re.Match[str]) -> str:
         name = match[1]
+        check_not_reserved(name)  # before looking: whether it is set is not told either
         if name not in env:
             raise MissingSecret(f"environment variable {name} is not set")
         return env[name]
