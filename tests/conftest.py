@@ -27,9 +27,9 @@ from tests.stack import Services, services
 
 # Secrets the session's services can resolve from `${env:...}` references in trigger files.
 TEST_SECRETS = {
-    "HOOKLINE_TEST_HMAC_SECRET": "It's a Secret to Everybody",
-    "HOOKLINE_TEST_WHSEC": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-    "HOOKLINE_TEST_BASIC_PASSWORD": "correct horse battery staple",
+    "TEST_HMAC_SECRET": "It's a Secret to Everybody",
+    "TEST_WHSEC": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "TEST_BASIC_PASSWORD": "correct horse battery staple",
 }
 
 

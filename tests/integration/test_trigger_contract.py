@@ -78,27 +78,27 @@ triggers:
     workflow: [{{id: ok, map: {{ok: true}}}}]
   - name: github
     methods: [POST]
-    auth: {{type: hmac, preset: github, secret: "${{env:HOOKLINE_TEST_HMAC_SECRET}}"}}
+    auth: {{type: hmac, preset: github, secret: "${{env:TEST_HMAC_SECRET}}"}}
     mode: request_response
     workflow: [{{respond: {{status: 200, body: "{{{{ request.body }}}}"}}}}]
   - name: stripe
     methods: [POST]
-    auth: {{type: hmac, preset: stripe, secret: "${{env:HOOKLINE_TEST_HMAC_SECRET}}", tolerance: 60s}}
+    auth: {{type: hmac, preset: stripe, secret: "${{env:TEST_HMAC_SECRET}}", tolerance: 60s}}
     mode: request_response
     workflow: [{{respond: {{status: 200, body: "{{{{ request.body }}}}"}}}}]
   - name: shopify
     methods: [POST]
-    auth: {{type: hmac, preset: shopify, secret: "${{env:HOOKLINE_TEST_HMAC_SECRET}}"}}
+    auth: {{type: hmac, preset: shopify, secret: "${{env:TEST_HMAC_SECRET}}"}}
     mode: request_response
     workflow: [{{respond: {{status: 200, body: "{{{{ request.body }}}}"}}}}]
   - name: slack
     methods: [POST]
-    auth: {{type: hmac, preset: slack, secret: "${{env:HOOKLINE_TEST_HMAC_SECRET}}", tolerance: 60s}}
+    auth: {{type: hmac, preset: slack, secret: "${{env:TEST_HMAC_SECRET}}", tolerance: 60s}}
     mode: request_response
     workflow: [{{respond: {{status: 200, body: "{{{{ request.body }}}}"}}}}]
   - name: standard
     methods: [POST]
-    auth: {{type: hmac, preset: standard-webhooks, secret: "${{env:HOOKLINE_TEST_WHSEC}}", tolerance: 60s}}
+    auth: {{type: hmac, preset: standard-webhooks, secret: "${{env:TEST_WHSEC}}", tolerance: 60s}}
     mode: request_response
     workflow: [{{respond: {{status: 200, body: "{{{{ request.body }}}}"}}}}]
   - name: limited
