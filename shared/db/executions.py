@@ -61,8 +61,8 @@ where excluded.attempts >= executions.attempts
 # Both statements are put together from the constants above only (no value is spliced in).
 _UPSERT = f"""{_INSERT}
 select id, workspace, trigger, version, status, attempts, to_timestamp(received_at),
-       to_timestamp(started_at), to_timestamp(finished_at), request::jsonb, output::jsonb,
-       response::jsonb, steps::jsonb, error, replay_of, caller
+       to_timestamp(started_at), to_timestamp(finished_at), request::json, output::json,
+       response::json, steps::json, error, replay_of, caller
 from unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::float8[],
             $8::float8[], $9::float8[], $10::text[], $11::text[], $12::text[], $13::text[],
             $14::text[], $15::uuid[], $16::text[])
@@ -71,11 +71,11 @@ from unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[]
 {_ON_CONFLICT}"""  # noqa: S608
 # A batch of one (an ordered lane's run, an idle worker's): the same upsert over VALUES,
 # which PostgreSQL runs in 0.11 ms where unnest over one-element arrays takes 0.18 ms. JSON
-# goes in as text, cast in SQL as above (a jsonb parameter would go through the pool's codec).
+# goes in as text, cast in SQL as above (a json parameter would go through the pool's codec).
 _UPSERT_ONE = f"""{_INSERT}
 values ($1::uuid, $2::text, $3::text, $4::int, $5::text, $6::int, to_timestamp($7::float8),
-        to_timestamp($8::float8), to_timestamp($9::float8), $10::text::jsonb, $11::text::jsonb,
-        $12::text::jsonb, $13::text::jsonb, $14::text, $15::uuid, $16::text)
+        to_timestamp($8::float8), to_timestamp($9::float8), $10::text::json, $11::text::json,
+        $12::text::json, $13::text::json, $14::text, $15::uuid, $16::text)
 {_ON_CONFLICT}"""
 
 

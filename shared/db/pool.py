@@ -67,10 +67,11 @@ def _encode_json(value: Any) -> str:
 
 
 async def init_connection(connection: asyncpg.Connection) -> None:
-    """jsonb in and out through msgspec."""
-    await connection.set_type_codec(
-        "jsonb", encoder=_encode_json, decoder=msgspec.json.decode, schema="pg_catalog"
-    )
+    """jsonb and json in and out through msgspec."""
+    for name in ("jsonb", "json"):
+        await connection.set_type_codec(
+            name, encoder=_encode_json, decoder=msgspec.json.decode, schema="pg_catalog"
+        )
 
 
 async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
