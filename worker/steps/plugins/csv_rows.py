@@ -12,6 +12,7 @@ lists. Cells stay text: `to_number()` in a later expression converts where neede
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from typing import Annotated, Any
@@ -19,6 +20,9 @@ from typing import Annotated, Any
 import msgspec
 
 from shared.errors import WorkflowError
+
+# Texts longer than this are parsed in a thread.
+IN_THREAD_ABOVE = 64 * 1024
 
 
 class CsvConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -40,6 +44,12 @@ class CsvRows:
     async def run(self, value: Any) -> Any:
         if not isinstance(value, str):
             raise WorkflowError(f"csv: the input must be text, not {type(value).__name__}")
+        if len(value) > IN_THREAD_ABOVE:
+            # A big export would hold the event loop (and every other run of this worker).
+            return await asyncio.to_thread(self._parse, value)
+        return self._parse(value)
+
+    def _parse(self, value: str) -> Any:
         # strict: a malformed export fails the step instead of turning into odd rows.
         reader = csv.reader(io.StringIO(value), delimiter=self.config.delimiter, strict=True)
         rows: list[list[str]] = []
