@@ -105,6 +105,24 @@ FUNCTIONS = (
     ("change", "message"),
     [
         pytest.param(
+            ('base_url: "https://crm.example.com/api"', 'base_url: "https://crm.example.com:99999999/api"'),
+            "f.yaml: connection crm, field base_url: not a valid URL (Port out of range 0-65535)",
+            id="bad-base-url",
+        ),
+        pytest.param(
+            ('dsn: "${env:ERP_DSN}"', 'dsn: "postgresql://[::1/erp"'),
+            "f.yaml: connection erp, field dsn: not a valid URL (Invalid IPv6 URL)",
+            id="bad-dsn",
+        ),
+        pytest.param(
+            (
+                "connection: crm, method: POST, path: /customers,",
+                'url: "http://[::1/customers", method: POST,',
+            ),
+            "f.yaml: trigger order, step create, field http.url: not a valid URL (Invalid IPv6 URL)",
+            id="bad-url",
+        ),
+        pytest.param(
             ("- id: rows\n        python:", "- id: rows\n        pyhton:"),
             "f.yaml: trigger order, step rows: unknown step kind (keys: pyhton); "
             "expected one of map, respond, http, sql, condition, python",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from shared.errors import ExpressionError, SpecError
 from shared.expressions import (
@@ -121,7 +121,7 @@ def _check_condition(here: str, step: ConditionStep) -> None:
 def _check_http(here: str, call: HttpCall, connections: dict[str, Connection]) -> None:
     if call.url is not None:
         _check_url(here, call.url)
-        if _literal_password(call.url):
+        if _literal_password(_split(here, "http.url", call.url)):
             raise SpecError(
                 f"{here}, field http.url: a password in a URL is a secret; "
                 "use an http connection, whose headers can hold ${env:NAME} references"
@@ -238,7 +238,7 @@ def _check_connection(where: str, connection: Connection) -> None:
     _references(where, "base_url", connection.base_url)
     if not connection.base_url.startswith(("http://", "https://", "${env:")):
         raise SpecError(f"{where}, field base_url: must start with http:// or https://")
-    if _literal_password(connection.base_url):
+    if _literal_password(_split(where, "base_url", connection.base_url)):
         raise SpecError(
             f"{where}, field base_url: the password must be an ${{env:NAME}} reference, never written in the file"
         )
@@ -267,10 +267,10 @@ def _not_reserved(where: str, field: str, value: str) -> None:
 
 
 def _check_dsn(where: str, dsn: str) -> None:
-    parts = urlsplit(dsn)
+    parts = _split(where, "dsn", dsn)
     if parts.scheme not in ("postgres", "postgresql"):
         raise SpecError(f"{where}, field dsn: must be a postgresql://user@host/database URL")
-    if _literal_password(dsn) or any(
+    if _literal_password(parts) or any(
         not _REFERENCE.fullmatch(p) for p in parse_qs(parts.query).get("password", [])
     ):
         raise SpecError(
@@ -278,7 +278,17 @@ def _check_dsn(where: str, dsn: str) -> None:
         )
 
 
-def _literal_password(url: str) -> bool:
+def _split(where: str, field: str, url: str) -> SplitResult:
+    """`url` in parts, or a SpecError naming the field (`http://[::1/x`, a port `:99999999`)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parsed lazily; raises for a bad one)
+    except ValueError as exc:
+        raise SpecError(f"{where}, field {field}: not a valid URL ({exc})") from None
+    return parts
+
+
+def _literal_password(parts: SplitResult) -> bool:
     """Whether a URL carries a password written out (`user:pw@`), not a `${env:NAME}`."""
-    password = urlsplit(url).password
+    password = parts.password
     return bool(password) and not _REFERENCE.fullmatch(password or "")
