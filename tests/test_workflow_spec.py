@@ -105,6 +105,16 @@ FUNCTIONS = (
     ("change", "message"),
     [
         pytest.param(
+            (
+                'respond: {status: 201, body: {id: "{{ steps.create.output.body.id }}"}}',
+                'respond: {status: 201, body: {id: "{{ steps.create.output.body.id }}"}}\n'
+                "            - id: late\n              map: {x: 1}",
+            ),
+            "f.yaml: trigger order, step check, then, step late: comes after step done (respond), "
+            "which ends the run; it would never run",
+            id="step-after-respond",
+        ),
+        pytest.param(
             ('base_url: "https://crm.example.com/api"', 'base_url: "https://crm.example.com:99999999/api"'),
             "f.yaml: connection crm, field base_url: not a valid URL (Port out of range 0-65535)",
             id="bad-base-url",

@@ -81,8 +81,12 @@ def _check_steps(
 ) -> list[str]:
     """Check steps that start after `ran`; the ids that may have run once they are done."""
     ran = list(ran)
-    for step in steps:
+    for before, step in zip([None, *steps], steps, strict=False):
         here = f"{where}, step {step.id}"
+        if isinstance(before, RespondStep):
+            raise SpecError(
+                f"{here}: comes after step {before.id} (respond), which ends the run; it would never run"
+            )
         for field, value in _template_fields(step):
             _templates(here, field, value, WORKFLOW_ROOTS, (ran, known))
         _check_step(here, step, connections)
