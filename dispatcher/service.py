@@ -53,7 +53,11 @@ class Dispatcher:
         """Reconcile until `stop()`."""
         self._pool = await create_pool(self.settings.database_url, min_size=1, max_size=2)
         probes = await start_probes(
-            "dispatcher", self.settings.host, self.settings.metrics_port, self._checks
+            "dispatcher",
+            self.settings.host,
+            self.settings.metrics_port,
+            self._checks,
+            self.settings.metrics_token,
         )
         heartbeat = Heartbeat(self._pool, "dispatcher", self._checks, lambda: probes.port if probes else None)
         heartbeat.start()

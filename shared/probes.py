@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import asyncpg
 import msgspec
 import uvicorn
-from litestar import Litestar, Response, get
+from litestar import Litestar, Request, Response, get
 from prometheus_client import generate_latest
 
 from shared.db.pool import DB_ERRORS
@@ -26,11 +28,36 @@ Checks = Callable[[], Awaitable[dict[str, bool]]]
 _json = msgspec.json.Encoder()
 
 
-def probe_app(checks: Checks) -> Litestar:
+def metrics_allowed(authorization: str | None, token: str | None) -> bool:
+    """Whether a `/metrics` request may be answered: always, unless a metrics token is set
+    (`HOOKLINE_METRICS_TOKEN`, for a scraper's `authorization: {credentials: ...}`)."""
+    if token is None:
+        return True
+    return authorization is not None and hmac.compare_digest(
+        authorization.encode(), f"Bearer {token}".encode()
+    )
+
+
+def refused_metrics() -> Response[bytes]:
+    """401 for a `/metrics` request without the metrics token."""
+    body = _json.encode(
+        {
+            "type": "/problems/unauthorized",
+            "title": "Unauthorized",
+            "status": 401,
+            "detail": "metrics need the metrics token (Authorization: Bearer ...)",
+        }
+    )
+    return Response(body, status_code=401, media_type="application/problem+json")
+
+
+def probe_app(checks: Checks, metrics_token: str | None = None) -> Litestar:
     """The three probe routes; readiness is what `checks` says."""
 
     @get("/metrics")
-    async def metrics() -> Response[bytes]:
+    async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+        if not metrics_allowed(request.headers.get("authorization"), metrics_token):
+            return refused_metrics()
         return Response(generate_latest(), media_type="text/plain; version=0.0.4")
 
     @get("/healthz")
@@ -58,9 +85,16 @@ class _Server(uvicorn.Server):
 class ProbeServer:
     """The probe app on `host:port`, started and stopped with the service."""
 
-    def __init__(self, service: str, host: str, port: int, checks: Checks) -> None:
+    def __init__(
+        self, service: str, host: str, port: int, checks: Checks, metrics_token: str | None = None
+    ) -> None:
         config = uvicorn.Config(
-            probe_app(checks), host=host, port=port, log_config=None, access_log=False, lifespan="off"
+            probe_app(checks, metrics_token),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
         )
         self._server = _Server(config)
         self._service = service
@@ -101,10 +135,12 @@ async def database_ready(pool: asyncpg.Pool) -> bool:
     return True
 
 
-async def start_probes(service: str, host: str, port: int | None, checks: Checks) -> ProbeServer | None:
+async def start_probes(
+    service: str, host: str, port: int | None, checks: Checks, metrics_token: str | None = None
+) -> ProbeServer | None:
     """The probe server on `port` if one is configured (None: off)."""
     if port is None:
         return None
-    server = ProbeServer(service, host, port, checks)
+    server = ProbeServer(service, host, port, checks, metrics_token)
     await server.start()
     return server

@@ -41,6 +41,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     delivery_limit: int = 10
     heartbeat: int = 15
     metrics_port: int | None = None  # worker and dispatcher probes; None: off, 0: a free port
+    metrics_token: str | None = None  # when set, /metrics answers only `Authorization: Bearer <it>`
     log_level: str = "INFO"
     log_json: bool = True
 

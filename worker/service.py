@@ -57,7 +57,13 @@ class Worker:
         self._pool = await create_pool(self.settings.database_url, min_size=1, max_size=4)
         self._recorder = Recorder(self._pool)
         self._recorder.start()
-        probes = await start_probes("worker", self.settings.host, self.settings.metrics_port, self._checks)
+        probes = await start_probes(
+            "worker",
+            self.settings.host,
+            self.settings.metrics_port,
+            self._checks,
+            self.settings.metrics_token,
+        )
         heartbeat = Heartbeat(self._pool, "worker", self._checks, lambda: probes.port if probes else None)
         heartbeat.start()
         self._connections = Connections(self._pool)

@@ -6,11 +6,12 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from litestar import Response, get
+from litestar import Request, Response, get
 
 from ingress import metrics
 from ingress.api.resources import Resources
 from shared.db.pool import DB_ERRORS
+from shared.probes import metrics_allowed, refused_metrics
 
 _json = msgspec.json.Encoder()
 
@@ -31,7 +32,9 @@ def health_routes(res: Resources) -> list[Any]:
     """Probes and metrics, kept out of the API schema."""
 
     @get("/metrics", include_in_schema=False)
-    async def prometheus() -> Response[bytes]:
+    async def prometheus(request: Request[Any, Any, Any]) -> Response[bytes]:
+        if not metrics_allowed(request.headers.get("authorization"), res.settings.metrics_token):
+            return refused_metrics()
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     @get("/healthz", include_in_schema=False)

@@ -1,0 +1,42 @@
+"""`HOOKLINE_METRICS_TOKEN`: when set, `/metrics` answers only a scraper that sends it."""
+
+from __future__ import annotations
+
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from ingress.api.health import health_routes
+from ingress.api.resources import Resources
+from shared.probes import probe_app
+from shared.settings import Settings
+
+
+async def _ready() -> dict[str, bool]:
+    return {"broker": True, "database": True}
+
+
+def _ingress(token: str | None) -> Litestar:
+    res = Resources()
+    res.settings = Settings(database_url="postgresql://x/y", amqp_url="amqp://x", metrics_token=token)
+    return Litestar(route_handlers=health_routes(res))
+
+
+def test_metrics_need_the_token_when_one_is_set() -> None:
+    for app in (probe_app(_ready, "s3cret-scrape"), _ingress("s3cret-scrape")):
+        with TestClient(app) as client:
+            missing = client.get("/metrics")
+            wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})
+            right = client.get("/metrics", headers={"Authorization": "Bearer s3cret-scrape"})
+            health = client.get("/healthz")
+        assert (missing.status_code, wrong.status_code) == (401, 401)
+        assert missing.headers["content-type"] == "application/problem+json"
+        assert missing.json()["detail"] == "metrics need the metrics token (Authorization: Bearer ...)"
+        assert right.status_code == 200
+        assert "# TYPE" in right.text
+        assert health.status_code == 200  # probes stay open: orchestrators call them
+
+
+def test_metrics_are_open_without_a_token() -> None:
+    for app in (probe_app(_ready), _ingress(None)):
+        with TestClient(app) as client:
+            assert client.get("/metrics").status_code == 200
