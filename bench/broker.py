@@ -36,6 +36,15 @@ async def depth(connection: AbstractConnection, queue: str) -> int:
     return state.ready if state is not None else 0
 
 
+def unacknowledged(list_channels: str) -> int:
+    """Messages delivered and not yet acknowledged, over every channel of the broker.
+
+    From `rabbitmqctl --quiet list_channels --no-table-headers name messages_unacknowledged`:
+    one line per channel, the count last ("127.0.0.1:5 -> 127.0.0.1:6 (1)\t4").
+    """
+    return sum(int(line.rsplit(None, 1)[-1]) for line in list_channels.splitlines() if line.strip())
+
+
 async def purge(connection: AbstractConnection, queue: str) -> None:
     channel = await raw_channel(connection)
     await channel.queue_purge(queue)

@@ -22,6 +22,7 @@ from aio_pika.abc import AbstractConnection
 
 from bench import broker
 from bench.ceiling_consumer import Stats
+from bench.cpu import CpuMeter
 from bench.processes import ROOT, Fleet
 from bench.profile import Profiler
 from shared import topology
@@ -228,6 +229,27 @@ class Bench:
     async def purge_hookline(self) -> None:
         await broker.purge(self.amqp, topology.work_queue_name(PREFIX))
         await broker.purge(self.amqp, topology.ordered_queue_name(PREFIX, WORKSPACE, "lane"))
+
+    async def unacknowledged(self) -> int:
+        """Messages delivered and not yet acknowledged, broker-wide (fresh, unlike list_queues'
+        quorum queue figures, which come from a 5 s statistics tick)."""
+        rabbit = next(s for s in self.servers if isinstance(s, LocalRabbitMQ))
+        args = ("--quiet", "list_channels", "--no-table-headers", "name", "messages_unacknowledged")
+        return broker.unacknowledged(await asyncio.to_thread(rabbit.ctl, *args, timeout=30))
+
+    def cpu_meter(self) -> CpuMeter:
+        """CPU per role: hookline's services, the ceiling's, and the servers."""
+
+        def roots() -> dict[str, list[int]]:
+            out: dict[str, list[int]] = {}
+            for running in self.processes.running.values():
+                out.setdefault(running.role, []).append(running.process.pid)
+            for server in self.servers:
+                if server.pid is not None:
+                    out["rabbitmq" if isinstance(server, LocalRabbitMQ) else "postgres"] = [server.pid]
+            return out
+
+        return CpuMeter(roots)
 
     async def db(self) -> asyncpg.Connection:
         return await asyncpg.connect(self.database_url)

@@ -36,7 +36,9 @@ class Load:
     p90_ms: float
     p99_ms: float
     max_ms: float
-    errors: int  # connect/read/write errors, timeouts, and answers >= 400
+    errors: int  # status_errors + socket_errors
+    status_errors: int = 0  # answers >= 400 (wrk's status errors)
+    socket_errors: int = 0  # connect, read and write errors, and timeouts
 
 
 def ensure_wrk() -> str:
@@ -118,9 +120,7 @@ def _parse(text: str) -> Load:
         raise LoadError(f"wrk gave no result:\n{text[-2000:]}")
     raw = json.loads(line[len(_MARK) :])
     seconds = raw["duration_us"] / 1e6
-    errors = sum(
-        raw[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
-    )
+    socket_errors = sum(raw[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts"))
     return Load(
         requests=raw["requests"],
         seconds=round(seconds, 3),
@@ -129,5 +129,7 @@ def _parse(text: str) -> Load:
         p90_ms=raw["p90_us"] / 1000,
         p99_ms=raw["p99_us"] / 1000,
         max_ms=raw["max_us"] / 1000,
-        errors=errors,
+        errors=raw["status_errors"] + socket_errors,
+        status_errors=raw["status_errors"],
+        socket_errors=socket_errors,
     )

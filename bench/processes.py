@@ -8,6 +8,7 @@ uvicorn server processes under their supervisor), is read from /proc and kept by
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -66,7 +67,7 @@ class Fleet:
         return [r for r in self.running.values() if r.role == role]
 
     def stop(self, role: str, timeout: float = 30) -> None:
-        """SIGTERM every process of `role`, wait for each (SIGKILL after `timeout`)."""
+        """SIGTERM every process of `role`, wait for each (SIGKILL to its group after `timeout`)."""
         group = self.of_role(role)
         for running in group:
             self._keep_peaks(running)
@@ -77,7 +78,10 @@ class Fleet:
             try:
                 running.process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                running.process.kill()
+                # The whole group (its pid: each process leads its own), so that a stuck
+                # supervisor's server processes do not outlive it.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(running.process.pid, signal.SIGKILL)
                 running.process.wait()
             del self.running[running.name]
 

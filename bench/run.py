@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from bench import report, scenarios
@@ -31,17 +30,61 @@ def say(text: str) -> None:
     print(f"bench: {text}", file=sys.stderr, flush=True)
 
 
-async def session(bench: Bench, only: tuple[str, ...]) -> dict[str, Any]:
-    """Every scenario in an order that needs the fewest worker restarts."""
+# The run must end within 10 minutes: scenarios stop here, leaving time to stop everything.
+WATCHDOG_SECONDS = 540
+
+
+class Interrupted(Exception):
+    """SIGTERM: stop like Ctrl-C."""
+
+
+async def session(bench: Bench, only: tuple[str, ...], results: dict[str, Any]) -> None:
+    """Servers, services, then every scenario, into `results`, within the watchdog's time.
+
+    SIGTERM cancels this task (the loop's handler, so it lands at an await, not in the
+    middle of whatever the main thread was doing) and ends it with `Interrupted`. When the
+    watchdog fires, `results` keeps the scenarios done and says which one it stopped.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    terminated: list[int] = []
+
+    def on_term() -> None:
+        terminated.append(signal.SIGTERM)
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, on_term)
+    running = ["start-up"]
     try:
-        return await _scenarios(bench, only)
+        async with asyncio.timeout(WATCHDOG_SECONDS):
+            await _scenarios(bench, only, results, running)
+    except TimeoutError:
+        results["watchdog"] = f"stopped after {WATCHDOG_SECONDS} s, during {running[0]}"
+        say(results["watchdog"])
+    except asyncio.CancelledError:
+        if terminated:
+            raise Interrupted("SIGTERM") from None
+        raise
     finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        # Ignored from here on: stopping everything must not be cut short (main restores it).
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if bench.connected:
             await bench.amqp.close()
+    bench.processes.sample_peaks()
+    results["memory"] = {
+        role: [round(kib / 1024, 1) for kib in peaks]
+        for role, peaks in bench.processes.peaks_by_role().items()
+    }
 
 
-async def _scenarios(bench: Bench, only: tuple[str, ...]) -> dict[str, Any]:
-    results: dict[str, Any] = {}
+async def _scenarios(
+    bench: Bench, only: tuple[str, ...], results: dict[str, Any], running: list[str]
+) -> None:
+    """Every scenario in an order that needs the fewest worker restarts."""
+    say(f"starting private RabbitMQ and PostgreSQL in {bench.folder}")
+    bench.start_servers()
     await bench.prepare()
     say("starting hookline (dispatcher, ingress) and the ceiling app")
     await bench.start_hookline()
@@ -57,6 +100,7 @@ async def _scenarios(bench: Bench, only: tuple[str, ...]) -> dict[str, Any]:
     for name, run, stopped in steps:
         if name not in only:
             continue
+        running[0] = name
         if stopped:
             bench.stop_workers()
         elif not bench.processes.of_role("worker"):
@@ -66,20 +110,6 @@ async def _scenarios(bench: Bench, only: tuple[str, ...]) -> dict[str, Any]:
         results[name] = await run(bench)
         bench.processes.sample_peaks()
         say(f"{name} done in {time.monotonic() - began:.0f} s")
-    bench.processes.sample_peaks()
-    results["memory"] = {
-        role: [round(kib / 1024, 1) for kib in peaks]
-        for role, peaks in bench.processes.peaks_by_role().items()
-    }
-    return results
-
-
-class Interrupted(Exception):
-    """SIGTERM: stop like Ctrl-C."""
-
-
-def _on_term(signum: int, _: FrameType | None) -> None:
-    raise Interrupted(signal.Signals(signum).name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,18 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     except LoadError as exc:
         say(str(exc))
         return 1
-    signal.signal(signal.SIGTERM, _on_term)
     started = time.time()
     load_before = os.getloadavg()
     bench = Bench(options)
     bench.profile_roles = tuple(args.profile or ())
     bench.profile_dir = args.results / f"profiles-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(started))}"
     failed = True
+    results: dict[str, Any] = {}
     try:
-        say(f"starting private RabbitMQ and PostgreSQL in {bench.folder}")
-        bench.start_servers()
-        results = asyncio.run(session(bench, tuple(args.only or SCENARIOS)))
-        failed = False
+        asyncio.run(session(bench, tuple(args.only or SCENARIOS), results))
+        failed = "watchdog" in results
     except (KeyboardInterrupt, Interrupted):
         say("interrupted; stopping everything it started")
         return 130
@@ -167,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         f"load average {document['load_average_before'][0]} before, {document['load_average_after'][0]} after; "
         f"{document['seconds']:.0f} s in all. JSON: {out}"
     )
+    if "watchdog" in results:
+        return 1
     return 3 if args.check and not all(v["met"] for v in verdict.values()) else 0
 
 

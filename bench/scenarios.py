@@ -6,38 +6,31 @@ Every function returns plain data (dicts of numbers) for the report and the JSON
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench import broker
-from bench.cpu import CpuMeter
+from bench.drain import DrainMeter, settled_depth, until_counted, until_recorded, until_settled
 from bench.harness import PREFIX, WORKSPACE, Bench, read_stats
 from bench.load import Load, run_wrk
 from shared import topology
 from shared.broker import queue_state
 from shared.ids import uuid7
-from shared.localservers import LocalRabbitMQ
 from shared.messages import Invocation, RequestData, invocation_encoder
 
 Result = dict[str, Any]
 
 
-def cpu_meter(bench: Bench) -> CpuMeter:
-    """CPU per role: hookline's services, the ceiling's, and the servers."""
+@dataclass(frozen=True)
+class Run:
+    """One measured load: wrk's figures, the CPU per role, and when it ran (after the warm-up)."""
 
-    def roots() -> dict[str, list[int]]:
-        out: dict[str, list[int]] = {}
-        for running in bench.processes.running.values():
-            out.setdefault(running.role, []).append(running.process.pid)
-        for server in bench.servers:
-            if server.pid is not None:
-                out["rabbitmq" if isinstance(server, LocalRabbitMQ) else "postgres"] = [server.pid]
-        return out
-
-    return CpuMeter(roots)
+    result: Load
+    cpu: dict[str, float]
+    began: float  # time.time() as the measured load started
+    ended: float  # and as wrk ended
 
 
 async def load(
@@ -47,15 +40,16 @@ async def load(
     headers: dict[str, str],
     connections: int | None = None,
     seconds: float | None = None,
-    every: Any = None,
-) -> tuple[Load, dict[str, float]]:
+    every: Callable[[], Awaitable[None]] | None = None,
+) -> Run:
     """A warm-up, then the measured load with the CPU it used per role (and a profile)."""
     options = bench.options
     connections = connections or options.connections
     await run_wrk(url, bench.body_file, headers=headers, connections=connections, seconds=options.warmup)
-    meter = cpu_meter(bench)
+    meter = bench.cpu_meter()
     profiler = bench.profiler(label)
     meter.start()
+    began = time.time()
     try:
         result = await run_wrk(
             url,
@@ -65,11 +59,12 @@ async def load(
             seconds=seconds or options.seconds,
             every=every,
         )
+        ended = time.time()
     finally:
         cpu = meter.stop()
         if profiler is not None:
             profiler.stop()
-    return result, cpu
+    return Run(result, cpu, began, ended)
 
 
 def measured(result: Load, cpu: dict[str, float], **extra: Any) -> Result:
@@ -119,8 +114,8 @@ async def paired(
     for side in ("ceiling", "hookline", "hookline", "ceiling"):
         url, headers = ceiling if side == "ceiling" else hookline
         name = f"{label}-{side}-{len(runs[side]) + 1}"
-        result, cpu = await load(bench, name, url, headers, connections, seconds)
-        runs[side].append(measured(result, cpu))
+        run = await load(bench, name, url, headers, connections, seconds)
+        runs[side].append(measured(run.result, run.cpu))
         if between is not None:
             await between(side)
     return merge(runs["ceiling"]), merge(runs["hookline"])
@@ -141,7 +136,7 @@ def merge(runs: list[Result]) -> Result:
         "rps": round(requests / seconds, 1) if seconds else 0.0,
         **{k: round(sum(r[k] for r in runs) / len(runs), 3) for k in ("p50_ms", "p90_ms", "p99_ms")},
         "max_ms": max(r["max_ms"] for r in runs),
-        "errors": sum(r["errors"] for r in runs),
+        **{k: sum(r.get(k, 0) for r in runs) for k in ("errors", "status_errors", "socket_errors")},
         "cpu_percent": cpu,
         "cpu_ms_per_request": {
             role: round(10 * percent * seconds / requests, 3) if requests else 0.0
@@ -156,28 +151,35 @@ def merge(runs: list[Result]) -> Result:
 
 
 class Backlog:
-    """Samples a queue's depth while a load runs."""
+    """Samples a queue's depth while a load runs (wall clock, as the records' received_at)."""
 
     def __init__(self, bench: Bench, queue: str) -> None:
         self.bench = bench
         self.queue = queue
-        self.samples: list[tuple[float, int]] = []
-        self.started = time.monotonic()
+        self.samples: list[tuple[float, int]] = []  # (time.time(), depth)
 
     async def __call__(self) -> None:
         depth = await broker.depth(self.bench.amqp, self.queue)
-        self.samples.append((round(time.monotonic() - self.started, 2), depth))
+        self.samples.append((time.time(), depth))
 
-    def summary(self, end_depth: int, rate: float) -> Result:
-        """Depth at the end, and its growth over the second half of the load (messages/s)."""
-        half = [s for s in self.samples if s[0] >= self.samples[-1][0] / 2] if self.samples else []
-        growth = 0.0
-        if len(half) >= 2 and half[-1][0] > half[0][0]:
-            growth = (half[-1][1] - half[0][1]) / (half[-1][0] - half[0][0])
-        # Steady: the backlog stays under a tenth of a second of calls, or does not grow by
-        # more than 2 % of the accept rate.
-        steady = end_depth <= max(100, rate / 10) or growth <= 0.02 * rate
-        return {"end": end_depth, "growth_per_s": round(growth, 1), "steady": steady, "samples": self.samples}
+    def summary(self, began: float, end_depth: int, rate: float) -> Result:
+        return backlog_summary(self.samples, began, end_depth, rate)
+
+
+def backlog_summary(samples: list[tuple[float, int]], began: float, end_depth: int, rate: float) -> Result:
+    """Depth at the end, and its growth over the second half of the load (messages/s).
+
+    `began` is when the measured load started: samples are kept as seconds from then.
+    """
+    relative = [(round(t - began, 2), depth) for t, depth in samples if t >= began]
+    half = [s for s in relative if s[0] >= relative[-1][0] / 2] if relative else []
+    growth = 0.0
+    if len(half) >= 2 and half[-1][0] > half[0][0]:
+        growth = (half[-1][1] - half[0][1]) / (half[-1][0] - half[0][0])
+    # Steady: the backlog stays under a tenth of a second of calls, or does not grow by
+    # more than 2 % of the accept rate.
+    steady = end_depth <= max(100, rate / 10) or growth <= 0.02 * rate
+    return {"end": end_depth, "growth_per_s": round(growth, 1), "steady": steady, "samples": relative}
 
 
 async def async_end_to_end(bench: Bench) -> Result:
@@ -187,41 +189,32 @@ async def async_end_to_end(bench: Bench) -> Result:
     await _until_consumers(bench, broker.ASYNC_QUEUE, len(files))
     backlog = Backlog(bench, broker.ASYNC_QUEUE)
     url = bench.ceiling_url("async", broker.ASYNC_QUEUE)
-    result, cpu = await load(bench, "end-to-end-ceiling", url, {}, every=backlog)
+    run = await load(bench, "end-to-end-ceiling", url, {}, every=backlog)
     end = await broker.depth(bench.amqp, broker.ASYNC_QUEUE)
-    out["ceiling"] = measured(result, cpu, backlog=backlog.summary(end, result.rps))
+    summary = backlog.summary(run.began, end, run.result.rps)
+    out["ceiling"] = measured(run.result, run.cpu, backlog=summary, timed_out=[])
     bench.stop_consumers()
     await broker.purge(bench.amqp, broker.ASYNC_QUEUE)
 
     work = topology.work_queue_name(PREFIX)
     backlog = Backlog(bench, work)
-    began = time.time()
-    result, cpu = await load(
-        bench, "end-to-end-hookline", bench.hook_url("flow"), bench.headers, every=backlog
-    )
-    ended = time.time()
+    run = await load(bench, "end-to-end-hookline", bench.hook_url("flow"), bench.headers, every=backlog)
     end = await broker.depth(bench.amqp, work)
-    lag = await _lag(bench, "flow", began, ended)
-    out["hookline"] = measured(result, cpu, backlog=backlog.summary(end, result.rps), lag=lag)
+    lag = await _lag(bench, "flow", run.began, run.ended)
+    summary = backlog.summary(run.began, end, run.result.rps)
+    timed_out = lag.pop("timed_out")
+    out["hookline"] = measured(run.result, run.cpu, backlog=summary, lag=lag, timed_out=timed_out)
     return out
 
 
 async def _lag(bench: Bench, trigger: str, began: float, ended: float, within: float = 60) -> Result:
     """Accepted -> executed (finished) of the calls received in [began, ended], once drained."""
-    work = topology.work_queue_name(PREFIX)
-    deadline = time.monotonic() + within
-    await _until_empty(bench, work, deadline)
+    timed_out = []
+    outstanding = await until_settled(bench, topology.work_queue_name(PREFIX), time.monotonic() + within)
+    if outstanding is not None:
+        timed_out.append(f"{outstanding} after {within:.0f} s: lag of the calls run so far")
     connection = await bench.db()
     try:
-        previous = -1
-        while time.monotonic() < deadline:
-            count = await connection.fetchval(
-                "select count(*) from executions where workspace = $1 and trigger = $2", WORKSPACE, trigger
-            )
-            if count == previous:
-                break
-            previous = count
-            await asyncio.sleep(0.5)
         row = await connection.fetchrow(
             """
             select count(*) as n,
@@ -256,16 +249,8 @@ async def _lag(bench: Bench, trigger: str, began: float, ended: float, within: f
         "p50_ms": round(row["p50"] or 0, 1),
         "p99_ms": round(row["p99"] or 0, 1),
         "max_ms": round(row["max"] or 0, 1),
+        "timed_out": timed_out,
     }
-
-
-async def _until_empty(bench: Bench, queue: str, deadline: float) -> None:
-    """Until nothing is ready in `queue` (or the deadline passed)."""
-    while time.monotonic() < deadline:
-        bench.processes.check_alive()
-        if await broker.depth(bench.amqp, queue) == 0:
-            return
-        await asyncio.sleep(0.1)
 
 
 async def _until_consumers(bench: Bench, queue: str, count: int, within: float = 30) -> None:
@@ -312,56 +297,58 @@ async def request_response(bench: Bench) -> Result:
 async def ordered_lane(bench: Bench) -> Result:
     """N calls queued on one ordered trigger (single active consumer), then run in order.
 
+    Hookline's calls are made by one client, one after the other, so their arrival order is
+    the order they were queued in, and the runs' start order can be checked against it.
     Workers must be stopped when this starts; they are running when it returns.
     """
     calls = bench.options.lane_calls
     out: Result = {}
     # The ceiling: a single-active-consumer quorum queue, prefetch 1, manual ack.
-    await run_wrk(
-        bench.ceiling_url("async", broker.LANE_QUEUE), bench.body_file, seconds=60, max_answers=calls
-    )
-    queued = await _settled_depth(bench, broker.LANE_QUEUE)
+    fill = await _fill(bench, bench.ceiling_url("async", broker.LANE_QUEUE), {}, calls, 50)
+    queued, unsettled = await settled_depth(bench, broker.LANE_QUEUE)
     files = bench.start_consumers("drain", broker.LANE_QUEUE, 1, bench.options.workers)
     await _until_consumers(bench, broker.LANE_QUEUE, 1)
-    meter = _DrainMeter(bench, sum(s.messages for s in read_stats(files)))
+    meter = DrainMeter(bench, sum(s.messages for s in read_stats(files)))
     profiler = bench.profiler("lane-ceiling")
-    stats = await _until_counted(bench, files, queued)
-    out["ceiling"] = {**stats, **meter.stop(stats["messages"])}
-    if profiler is not None:
-        profiler.stop()
+    try:
+        stats = await until_counted(bench, files, queued)
+    finally:
+        if profiler is not None:
+            profiler.stop()
+    out["ceiling"] = {**stats, **meter.stop(stats["messages"]), "fill": fill}
+    out["ceiling"]["timed_out"] = (
+        fill.pop("timed_out") + ([unsettled] if unsettled else []) + stats["timed_out"]
+    )
     bench.stop_consumers()
 
     lane = topology.ordered_queue_name(PREFIX, WORKSPACE, "lane")
-    await run_wrk(
-        bench.hook_url("lane"), bench.body_file, headers=bench.headers, seconds=60, max_answers=calls
-    )
-    queued = await _settled_depth(bench, lane)
+    fill = await _fill(bench, bench.hook_url("lane"), bench.headers, calls, 1)
+    queued, unsettled = await settled_depth(bench, lane)
     await bench.start_workers()
-    meter = _DrainMeter(bench, await _recorded(bench, "lane"))
+    meter = DrainMeter(bench, await _recorded(bench, "lane"))
     profiler = bench.profiler("lane-hookline")
-    recorded = await _until_recorded(bench, "lane", lane, queued)
-    out["hookline"] = {**recorded, **meter.stop(recorded["messages"])}
-    if profiler is not None:
-        profiler.stop()
+    try:
+        recorded = await until_recorded(bench, "lane", lane, queued, ordered=True)
+    finally:
+        if profiler is not None:
+            profiler.stop()
+    out["hookline"] = {**recorded, **meter.stop(recorded["messages"]), "fill": fill}
+    out["hookline"]["timed_out"] = (
+        fill.pop("timed_out") + ([unsettled] if unsettled else []) + recorded["timed_out"]
+    )
     return out
 
 
-class _DrainMeter:
-    """CPU per role from the moment the consumers run (start-up left out) to the drain's end."""
-
-    def __init__(self, bench: Bench, done: int) -> None:
-        self._meter = cpu_meter(bench)
-        self._done = done
-        self._started = time.monotonic()
-        self._meter.start()
-
-    def stop(self, done: int) -> Result:
-        cpu = self._meter.stop()
-        return {
-            "cpu_percent": cpu,
-            "cpu_seconds": round(time.monotonic() - self._started, 3),
-            "cpu_messages": done - self._done,
-        }
+async def _fill(bench: Bench, url: str, headers: dict[str, str], calls: int, connections: int) -> Result:
+    """`calls` calls to `url` (at most 60 s): what wrk counted, errors included."""
+    result = await run_wrk(
+        url, bench.body_file, headers=headers, connections=connections, seconds=60, max_answers=calls
+    )
+    fill: Result = {k: getattr(result, k) for k in ("requests", "errors", "status_errors", "socket_errors")}
+    fill["timed_out"] = (
+        [] if result.requests >= calls else [f"fill: {result.requests:,} of {calls:,} calls in 60 s"]
+    )
+    return fill
 
 
 async def _recorded(bench: Bench, trigger: str) -> int:
@@ -373,87 +360,6 @@ async def _recorded(bench: Bench, trigger: str) -> int:
     finally:
         await connection.close()
     return int(count)
-
-
-async def _settled_depth(bench: Bench, queue: str) -> int:
-    """The queue's depth once it stopped changing (calls stopped mid-flight still land)."""
-    depth = await broker.depth(bench.amqp, queue)
-    while True:
-        await asyncio.sleep(0.5)
-        now = await broker.depth(bench.amqp, queue)
-        if now == depth:
-            return depth
-        depth = now
-
-
-async def _until_counted(bench: Bench, files: list[Any], total: int, within: float = 120) -> Result:
-    """Until the ceiling consumers acknowledged `total` messages; their rate."""
-    deadline = time.monotonic() + within
-    while True:
-        bench.processes.check_alive()
-        stats = [s for s in read_stats(files) if s.messages]
-        done = sum(s.messages for s in stats)
-        if done >= total or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.1)
-    span = max(s.last for s in stats) - min(s.first for s in stats) if stats else 0.0
-    return {
-        "messages": done,
-        "expected": total,
-        "seconds": round(span, 3),
-        "per_second": round(done / span, 1) if span else 0.0,
-    }
-
-
-async def _until_recorded(bench: Bench, trigger: str, queue: str, total: int, within: float = 180) -> Result:
-    """Until `total` executions of `trigger` are committed; executions per second.
-
-    From the first run's start to the moment the last record was seen committed. The
-    queue is watched until empty first (cheap), the table only for the last few.
-    """
-    deadline = time.monotonic() + within
-    await _until_empty(bench, queue, deadline)
-    connection = await bench.db()
-    try:
-        while True:
-            count = await connection.fetchval(
-                "select count(*) from executions where workspace = $1 and trigger = $2 and status = 'succeeded'",
-                WORKSPACE,
-                trigger,
-            )
-            seen = time.time()
-            if count >= total or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.05)
-        rows = await connection.fetch(
-            "select extract(epoch from started_at)::float8 as s, extract(epoch from finished_at)::float8 as f"
-            " from executions where workspace = $1 and trigger = $2 order by started_at",
-            WORKSPACE,
-            trigger,
-        )
-    finally:
-        await connection.close()
-    span = seen - rows[0]["s"] if rows else 0.0
-    return {
-        "messages": count,
-        "expected": total,
-        "seconds": round(span, 3),
-        "per_second": round(count / span, 1) if span else 0.0,
-        **_run_and_gap(rows),
-    }
-
-
-def _run_and_gap(rows: list[Any]) -> Result:
-    """Median time a run took, and median time from one run's end to the next one's start.
-
-    On an ordered lane the gap is what sequencing costs: commit, ack, the next delivery.
-    """
-    runs = sorted(r["f"] - r["s"] for r in rows)
-    gaps = sorted(b["s"] - a["f"] for a, b in itertools.pairwise(rows))
-    return {
-        "run_ms_p50": round(1000 * runs[len(runs) // 2], 3) if runs else 0.0,
-        "gap_ms_p50": round(1000 * gaps[len(gaps) // 2], 3) if gaps else 0.0,
-    }
 
 
 # -- 5. worker drain -----------------------------------------------------------------------
@@ -499,12 +405,14 @@ async def worker_drain(bench: Bench) -> Result:
     await broker.prefill(bench.amqp, "", broker.DRAIN_QUEUE, bodies)
     files = bench.start_consumers("drain", broker.DRAIN_QUEUE, 100, bench.options.workers)
     await _until_consumers(bench, broker.DRAIN_QUEUE, len(files))
-    meter = _DrainMeter(bench, sum(s.messages for s in read_stats(files)))
+    meter = DrainMeter(bench, sum(s.messages for s in read_stats(files)))
     profiler = bench.profiler("drain-ceiling")
-    stats = await _until_counted(bench, files, count)
+    try:
+        stats = await until_counted(bench, files, count)
+    finally:
+        if profiler is not None:
+            profiler.stop()
     out["ceiling"] = {**stats, **meter.stop(stats["messages"])}
-    if profiler is not None:
-        profiler.stop()
     bench.stop_consumers()
 
     work = topology.work_queue_name(PREFIX)
@@ -512,10 +420,12 @@ async def worker_drain(bench: Bench) -> Result:
         bench.amqp, topology.invocations_exchange(PREFIX), topology.routing_key(WORKSPACE, "drain"), bodies
     )
     await bench.start_workers()
-    meter = _DrainMeter(bench, await _recorded(bench, "drain"))
+    meter = DrainMeter(bench, await _recorded(bench, "drain"))
     profiler = bench.profiler("drain-hookline")
-    recorded = await _until_recorded(bench, "drain", work, count)
+    try:
+        recorded = await until_recorded(bench, "drain", work, count)
+    finally:
+        if profiler is not None:
+            profiler.stop()
     out["hookline"] = {**recorded, **meter.stop(recorded["messages"])}
-    if profiler is not None:
-        profiler.stop()
     return out
