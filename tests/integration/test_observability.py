@@ -88,6 +88,26 @@ async def test_worker_and_dispatcher_serve_health_readiness_and_metrics(
     await eventually(sampled, timeout=20)
 
 
+async def test_a_worker_reports_itself_while_it_runs_and_removes_its_heartbeat_when_stopped(
+    stack: Services, db: Connection
+) -> None:
+    pid = stack.start("worker-beating").pid
+    try:
+
+        async def up() -> bool | None:
+            state = await db.fetchval(
+                "select ready from service_heartbeats where service = 'worker' and instance like $1",
+                f"%:{pid}",
+            )
+            return True if state else None
+
+        await eventually(up, timeout=20)
+    finally:
+        assert stack.stop("worker-beating") == 0
+    left = await db.fetchval("select count(*) from service_heartbeats where instance like $1", f"%:{pid}")
+    assert left == 0
+
+
 async def test_ingress_metrics_count_calls_and_refusals(
     stack: Services, db: Connection, workspace: str
 ) -> None:
