@@ -87,6 +87,22 @@ async def test_rows_come_back_as_objects_with_json_values(
     ]
 
 
+async def test_a_json_column_is_text_for_from_json_and_a_jsonb_column_a_value(
+    connections: Connections, workspace: str
+) -> None:
+    """A step's connection is not hookline's own database: json stays text, as documented."""
+    workflow = workflow_of(
+        query("select json_build_object('a', 1) as j, jsonb_build_object('a', 1) as b")
+        + '\n- id: parsed\n  map: "{{ from_json(steps.q.output[0].j) }}"',
+        connections,
+        connections=ERP,
+    )
+    outcome = await run(workflow, workspace)
+    assert outcome.ok, outcome.error
+    assert outcome.steps[0]["output"] == [{"j": '{"a" : 1}', "b": {"a": 1}}]
+    assert outcome.output == {"a": 1}
+
+
 async def test_a_value_from_the_request_is_bound_never_spliced(
     connections: Connections, stock: str, workspace: str, db: Connection
 ) -> None:

@@ -21,7 +21,7 @@ import httpx
 
 from shared.db.connections import load_connections
 from shared.db.notify import follow
-from shared.db.pool import DB_ERRORS, init_connection
+from shared.db.pool import DB_ERRORS, init_step_connection
 from shared.errors import WorkflowError
 from shared.spec.connections import Connection, HttpConnection, PostgresConnection
 from shared.spec.secrets import MissingSecret, resolve
@@ -99,7 +99,7 @@ class Connections:
                 return current[1], secrets
             try:
                 pool = await asyncpg.create_pool(
-                    dsn, min_size=0, max_size=spec.pool_size, init=init_connection, timeout=10
+                    dsn, min_size=0, max_size=spec.pool_size, init=init_step_connection, timeout=10
                 )
             except _CONNECT_ERRORS as exc:
                 raise WorkflowError(scrub(f"connection {name}: cannot connect: {exc}", secrets)) from None

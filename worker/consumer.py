@@ -183,6 +183,8 @@ class Runner:
                     and not message.reply_to  # its caller is waiting: accepted, so answered
                     and (invocation.workspace, invocation.trigger) in self._paused
                     and not parked(message)
+                    # A redelivery may have been run and recorded already: settle it as usual.
+                    and not redeliveries_of(message)
                     and await self._park(message, invocation)
                 ):
                     return

@@ -67,11 +67,19 @@ def _encode_json(value: Any) -> str:
 
 
 async def init_connection(connection: asyncpg.Connection) -> None:
-    """jsonb and json in and out through msgspec."""
+    """jsonb and json in and out through msgspec (hookline's own database)."""
     for name in ("jsonb", "json"):
         await connection.set_type_codec(
             name, encoder=_encode_json, decoder=msgspec.json.decode, schema="pg_catalog"
         )
+
+
+async def init_step_connection(connection: asyncpg.Connection) -> None:
+    """A `sql` step's connection: jsonb through msgspec; json stays text, as documented
+    (`from_json()` reads a json column)."""
+    await connection.set_type_codec(
+        "jsonb", encoder=_encode_json, decoder=msgspec.json.decode, schema="pg_catalog"
+    )
 
 
 async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
