@@ -19,6 +19,7 @@ from dispatcher.metrics import sample_forever
 from dispatcher.reconcile import Reconciler, desired_topology, layout_changes
 from shared import topology
 from shared.broker import BrokerLink
+from shared.db import locks
 from shared.db.lanes import delete_layout, load_layouts, save_layouts, trigger_shapes
 from shared.db.notify import follow
 from shared.db.pauses import forget_resumed, pause_states
@@ -31,7 +32,7 @@ from shared.topology import LaneLayout
 
 log = logging.getLogger(__name__)
 
-_LOCK = 0x686F6F6C  # "hool": one dispatcher reconciles at a time across processes
+_LOCK = locks.RECONCILE  # one dispatcher reconciles at a time across processes
 # A publish routed just before its layout was unbound may still be on its way into the
 # queue (quorum queues enqueue asynchronously); give it this long before judging "empty".
 DRAIN_SETTLE_SECONDS = 2.0

@@ -8,6 +8,7 @@ exchange, wait for the broker's confirm, only then ack the dead letter.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,13 +21,21 @@ from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractIncomingM
 
 from shared import topology
 from shared.broker import publish_confirmed, republished_headers
+from shared.db import locks
 from shared.db.pool import Connection
-from shared.errors import HooklineError
+from shared.errors import BrokerUnavailable, HooklineError
 from shared.messages import Invocation, invocation_decoder
 
 # One look at the dead-letter queue at a time, across processes: a look takes every letter
-# (unacknowledged), so a second look at the same time would see none of them.
-_LOOK_LOCK = 0x686F6F6B  # "hook"
+# (unacknowledged), so a second look at the same time would see none of them. A look waits
+# this long for another to end.
+LOOK_WAIT_SECONDS = 15.0
+
+
+class DeadLettersBusy(BrokerUnavailable):
+    """Raised when another look at the dead-letter queue does not end in time (503)."""
+
+    problem_type = "dead-letters-busy"
 
 
 class NotReplayable(HooklineError):
@@ -87,12 +96,16 @@ class DeadLetters:
     ) -> AsyncIterator[DeadLetters]:
         """Take every dead letter (unacknowledged); hand back the rest on exit. `database`
         holds the lock that makes looks (API, console, CLI) take turns."""
-        await database.execute("select pg_advisory_lock($1)", _LOOK_LOCK)
+        try:
+            async with asyncio.timeout(LOOK_WAIT_SECONDS):
+                await database.execute("select pg_advisory_lock($1)", locks.DEAD_LETTER_LOOK)
+        except TimeoutError:
+            raise DeadLettersBusy("another look at the dead letters is taking long; try again") from None
         try:
             async with cls._taken(connection, prefix) as letters:
                 yield letters
         finally:
-            await database.execute("select pg_advisory_unlock($1)", _LOOK_LOCK)
+            await database.execute("select pg_advisory_unlock($1)", locks.DEAD_LETTER_LOOK)
 
     @classmethod
     @contextlib.asynccontextmanager

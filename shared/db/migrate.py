@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from importlib import resources
 
+from shared.db import locks
 from shared.db.pool import Connection
 
-_LOCK = 0x686F6F6B  # "hook": one migrator at a time across processes
+_LOCK = locks.MIGRATE
 _NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
