@@ -122,6 +122,7 @@ class Nap:
     """A step that sleeps, to test timeouts without a slow server."""
 
     kind = "nap"
+    suspends = True
 
     def __init__(self, step_id: str, seconds: float, timeout: float | None = None) -> None:
         self.id, self.seconds, self.timeout = step_id, seconds, timeout
@@ -160,6 +161,7 @@ class Leaky:
     kind = "leaky"
     id = "leaky"
     timeout: float | None = None
+    suspends = True
 
     async def run(self, context: RunContext) -> Any:
         raise ValueError(f"cannot parse {context.data['request']['body']['card']}")
@@ -212,6 +214,30 @@ async def test_a_large_output_is_truncated_in_the_record_but_whole_for_later_ste
     }
     assert len(big["output"]["preview"].encode()) <= 100
     assert size["output"] == 200
+
+
+class Masked:
+    """A step whose record keeps a scrubbed copy of its output, as the http step's does."""
+
+    kind = "masked"
+    id = "masked"
+    timeout: float | None = None
+    suspends = False
+
+    async def run(self, context: RunContext) -> Any:
+        context.recorded_output = {"token": "[redacted]"}
+        return {"token": "t-real"}
+
+
+async def test_a_steps_recorded_output_goes_to_its_record_and_its_output_to_later_steps() -> None:
+    workflow = workflow_of('- id: masked\n  map: 1\n- id: read\n  map: "{{ steps.masked.output.token }}"')
+    workflow.steps = [Masked(), workflow.steps[1]]
+    outcome = await workflow.run(invocation(), 1)
+    assert (outcome.ok, outcome.output) == (True, "t-real")
+    assert [(r["id"], r["output"]) for r in outcome.steps] == [
+        ("masked", {"token": "[redacted]"}),
+        ("read", "t-real"),
+    ]
 
 
 def test_an_output_within_the_limit_is_kept_as_it_is() -> None:

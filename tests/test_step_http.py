@@ -167,9 +167,10 @@ async def test_a_connection_gives_base_url_and_headers_which_the_record_redacts(
     assert outcome.ok, outcome.error
     echo = outcome.output["body"]
     assert (echo["path"], echo["query"]) == ("/api/orders", "page=2&tags=a&tags=b&flag=true")
-    assert echo["headers"]["api-key"] == "[redacted]"  # sent, but scrubbed from the answer
+    assert echo["headers"]["api-key"] == "k-3f9a7c1e"  # sent; the run sees the answer as it came
     assert echo["headers"]["x-tenant"] == "acme"
     [record] = outcome.steps
+    assert record["output"]["body"]["headers"]["api-key"] == "[redacted]"  # scrubbed in the record
     assert record["request"] == {
         "method": "GET",
         "url": "${env:TARGET_URL}/api/orders",
@@ -208,6 +209,27 @@ async def test_a_target_echoing_the_connections_secret_has_it_scrubbed_from_the_
     assert record["output"]["body"] == {"error": "invalid key [redacted]", "keys": {"[redacted]": "unknown"}}
     assert record["output"]["headers"]["x-refused-key"] == "[redacted]"
     assert "k-3f9a7c1e" not in json.dumps(record)
+
+
+async def test_the_next_step_reads_the_answer_unscrubbed_while_the_record_is_scrubbed(
+    resources: StaticResources,
+) -> None:
+    workflow = workflow_of(
+        """
+        - id: call
+          http: {connection: target, path: /echo}
+        - id: key
+          map: '{{ steps.call.output.body.headers."api-key" }}'
+        """,
+        resources,
+        connections=CONNECTION,
+    )
+    outcome = await workflow.run(invocation(), 1)
+    assert outcome.ok, outcome.error
+    assert outcome.output == "k-3f9a7c1e"
+    call, _ = outcome.steps
+    assert call["output"]["body"]["headers"]["api-key"] == "[redacted]"
+    assert "k-3f9a7c1e" not in json.dumps(call)
 
 
 @pytest.mark.parametrize(

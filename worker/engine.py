@@ -22,7 +22,7 @@ from shared.errors import HooklineError
 from shared.messages import Invocation
 from shared.spec.model import Trigger
 from worker.steps import compile_step
-from worker.steps.base import Answer, Resources, RunContext, Runnable, StepFailed
+from worker.steps.base import SAME_AS_OUTPUT, Answer, Resources, RunContext, Runnable, StepFailed
 
 DEFAULT_OUTPUT_LIMIT = 64 * 1024
 _to_builtins = msgspec.to_builtins
@@ -107,13 +107,14 @@ class Workflow:
             step = queue.popleft()
             record = {"id": step.id, "kind": step.kind, "status": "running", "started_at": time.time()}
             records.append(record)  # before it runs: a workflow timeout finds it here
-            context.detail = None
+            context.detail, context.recorded_output = None, SAME_AS_OUTPUT
             try:
                 output = await _run_step(step, context)
             except StepFailed as exc:
                 self._finish(record, "failed", exc.output, str(exc), context.detail)
                 return Outcome(False, None, None, records, f"step {step.id} ({step.kind}): {exc}")
-            self._finish(record, "succeeded", output, None, context.detail)
+            recorded = output if context.recorded_output is SAME_AS_OUTPUT else context.recorded_output
+            self._finish(record, "succeeded", recorded, None, context.detail)
             context.record_output(step.id, output)
             if context.answer is not None:
                 break

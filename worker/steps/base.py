@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import asyncpg
 import httpx
 
 from shared.errors import WorkflowError
+
+# RunContext.recorded_output when a step's record keeps its output as it is.
+SAME_AS_OUTPUT: Final[Any] = object()
 
 
 @dataclass
@@ -55,6 +58,9 @@ class RunContext:
     answer: Answer | None = None
     branch: Sequence[Runnable] = ()  # a condition's chosen steps, run next
     detail: dict[str, Any] | None = None  # what a step adds to its record only (not its output)
+    # What the step's record keeps instead of its output (a copy with secrets scrubbed); later
+    # steps and the run still see the output itself.
+    recorded_output: Any = SAME_AS_OUTPUT
 
     def record_output(self, step_id: str, output: Any) -> None:
         self.data["steps"][step_id] = {"output": output}

@@ -86,11 +86,14 @@ class HttpRunner:
             raise StepFailed(scrub(f"{where}: {type(exc).__name__}: {exc}", target.secrets)) from None
         except _TooLarge:
             raise StepFailed(f"{where}: the answer is larger than {MAX_RESPONSE_BYTES} bytes") from None
-        # A target may echo a credential back (a 401 quoting the key it refused).
-        output = _scrubbed(output, target.secrets)
+        # A target may echo a credential back (a 401 quoting the key it refused): the record
+        # keeps a scrubbed copy, while later steps read the answer as it came (a `next` link
+        # under the base URL, an id that happens to contain the port).
+        recorded = _scrubbed(output, target.secrets)
         if not _expected(output["status"], self._call.expect):
             wanted = ", ".join(str(e) for e in self._call.expect)
-            raise StepFailed(f"{where} answered {output['status']}; expected {wanted}", output)
+            raise StepFailed(f"{where} answered {output['status']}; expected {wanted}", recorded)
+        context.recorded_output = recorded
         return output
 
     def _content(self, data: dict[str, Any], headers: dict[str, str]) -> bytes | None:
