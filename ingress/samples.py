@@ -54,6 +54,14 @@ class Samples:
         if not self._latest:
             return
         batch, self._latest = self._latest, {}
+        try:
+            await self._write(batch)
+        except BaseException:
+            # Not written (a cancel at shutdown, the database away): keep the newest for the next try.
+            self._latest = {**batch, **self._latest}
+            raise
+
+    async def _write(self, batch: dict[tuple[str, str], Invocation]) -> None:
         rows = [
             (
                 x.workspace,
@@ -69,6 +77,7 @@ class Samples:
                 await connection.executemany(_UPSERT, rows)
         except (*DB_ERRORS, asyncpg.PostgresError) as exc:  # type: ignore[misc]
             log.warning("samples not written (%s)", type(exc).__name__)
+            self._latest = {**batch, **self._latest}
 
     async def close(self) -> None:
         if self._task is not None:

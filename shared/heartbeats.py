@@ -74,7 +74,7 @@ class Heartbeat:
                 async with self._pool.acquire(timeout=5) as connection:
                     await beat(connection, self.instance, self._service, ready, self._metrics_port())
                 failing = False
-            except (*DB_ERRORS, asyncpg.PostgresError) as exc:  # type: ignore[misc]
+            except Exception as exc:  # noqa: BLE001 (a beat must never end the service's loop)
                 if not failing:
                     log.warning("heartbeat not written (%s)", type(exc).__name__)
                 failing = True
@@ -85,7 +85,7 @@ class Heartbeat:
         if self._task is None:
             return
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
         with contextlib.suppress(*DB_ERRORS, asyncpg.PostgresError, TimeoutError):
             async with asyncio.timeout(2), self._pool.acquire() as connection:

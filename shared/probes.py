@@ -33,9 +33,8 @@ def metrics_allowed(authorization: str | None, token: str | None) -> bool:
     (`HOOKLINE_METRICS_TOKEN`, for a scraper's `authorization: {credentials: ...}`)."""
     if token is None:
         return True
-    return authorization is not None and hmac.compare_digest(
-        authorization.encode(), f"Bearer {token}".encode()
-    )
+    scheme, _, given = (authorization or "").strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.strip().encode())
 
 
 def refused_metrics() -> Response[bytes]:

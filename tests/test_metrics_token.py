@@ -27,11 +27,13 @@ def test_metrics_need_the_token_when_one_is_set() -> None:
             missing = client.get("/metrics")
             wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})
             right = client.get("/metrics", headers={"Authorization": "Bearer s3cret-scrape"})
+            lower = client.get("/metrics", headers={"Authorization": "bearer s3cret-scrape"})
+            other_scheme = client.get("/metrics", headers={"Authorization": "Basic s3cret-scrape"})
             health = client.get("/healthz")
         assert (missing.status_code, wrong.status_code) == (401, 401)
         assert missing.headers["content-type"] == "application/problem+json"
         assert missing.json()["detail"] == "metrics need the metrics token (Authorization: Bearer ...)"
-        assert right.status_code == 200
+        assert (right.status_code, lower.status_code, other_scheme.status_code) == (200, 200, 401)
         assert "# TYPE" in right.text
         assert health.status_code == 200  # probes stay open: orchestrators call them
 

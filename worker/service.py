@@ -75,8 +75,7 @@ class Worker:
         follower.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await follower
-        await heartbeat.stop()
-        await self._shutdown()
+        await self._shutdown(heartbeat)
         if probes is not None:
             await probes.stop()
 
@@ -176,7 +175,7 @@ class Worker:
         for task in pending:
             task.cancel()
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, heartbeat: Heartbeat) -> None:
         # 0. `stop()` set the event: runs waiting in place (backoff, a stopped lane) give
         #    up their message unsettled, and no delivery that arrives from now on is run.
         # 1. Stop the shared consumer. Ordered lanes are *not* cancelled: that would let
@@ -201,7 +200,8 @@ class Worker:
                     await channel.close()
         await self._broker.close()
         # 4. Close the recorder, the steps' connections and the pool last: in-flight runs
-        #    needed them.
+        #    needed them. The heartbeat goes just before: until then the worker is draining.
+        await heartbeat.stop()
         await self._recorder.close()
         await self._connections.close()
         try:

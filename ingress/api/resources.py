@@ -9,8 +9,9 @@ from ingress.publishing import InvocationPublisher
 from ingress.registry import TriggerRegistry
 from shared.settings import Settings
 
-# The largest body the management API and the console read: a trigger definition, a form.
-MAX_BODY_BYTES = 1_048_576
+# The largest body the management API and the console read (a trigger definition, a form),
+# read before the token is checked.
+MAX_BODY_BYTES = 4 * 1_048_576
 
 
 class Resources:
