@@ -5,8 +5,10 @@ around `{{ }}` makes a string (objects and arrays rendered as JSON). JMESPath on
 data it is given (request, trigger, execution, steps): it cannot call Python, read files or
 the environment, which is why it was chosen over a general template language. Compiling
 also checks what can be checked before a run: the names an expression starts from, the
-functions it calls (JMESPath's own and `shared.expression_functions`) with their arity, slice
-steps, and `{{` / `}}` left over in the text around expressions. `steps_read` lists the
+functions it calls (JMESPath's own and `shared.expression_functions`) with their arity, and
+slice steps. The first `}}` after a `{{` closes it; text outside such pairs is text, stray
+braces included (`{"a": {"b": 1}}`), so a stored trigger always compiles (an unclosed `{{` is
+refused when a file is applied, in shared/spec/checks.py). `steps_read` lists the
 `steps.<id>` an expression reads, for the trigger-file checks.
 """
 
@@ -210,33 +212,24 @@ def compile_template(value: Any, roots: tuple[str, ...] = WORKFLOW_ROOTS) -> Any
     if isinstance(value, str):
         matches = list(_TEMPLATE.finditer(value))
         if not matches:
-            return _literal(value)
+            return value
         if len(matches) == 1 and matches[0].span() == (0, len(value)):
             return compile_expression(matches[0][1], roots)
         parts: list[str | Expr] = []
         last = 0
         for match in matches:
             if match.start() > last:
-                parts.append(_literal(value[last : match.start()]))
+                parts.append(value[last : match.start()])
             parts.append(compile_expression(match[1], roots))
             last = match.end()
         if last < len(value):
-            parts.append(_literal(value[last:]))
+            parts.append(value[last:])
         return Interpolation(tuple(parts))
     if isinstance(value, dict):
         return {k: compile_template(v, roots) for k, v in value.items()}
     if isinstance(value, list):
         return [compile_template(v, roots) for v in value]
     return value
-
-
-def _literal(text: str) -> str:
-    """Text around expressions; a `{{` or `}}` left in it is a template mistyped, not text to send."""
-    if "{{" in text:
-        raise ExpressionError("a `{{` is not closed by `}}`; an expression is written {{ expression }}")
-    if "}}" in text:
-        raise ExpressionError("a `}}` closes no `{{`; an expression is written {{ expression }}")
-    return text
 
 
 def render(compiled: Any, data: dict[str, Any]) -> Any:

@@ -378,10 +378,27 @@ FUNCTIONS = (
             id="template-not-closed-after-text",
         ),
         pytest.param(
-            ('"{{ request.body.id }}"', '"request.body.id }}"'),
-            "f.yaml: trigger order, step payload, field map.id: "
-            "a `}}` closes no `{{`; an expression is written {{ expression }}",
-            id="template-not-opened",
+            ('json: "{{ steps.payload.output }}"', 'body: \'{"a": {"b": 1}, "c": "{{ request.body.x"}\''),
+            "f.yaml: trigger order, step create, field http.body: "
+            "a `{{` is not closed by `}}`; an expression is written {{ expression }}",
+            id="template-not-closed-in-a-json-body",
+        ),
+        pytest.param(
+            ('dsn: "${env:ERP_DSN}"', 'dsn: "postgresql://app@db:99999999/erp"'),
+            "f.yaml: connection erp, field dsn: not a valid URL (Port out of range 0-65535)",
+            id="bad-dsn-port",
+        ),
+        pytest.param(
+            ('base_url: "https://crm.example.com/api"', 'base_url: "https://crm:pw@${env:CRM_HOST}/api"'),
+            "f.yaml: connection crm, field base_url: "
+            "the password must be an ${env:NAME} reference, never written in the file",
+            id="base-url-password-beside-a-reference",
+        ),
+        pytest.param(
+            ('dsn: "${env:ERP_DSN}"', 'dsn: "postgresql://app:pw@${env:DB_HOST}:${env:DB_PORT}/erp"'),
+            "f.yaml: connection erp, field dsn: "
+            "the password must be an ${env:NAME} reference, never written in the file",
+            id="dsn-password-beside-references",
         ),
         pytest.param(
             ('dsn: "${env:ERP_DSN}"', 'dsn: "${env:HOOKLINE_DATABASE_URL}"'),
@@ -470,6 +487,71 @@ def test_each_workflow_mistake_is_reported_with_its_place(change: tuple[str, str
     with pytest.raises(SpecError) as raised:
         load_text(GOOD.replace(old, new, 1), source="f.yaml")
     assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(('"{{ request.body.id }}"', '"request.body.id }}"'), id="stray-closing-braces"),
+        pytest.param(
+            ('json: "{{ steps.payload.output }}"', """body: '{"a": {"b": 1}}'"""), id="json-looking-body"
+        ),
+        pytest.param(
+            ('json: "{{ steps.payload.output }}"', """body: '{"a": {"b": "{{ request.body.x }}"}}'"""),
+            id="json-looking-body-around-an-expression",
+        ),
+        pytest.param(
+            (
+                "    workflow_timeout: 20s\n",
+                """    workflow_timeout: 20s\n    response: {body: '{"ok": {"a": 1}}'}\n""",
+            ),
+            id="json-looking-response",
+        ),
+        pytest.param(
+            ('base_url: "https://crm.example.com/api"', 'base_url: "http://${env:CRM_HOST}/api"'),
+            id="base-url-host-reference",
+        ),
+        pytest.param(
+            (
+                'base_url: "https://crm.example.com/api"',
+                'base_url: "https://crm:${env:CRM_PW}@crm.example.com/"',
+            ),
+            id="base-url-password-reference",
+        ),
+        pytest.param(
+            ('dsn: "${env:ERP_DSN}"', 'dsn: "postgresql://app@${env:DB_HOST}/erp"'), id="dsn-host-reference"
+        ),
+        pytest.param(
+            ('dsn: "${env:ERP_DSN}"', 'dsn: "postgresql://app@db:${env:DB_PORT}/erp"'),
+            id="dsn-port-reference",
+        ),
+        pytest.param(
+            ('dsn: "${env:ERP_DSN}"', 'dsn: "postgresql://app:${env:DB_PW}@db/erp?password=${env:DB_PW}"'),
+            id="dsn-password-references",
+        ),
+        pytest.param(
+            ('dsn: "${env:ERP_DSN}"', 'dsn: "postgresql://app@h1:5432,h2:5432/erp"'), id="dsn-multi-host"
+        ),
+        pytest.param(
+            (
+                "connection: crm, method: POST, path: /customers",
+                'url: "http://example.com:{{ request.body.port }}/"',
+            ),
+            id="http-url-port-expression",
+        ),
+        pytest.param(
+            (
+                "connection: crm, method: POST, path: /customers",
+                'url: "http://{{ request.body.hosts[0] }}/x"',
+            ),
+            id="http-url-host-expression",
+        ),
+    ],
+)
+def test_what_is_filled_in_later_and_braces_that_are_text_load(change: tuple[str, str]) -> None:
+    old, new = change
+    assert old in GOOD
+    load_text(GOOD.replace(old, new, 1), source="f.yaml")
 
 
 @pytest.mark.parametrize(

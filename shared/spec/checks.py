@@ -1,7 +1,7 @@
 """Checks a decoded workspace must pass before anything is applied.
 
-What msgspec cannot see from one Struct: every template compiles (syntax, names, functions)
-and reads only steps that ran before it, a literal `respond.status` is a status and a literal
+What msgspec cannot see from one Struct: every template compiles (syntax, names, functions),
+leaves no `{{` unclosed and reads only steps that ran before it, a literal `respond.status` is a status and a literal
 `http.url` is http(s), steps name connections of the right type, python steps exist and
 accept their config, and secrets appear only as `${env:NAME}` in connections and auth, never
 naming hookline's own settings. Messages read "trigger T, step S, field F: reason"; the
@@ -43,6 +43,14 @@ from shared.spec.steps import (
 
 # `${env:NAME}` anywhere in a string (shared/spec/secrets.py resolves the same syntax).
 _REFERENCE = re.compile(r"\$\{env:[A-Za-z_][A-Za-z0-9_]*\}")
+# What a URL holds that is filled in only when it is used: a reference, or an expression
+# (closed by the first `}}`, as shared/expressions.py reads it).
+_FILLED_LATER = re.compile(r"(\$\{env:[A-Za-z_][A-Za-z0-9_]*\})|\{\{.*?\}\}", re.DOTALL)
+# Stand-ins while the URL's shape is checked: `0` passes as a host, a port, a user or a path,
+# so `http://${env:HOST}/`, `db:${env:PORT}` and `:{{ x }}` parse; the marks tell a password
+# that is exactly one reference from one written out (neither is a character a file's URL holds).
+_SHAPE_STAND_IN = "0"
+_REFERENCE_MARK, _EXPRESSION_MARK = "\x00", "\x01"
 
 
 def check_workspace(workspace: Workspace) -> None:
@@ -199,6 +207,11 @@ def _templates(
                 f"{where}, field {field}: ${{env:...}} is read only in connections; "
                 "declare a connection that holds the secret and use it here"
             )
+        if value.rfind("{{") > value.rfind("}}"):
+            # Compiling keeps it as text (stored triggers must still run); a new file is told.
+            raise SpecError(
+                f"{where}, field {field}: a `{{{{` is not closed by `}}}}`; an expression is written {{{{ expression }}}}"
+            )
         try:
             compiled = compile_template(value, roots)
         except ExpressionError as exc:
@@ -275,7 +288,7 @@ def _check_dsn(where: str, dsn: str) -> None:
     if parts.scheme not in ("postgres", "postgresql"):
         raise SpecError(f"{where}, field dsn: must be a postgresql://user@host/database URL")
     if _literal_password(parts) or any(
-        not _REFERENCE.fullmatch(p) for p in parse_qs(parts.query).get("password", [])
+        p != _REFERENCE_MARK for p in parse_qs(parts.query).get("password", [])
     ):
         raise SpecError(
             f"{where}, field dsn: the password must be an ${{env:NAME}} reference, never written in the file"
@@ -283,16 +296,25 @@ def _check_dsn(where: str, dsn: str) -> None:
 
 
 def _split(where: str, field: str, url: str) -> SplitResult:
-    """`url` in parts, or a SpecError naming the field (`http://[::1/x`, a port `:99999999`)."""
+    """`url` in parts, or a SpecError naming the field (`http://[::1/x`, a port `:99999999`).
+
+    Each `${env:NAME}` and `{{ }}` is checked as a stand-in, not as written: the port of
+    `db:${env:PORT}` is known only when it is filled in. The parts hold marks in their place.
+    """
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 (parsed lazily; raises for a bad one)
+        shape = urlsplit(_FILLED_LATER.sub(_SHAPE_STAND_IN, url))
+        if "," not in shape.netloc:  # a multi-host DSN (`h1:5432,h2:5432`) has no one port
+            shape.port  # noqa: B018 (parsed lazily; raises for a bad one)
+        return urlsplit(_FILLED_LATER.sub(_mark, url))
     except ValueError as exc:
         raise SpecError(f"{where}, field {field}: not a valid URL ({exc})") from None
-    return parts
+
+
+def _mark(match: re.Match[str]) -> str:
+    return _REFERENCE_MARK if match[1] else _EXPRESSION_MARK
 
 
 def _literal_password(parts: SplitResult) -> bool:
-    """Whether a URL carries a password written out (`user:pw@`), not a `${env:NAME}`."""
+    """Whether a URL (parts from `_split`) carries a password that is not one `${env:NAME}`."""
     password = parts.password
-    return bool(password) and not _REFERENCE.fullmatch(password or "")
+    return bool(password) and password != _REFERENCE_MARK
