@@ -8,7 +8,7 @@ import pytest
 
 from shared.errors import SpecError
 from shared.spec.loader import load_file, load_text
-from shared.spec.model import ApiKeyAuth, OrderingKey
+from shared.spec.model import ApiKeyAuth, HmacAuth, OrderingKey
 from shared.spec.secrets import MissingSecret, resolve
 from shared.spec.steps import MapStep, RespondStep
 
@@ -153,7 +153,12 @@ def test_a_document_that_is_not_a_mapping() -> None:
 def test_hooklines_own_settings_are_not_resolved_for_a_trigger_file_whether_set_or_not() -> None:
     environ = {"HOOKLINE_ADMIN_TOKEN": "adm-1f2e", "PARTNER": "pw"}
     refused = "hookline's own settings cannot be referenced from a trigger file"
-    for name in ("HOOKLINE_ADMIN_TOKEN", "HOOKLINE_NOT_SET"):
+    for name in (
+        "HOOKLINE_ADMIN_TOKEN",
+        "HOOKLINE_DATABASE_URL",
+        "hookline_amqp_url",
+        "HOOKLINE_METRICS_TOKEN",
+    ):
         with pytest.raises(MissingSecret) as raised:
             resolve(f"${{env:PARTNER}}:${{env:{name}}}", environ)
         assert str(raised.value) == f"{refused} (${{env:{name}}})"
@@ -161,3 +166,17 @@ def test_hooklines_own_settings_are_not_resolved_for_a_trigger_file_whether_set_
         resolve("${env:UNSET}", environ)
     assert str(raised.value) == "environment variable UNSET is not set"
     assert resolve("${env:PARTNER}", environ) == "pw"
+
+
+def test_other_hookline_names_are_the_files_to_use() -> None:
+    # Only HOOKLINE_<setting> is reserved (every field of Settings), not the whole prefix.
+    environ = {"HOOKLINE_GITHUB_SECRET": "gh-5e1"}
+    assert resolve("${env:HOOKLINE_GITHUB_SECRET}", environ) == "gh-5e1"
+    with pytest.raises(MissingSecret) as raised:
+        resolve("${env:HOOKLINE_PARTNER_KEY}", environ)
+    assert str(raised.value) == "environment variable HOOKLINE_PARTNER_KEY is not set"
+    hmac = 'auth: {type: hmac, preset: github, secret: "${env:HOOKLINE_GITHUB_SECRET}"}'
+    [workspace] = load_text(GOOD.replace("auth: {type: api_key}", hmac))
+    auth = workspace.triggers[0].auth
+    assert isinstance(auth, HmacAuth)
+    assert auth.secret == "${env:HOOKLINE_GITHUB_SECRET}"

@@ -3,8 +3,9 @@
 A trigger file never holds a secret a registry would store in plain text: HMAC secrets and
 connection credentials are references resolved by the service that uses them; a Basic
 password (literal or reference) is replaced by its scrypt hash when the file is applied.
-hookline's own settings (`HOOKLINE_*`: the database URL, the admin token...) live in the
-same environment and are never resolved for a trigger file.
+hookline's own settings (`HOOKLINE_<SETTING>`: the database URL, the admin token...) live in
+the same environment and are never resolved for a trigger file; other `HOOKLINE_` names
+(`HOOKLINE_GITHUB_SECRET`) are the file's to use.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from collections.abc import Mapping
 import msgspec
 
 from shared.errors import SpecError
+from shared.settings import Settings
 from shared.spec.model import BasicAuth, Trigger
 
 REFERENCE = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
 _EMBEDDED = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
-# shared/settings.py reads HOOKLINE_<FIELD>; upper-cased, as Windows names ignore case.
-_OWN_PREFIX = "HOOKLINE_"
+# shared/settings.py reads HOOKLINE_<FIELD> of each Settings field; compared upper-cased, as
+# Windows names ignore case. Read from the Struct, so a new setting is reserved with it.
+_OWN_SETTINGS = frozenset(f"HOOKLINE_{field.upper()}" for field in Settings.__struct_fields__)
 
 # scrypt cost: ~50 ms on this class of machine, once per apply and once per new pair at
 # the ingress (verified pairs are cached there).
@@ -38,7 +41,7 @@ class MissingSecret(SpecError):
 
 
 class ReservedSecret(MissingSecret):
-    """Raised when a `${env:NAME}` reference names one of hookline's own settings (`HOOKLINE_*`).
+    """Raised when a `${env:NAME}` reference names one of hookline's own settings (`HOOKLINE_PORT`).
 
     A MissingSecret to whoever resolves it: the variable is not there for trigger files.
     """
@@ -53,7 +56,7 @@ def referenced_names(value: str) -> list[str]:
 
 def check_not_reserved(name: str) -> None:
     """ReservedSecret if `name` is one of hookline's own settings, whether it is set or not."""
-    if name.upper().startswith(_OWN_PREFIX):
+    if name.upper() in _OWN_SETTINGS:
         raise ReservedSecret(
             f"hookline's own settings cannot be referenced from a trigger file (${{env:{name}}})"
         )
