@@ -1,15 +1,18 @@
 """`http`: call another system with the worker's httpx client; output {status, headers, body}.
 
-The URL is `url`, or a connection's base URL with `path`: values interpolated into a path
-are percent-encoded (dot-segments too), so a value cannot climb out of its segment, and a
-URL that leaves the base URL is refused. Values after a `?` written in `url` are encoded as
-query values. Connection headers and credential-looking headers never reach the record, and
+The URL is `url`, or a connection's base URL with `path` (joined onto the base's path, the
+base's query kept): values interpolated into a path are percent-encoded, and a value of only
+dots (`.`, `..`) fails the step, so a value cannot climb out of its segment, even past a
+server that normalises `%2E` to `.`; a URL that leaves the base URL is refused. A path that
+is one value keeps its `/` as separators and what follows its `?` as a query (a `next`
+link). Values after a `?` written in `url` are encoded as query values. Connection headers and credential-looking headers never reach the record, and
 the connection's secret values are scrubbed from the answer; a status outside `expect` fails
 the step with the answer still recorded as its output.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -56,7 +59,10 @@ class HttpRunner:
         target = HttpTarget("", {}, "", ())
         if self._call.connection is not None:
             target = await resources.http_target(context.workspace, self._call.connection)
-            path = _render_path(self._path, data)
+            try:
+                path = _render_path(self._path, data)
+            except _DotSegment as exc:
+                raise StepFailed(f"path: a value may not be `{exc}`") from None
             url, shown_url = _join(target.base_url, path), _join(target.shown_base_url, path)
         else:
             url = shown_url = _render_url(self._url, data)
@@ -113,6 +119,10 @@ class _TooLarge(Exception):
     """Raised while reading an answer past MAX_RESPONSE_BYTES."""
 
 
+class _DotSegment(Exception):
+    """Raised when a value rendered into a path segment is only dots (`.`, `..`, ...)."""
+
+
 class _BadURL(Exception):
     """Raised when the URL to call is not one (or leaves its connection's base URL)."""
 
@@ -124,17 +134,37 @@ def _address(
     try:
         # httpx's `params` replaces a query already written in the URL; merging keeps both.
         address = httpx.URL(url).copy_merge_params(query) if query else httpx.URL(url)
-        base = str(httpx.URL(target.base_url)).rstrip("/") if target.base_url else ""
+        base = httpx.URL(target.base_url) if target.base_url else None
     except httpx.InvalidURL as exc:
         raise _BadURL(f"invalid URL: {exc}") from None
     # httpx accepts any port number; the socket call would fail later with an OverflowError.
     if address.port is not None and address.port > MAX_PORT:
         raise _BadURL(f"invalid URL: port {address.port} is above {MAX_PORT}")
     # httpx removes dot-segments, so a literal `..` in `path` can still climb: check the result.
-    text = str(address)
-    if base and not (text == base or (text.startswith(base) and text[len(base)] in "/?#")):
+    if base is not None and not _within(address, base):
         raise _BadURL(f"path: the URL leaves the connection's base URL {target.shown_base_url}")
     return address
+
+
+def _within(address: httpx.URL, base: httpx.URL) -> bool:
+    """Same scheme, host and port as `base`, and a path under its path (queries aside)."""
+    if (address.scheme, address.host, address.port) != (base.scheme, base.host, base.port):
+        return False
+    prefix = _normalised(base.raw_path.partition(b"?")[0].decode()).rstrip("/")
+    path = _normalised(address.raw_path.partition(b"?")[0].decode())
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def _normalised(path: str) -> str:
+    """`path` as a normalising server or proxy reads it (RFC 3986): `%2E` is `.`, no dot-segments."""
+    out: list[str] = []
+    for segment in re.sub("%2e", ".", path, flags=re.IGNORECASE).split("/"):
+        if segment == "..":
+            if len(out) > 1:
+                out.pop()
+        elif segment != ".":
+            out.append(segment)
+    return "/".join(out)
 
 
 async def _send(
@@ -176,18 +206,37 @@ def _body(raw: bytes, response: httpx.Response) -> Any:
 
 
 def _render_path(path: Any, data: dict[str, Any]) -> str:
-    """The path: each value one segment; a path that is one value, one segment per `/` in it."""
+    """The path: each value one segment; a path that is one value, one segment per `/` in it.
+
+    A one-value path keeps what follows its first `?` as a query, as written (a pagination
+    link such as `/items?page=2`); a fragment is dropped, as no request sends one.
+    """
     if isinstance(path, Interpolation):
-        return path.evaluate(data, escape=_segment)
+        out: list[str] = []
+        in_query = False  # after a `?` written in `path`, a value is a query value: dots are fine
+        for part in path.parts:
+            if isinstance(part, str):
+                out.append(part)
+                in_query = in_query or "?" in part
+            else:
+                text = _text(part.evaluate(data))
+                out.append(quote(text, safe="") if in_query else _segment(text))
+        return "".join(out)
     if isinstance(path, Expr):
-        return "/".join(_segment(part) for part in _text(path.evaluate(data)).split("/"))
+        text, mark, query = _text(path.evaluate(data)).partition("#")[0].partition("?")
+        return "/".join(_segment(part) for part in text.split("/")) + mark + query
     return str(path or "")
 
 
 def _segment(text: str) -> str:
-    """`text` percent-encoded to stay in its path segment, as `.` and `..` too (URLs drop those)."""
+    """`text` percent-encoded to stay in its path segment; _DotSegment if it is only dots.
+
+    Encoding dots is not enough: under RFC 3986 `%2E` is `.`, so a normalising server or
+    proxy would still climb. Any run of dots is refused, so two values side by side (or a
+    value beside a written dot) make no `..` either.
+    """
     if text and text.strip(".") == "":
-        return "%2E" * len(text)  # any run of dots, so that two values side by side make no `..`
+        raise _DotSegment(text)
     return quote(text, safe="")
 
 
@@ -207,7 +256,12 @@ def _render_url(url: Any, data: dict[str, Any]) -> str:
 
 
 def _join(base: str, path: str) -> str:
-    return f"{base.rstrip('/')}/{path.lstrip('/')}" if path else base
+    """`path` joined onto `base`'s path; the base's query first, then the path's."""
+    base, _, base_query = base.partition("#")[0].partition("?")
+    path, _, path_query = path.partition("?")
+    url = f"{base.rstrip('/')}/{path.lstrip('/')}" if path else base
+    query = "&".join(q for q in (base_query, path_query) if q)
+    return f"{url}?{query}" if query else url
 
 
 def _texts(values: dict[str, Any]) -> dict[str, str]:
