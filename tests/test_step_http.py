@@ -232,6 +232,17 @@ async def test_the_next_step_reads_the_answer_unscrubbed_while_the_record_is_scr
     assert "k-3f9a7c1e" not in json.dumps(call)
 
 
+async def test_a_run_ending_on_an_http_step_records_its_output_scrubbed(resources: StaticResources) -> None:
+    workflow = workflow_of(
+        "- id: call\n  http: {connection: target, path: /echo}", resources, connections=CONNECTION
+    )
+    outcome = await workflow.run(invocation(), 1)
+    assert outcome.ok, outcome.error
+    assert outcome.output["body"]["headers"]["api-key"] == "k-3f9a7c1e"  # what a caller would get
+    assert outcome.output_to_record["body"]["headers"]["api-key"] == "[redacted]"
+    assert "k-3f9a7c1e" not in json.dumps(outcome.output_to_record)
+
+
 @pytest.mark.parametrize(
     ("path", "value", "sent"),
     [

@@ -39,6 +39,13 @@ class Outcome:
     answer: Answer | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    # The output as the record keeps it, when a step asked for a copy (secrets scrubbed).
+    recorded_output: Any = SAME_AS_OUTPUT
+
+    @property
+    def output_to_record(self) -> Any:
+        """What the execution record keeps as the run's output."""
+        return self.output if self.recorded_output is SAME_AS_OUTPUT else self.recorded_output
 
 
 class Workflow:
@@ -103,6 +110,7 @@ class Workflow:
     async def _steps(self, context: RunContext, records: list[dict[str, Any]]) -> Outcome:
         queue: deque[Runnable] = deque(self.steps)
         output: Any = None
+        recorded: Any = None
         while queue:
             step = queue.popleft()
             record = {"id": step.id, "kind": step.kind, "status": "running", "started_at": time.time()}
@@ -121,7 +129,7 @@ class Workflow:
             if context.branch:
                 queue.extendleft(reversed(context.branch))
                 context.branch = ()
-        return Outcome(True, output, context.answer, records)
+        return Outcome(True, output, context.answer, records, recorded_output=recorded)
 
     def _finish(
         self,

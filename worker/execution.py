@@ -65,7 +65,7 @@ class Reporter:
                 started_at=finished.started,
                 finished_at=finished.finished,
                 request=invocation.request,
-                output=truncated(outcome.output, self._output_limit),
+                output=truncated(outcome.output_to_record, self._output_limit),
                 # Whole: a call repeating its idempotency key gets this same answer again.
                 response=msgspec.to_builtins(reply) if reply is not None else None,
                 steps=outcome.steps,
