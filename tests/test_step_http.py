@@ -8,14 +8,19 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
+import asyncpg
 import httpx
 import pytest
 
 import worker.steps.http
+from shared.broker import ReplyPublisher
+from shared.db.executions import ExecutionRecord
 from tests.stack import free_port
 from tests.workflow_runs import StaticResources, invocation, workflow_of
+from worker.execution import Finished, Reporter
+from worker.recorder import Recorder
 from worker.steps.base import HttpTarget
 
 
@@ -230,6 +235,44 @@ async def test_the_next_step_reads_the_answer_unscrubbed_while_the_record_is_scr
     call, _ = outcome.steps
     assert call["output"]["body"]["headers"]["api-key"] == "[redacted]"
     assert "k-3f9a7c1e" not in json.dumps(call)
+
+
+class Recorded:
+    """A Recorder that keeps the records it is given."""
+
+    def __init__(self) -> None:
+        self.records: list[ExecutionRecord] = []
+
+    async def record(self, record: ExecutionRecord) -> None:
+        self.records.append(record)
+
+
+async def test_a_later_step_copying_an_echoed_secret_is_scrubbed_in_its_record_too(
+    resources: StaticResources,
+) -> None:
+    workflow = workflow_of(
+        """
+        - id: call
+          http: {connection: target, path: /echo}
+        - id: copy
+          map: {seen: '{{ steps.call.output.body.headers."api-key" }}'}
+        - respond: {status: 200, body: '{{ steps.copy.output }}'}
+        """,
+        resources,
+        connections=CONNECTION,
+    )
+    outcome = await workflow.run(invocation(), 1)
+    assert outcome.ok, outcome.error
+    assert outcome.answer is not None
+    assert outcome.answer.body == {"seen": "k-3f9a7c1e"}  # what the caller gets
+    assert outcome.steps[1]["output"] == {"seen": "[redacted]"}
+    assert "k-3f9a7c1e" not in json.dumps(outcome.steps)
+    recorded = Recorded()
+    reporter = Reporter(cast(Recorder, recorded), cast(ReplyPublisher, None), cast(asyncpg.Pool, None))
+    run = invocation()
+    await reporter.record(run, Finished(outcome, 1, 1.0, 2.0), "succeeded")
+    [record] = recorded.records
+    assert "k-3f9a7c1e" not in json.dumps([record.output, record.response, record.steps, record.error])
 
 
 async def test_a_run_ending_on_an_http_step_records_its_output_scrubbed(resources: StaticResources) -> None:

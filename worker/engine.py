@@ -22,7 +22,16 @@ from shared.errors import HooklineError
 from shared.messages import Invocation
 from shared.spec.model import Trigger
 from worker.steps import compile_step
-from worker.steps.base import SAME_AS_OUTPUT, Answer, Resources, RunContext, Runnable, StepFailed
+from worker.steps.base import (
+    SAME_AS_OUTPUT,
+    Answer,
+    Resources,
+    RunContext,
+    Runnable,
+    StepFailed,
+    scrub,
+    scrub_value,
+)
 
 DEFAULT_OUTPUT_LIMIT = 64 * 1024
 _to_builtins = msgspec.to_builtins
@@ -41,11 +50,14 @@ class Outcome:
     error: str | None = None
     # The output as the record keeps it, when a step asked for a copy (secrets scrubbed).
     recorded_output: Any = SAME_AS_OUTPUT
+    # Secret values of the connections the run used: the record of the run is scrubbed of them.
+    secrets: frozenset[str] = frozenset()
 
     @property
     def output_to_record(self) -> Any:
-        """What the execution record keeps as the run's output."""
-        return self.output if self.recorded_output is SAME_AS_OUTPUT else self.recorded_output
+        """What the execution record keeps as the run's output (secrets scrubbed)."""
+        output = self.output if self.recorded_output is SAME_AS_OUTPUT else self.recorded_output
+        return scrub_value(output, self.secrets)
 
 
 class Workflow:
@@ -119,17 +131,27 @@ class Workflow:
             try:
                 output = await _run_step(step, context)
             except StepFailed as exc:
-                self._finish(record, "failed", exc.output, str(exc), context.detail)
-                return Outcome(False, None, None, records, f"step {step.id} ({step.kind}): {exc}")
+                error = scrub(str(exc), context.secrets)
+                self._finish(
+                    record, "failed", scrub_value(exc.output, context.secrets), error, context.detail
+                )
+                return Outcome(False, None, None, records, f"step {step.id} ({step.kind}): {error}")
             recorded = output if context.recorded_output is SAME_AS_OUTPUT else context.recorded_output
-            self._finish(record, "succeeded", recorded, None, context.detail)
+            self._finish(record, "succeeded", scrub_value(recorded, context.secrets), None, context.detail)
             context.record_output(step.id, output)
             if context.answer is not None:
                 break
             if context.branch:
                 queue.extendleft(reversed(context.branch))
                 context.branch = ()
-        return Outcome(True, output, context.answer, records, recorded_output=recorded)
+        return Outcome(
+            True,
+            output,
+            context.answer,
+            records,
+            recorded_output=recorded,
+            secrets=frozenset(context.secrets),
+        )
 
     def _finish(
         self,

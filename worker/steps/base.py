@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -61,6 +61,9 @@ class RunContext:
     # What the step's record keeps instead of its output (a copy with secrets scrubbed); later
     # steps and the run still see the output itself.
     recorded_output: Any = SAME_AS_OUTPUT
+    # Secret values of the connections this run used: scrubbed from every record of the run
+    # (a later step may copy what a target echoed), never from what steps and the caller see.
+    secrets: set[str] = field(default_factory=set)
 
     def record_output(self, step_id: str, output: Any) -> None:
         self.data["steps"][step_id] = {"output": output}
@@ -94,7 +97,20 @@ class Runnable(Protocol):
         ...
 
 
-def scrub(message: str, secrets: Sequence[str]) -> str:
+def scrub_value(value: Any, secrets: Collection[str]) -> Any:
+    """`value` with every secret value replaced in its strings (keys too)."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        return {scrub_value(k, secrets): scrub_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_value(item, secrets) for item in value]
+    return value
+
+
+def scrub(message: str, secrets: Collection[str]) -> str:
     """`message` with every secret value replaced, so that no error text carries one."""
     for secret in sorted(secrets, key=len, reverse=True):
         if len(secret) >= 4:  # shorter values would mangle ordinary words and prove nothing

@@ -23,7 +23,7 @@ import msgspec
 from shared.expressions import Expr, Interpolation, compile_template, render
 from shared.spec.connections import is_credential_header
 from shared.spec.steps import HttpCall, HttpStep
-from worker.steps.base import HttpTarget, RunContext, StepFailed, scrub
+from worker.steps.base import HttpTarget, RunContext, StepFailed, scrub, scrub_value
 
 # An answer is read into memory to become the output: past this, the step fails instead.
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
@@ -59,6 +59,7 @@ class HttpRunner:
         target = HttpTarget("", {}, "", ())
         if self._call.connection is not None:
             target = await resources.http_target(context.workspace, self._call.connection)
+            context.secrets.update(target.secrets)
             try:
                 path = _render_path(self._path, data)
             except _DotSegment as exc:
@@ -72,7 +73,7 @@ class HttpRunner:
         method = self._call.method
         where = f"{method} {shown_url}"
         context.detail = {
-            "request": _scrubbed(
+            "request": scrub_value(
                 {
                     "method": method,
                     "url": shown_url,
@@ -95,7 +96,7 @@ class HttpRunner:
         # A target may echo a credential back (a 401 quoting the key it refused): the record
         # keeps a scrubbed copy, while later steps read the answer as it came (a `next` link
         # under the base URL, an id that happens to contain the port).
-        recorded = _scrubbed(output, target.secrets)
+        recorded = scrub_value(output, target.secrets)
         if not _expected(output["status"], self._call.expect):
             wanted = ", ".join(str(e) for e in self._call.expect)
             raise StepFailed(f"{where} answered {output['status']}; expected {wanted}", recorded)
@@ -294,19 +295,6 @@ def _redact(headers: dict[str, str], secret_names: set[str]) -> dict[str, str]:
     """Values of connection headers and of credential-looking headers replaced."""
     secret = {name.lower() for name in secret_names}
     return {k: REDACTED if k.lower() in secret or is_credential_header(k) else v for k, v in headers.items()}
-
-
-def _scrubbed(value: Any, secrets: tuple[str, ...]) -> Any:
-    """`value` with every secret value replaced in its strings (keys too)."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        return scrub(value, secrets)
-    if isinstance(value, dict):
-        return {_scrubbed(k, secrets): _scrubbed(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrubbed(item, secrets) for item in value]
-    return value
 
 
 def _expected(status: int, expect: Sequence[int | str]) -> bool:

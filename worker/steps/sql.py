@@ -38,6 +38,7 @@ class SqlRunner:
         params = [render(p, context.data) for p in self._params]
         name = self._sql.connection
         pool, secrets = await resources.postgres(context.workspace, name)
+        context.secrets.update(secrets)
         try:
             async with pool.acquire() as connection, connection.transaction():
                 statement = await connection.prepare(self._sql.query)
