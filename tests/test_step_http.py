@@ -272,7 +272,10 @@ async def test_a_later_step_copying_an_echoed_secret_is_scrubbed_in_its_record_t
     run = invocation()
     await reporter.record(run, Finished(outcome, 1, 1.0, 2.0), "succeeded")
     [record] = recorded.records
-    assert "k-3f9a7c1e" not in json.dumps([record.output, record.response, record.steps, record.error])
+    assert "k-3f9a7c1e" not in json.dumps([record.output, record.steps, record.error])
+    # The answer is kept as the caller got it: a repeated idempotency key gets the same again.
+    assert record.response is not None
+    assert record.response["body"] == {"seen": "k-3f9a7c1e"}
 
 
 async def test_a_run_ending_on_an_http_step_records_its_output_scrubbed(resources: StaticResources) -> None:

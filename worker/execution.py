@@ -20,7 +20,6 @@ from shared.messages import Invocation, Reply, reply_encoder
 from worker import metrics
 from worker.engine import DEFAULT_OUTPUT_LIMIT, Outcome, truncated
 from worker.recorder import Recorder
-from worker.steps.base import scrub_value
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +66,8 @@ class Reporter:
                 finished_at=finished.finished,
                 request=invocation.request,
                 output=truncated(outcome.output_to_record, self._output_limit),
-                # Whole: a call repeating its idempotency key gets this same answer again.
-                # (scrubbed of the run's connection secrets: a reply that repeats one is rare)
-                response=scrub_value(msgspec.to_builtins(reply), outcome.secrets)
-                if reply is not None
-                else None,
+                # Whole, as the caller got it: a repeated idempotency key is answered from it.
+                response=msgspec.to_builtins(reply) if reply is not None else None,
                 steps=outcome.steps,
                 error=outcome.error,
                 replay_of=invocation.replay_of,
