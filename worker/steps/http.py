@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 import msgspec
@@ -61,9 +61,11 @@ class HttpRunner:
             target = await resources.http_target(context.workspace, self._call.connection)
             context.secrets.update(target.secrets)
             try:
-                path = _render_path(self._path, data)
+                path = _render_path(self._path, data, target.base_url)
             except _DotSegment as exc:
                 raise StepFailed(f"path: a value may not be `{exc}`") from None
+            except _BadURL as exc:
+                raise StepFailed(scrub(f"path: {exc}", target.secrets)) from None
             url, shown_url = _join(target.base_url, path), _join(target.shown_base_url, path)
         else:
             url = shown_url = _render_url(self._url, data)
@@ -206,11 +208,13 @@ def _body(raw: bytes, response: httpx.Response) -> Any:
     return raw.decode(response.encoding or "utf-8", errors="replace")
 
 
-def _render_path(path: Any, data: dict[str, Any]) -> str:
+def _render_path(path: Any, data: dict[str, Any], base_url: str = "") -> str:
     """The path: each value one segment; a path that is one value, one segment per `/` in it.
 
-    A one-value path keeps what follows its first `?` as a query, as written (a pagination
-    link such as `/items?page=2`); a fragment is dropped, as no request sends one.
+    A one-value path is taken as a link (a pagination `next`): what follows its first `?` is
+    kept as a query, as written; a fragment is dropped, as no request sends one; a full URL
+    under the base URL, or a path that repeats the base URL's path, is cut to the part after
+    the base (a link elsewhere is refused); `%XX` already in it is kept, not encoded again.
     """
     if isinstance(path, Interpolation):
         out: list[str] = []
@@ -224,9 +228,40 @@ def _render_path(path: Any, data: dict[str, Any]) -> str:
                 out.append(quote(text, safe="") if in_query else _segment(text))
         return "".join(out)
     if isinstance(path, Expr):
-        text, mark, query = _text(path.evaluate(data)).partition("#")[0].partition("?")
-        return "/".join(_segment(part) for part in text.split("/")) + mark + query
+        link = _after_base(_text(path.evaluate(data)).partition("#")[0], base_url)
+        text, mark, query = link.partition("?")
+        return "/".join(_link_segment(part) for part in text.split("/")) + mark + query
     return str(path or "")
+
+
+def _after_base(link: str, base_url: str) -> str:
+    """`link` relative to the base URL: `https://api.x/v1/items?page=2` or `/v1/items?page=2`
+    under base `https://api.x/v1` both become `/items?page=2`; other paths are left as they are."""
+    base = urlsplit(base_url)
+    base_path = base.path.rstrip("/")
+    if "://" in link:
+        parts = urlsplit(link)
+        same_origin = (parts.scheme.lower(), parts.netloc.lower()) == (
+            base.scheme.lower(),
+            base.netloc.lower(),
+        )
+        if not same_origin or not (parts.path == base_path or parts.path.startswith(base_path + "/")):
+            raise _BadURL("the link leaves the connection's base URL")
+        rest = parts.path[len(base_path) :]
+        return f"{rest}?{parts.query}" if parts.query else rest
+    if base_path and (link == base_path or link.startswith((base_path + "/", base_path + "?"))):
+        return link[len(base_path) :]
+    return link
+
+
+def _link_segment(part: str) -> str:
+    """A segment of a link, its `%XX` kept; an encoded `/` may not hide a dot-segment either
+    (`a%2F..%2F..` is `a/../..` to a server that decodes it)."""
+    decoded = unquote(part)
+    for piece in decoded.split("/")[1:] if "/" in decoded else ():
+        if piece and piece.strip(".") == "":
+            raise _DotSegment(piece)
+    return _segment(decoded)
 
 
 def _segment(text: str) -> str:
