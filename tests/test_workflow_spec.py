@@ -533,6 +533,10 @@ def test_each_workflow_mistake_is_reported_with_its_place(change: tuple[str, str
             ('dsn: "${env:ERP_DSN}"', 'dsn: "postgresql://app@h1:5432,h2:5432/erp"'), id="dsn-multi-host"
         ),
         pytest.param(
+            ('base_url: "https://crm.example.com/api"', 'base_url: "http://[${env:CRM_V6}]:8080/api"'),
+            id="base-url-ipv6-host-reference",
+        ),
+        pytest.param(
             (
                 "connection: crm, method: POST, path: /customers",
                 'url: "http://example.com:{{ request.body.port }}/"',

@@ -302,12 +302,16 @@ def _split(where: str, field: str, url: str) -> SplitResult:
     `db:${env:PORT}` is known only when it is filled in. The parts hold marks in their place.
     """
     try:
-        shape = urlsplit(_FILLED_LATER.sub(_SHAPE_STAND_IN, url))
+        # Inside `[...]` a stand-in must be an IPv6 address (`http://[${env:V6}]:8080/`).
+        shape = urlsplit(_FILLED_LATER.sub(_SHAPE_STAND_IN, _IPV6_FILLED_LATER.sub("[::1]", url)))
         if "," not in shape.netloc:  # a multi-host DSN (`h1:5432,h2:5432`) has no one port
             shape.port  # noqa: B018 (parsed lazily; raises for a bad one)
-        return urlsplit(_FILLED_LATER.sub(_mark, url))
+        return urlsplit(_FILLED_LATER.sub(_mark, _IPV6_FILLED_LATER.sub("[::1]", url)))
     except ValueError as exc:
         raise SpecError(f"{where}, field {field}: not a valid URL ({exc})") from None
+
+
+_IPV6_FILLED_LATER = re.compile(r"\[(?:\$\{env:[^}]*\}|\{\{.*?\}\})\]")
 
 
 def _mark(match: re.Match[str]) -> str:
