@@ -11,10 +11,9 @@ import msgspec
 import pytest
 
 from shared.broker import ReplyPublisher
-from shared.db.executions import ExecutionRecord
 from shared.logs import RunContextFilter, run_context
 from shared.spec.model import Trigger
-from tests.workflow_runs import invocation, workflow_of
+from tests.workflow_runs import Recorded, invocation, workflow_of
 from worker.engine import Workflow, truncated
 from worker.execution import Finished, Reporter
 from worker.recorder import Recorder
@@ -265,16 +264,6 @@ def test_secrets_are_scrubbed_from_messages() -> None:
     assert scrub("cannot log in as admin with s3cr3t-value", ["s3cr3t-value", "x"]) == (
         "cannot log in as admin with [redacted]"
     )
-
-
-class Recorded:
-    """A Recorder that keeps the records it is given."""
-
-    def __init__(self) -> None:
-        self.records: list[ExecutionRecord] = []
-
-    async def record(self, record: ExecutionRecord) -> None:
-        self.records.append(record)
 
 
 async def test_the_runs_output_is_truncated_in_the_record_and_its_answer_kept_whole() -> None:

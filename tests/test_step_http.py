@@ -16,9 +16,8 @@ import pytest
 
 import worker.steps.http
 from shared.broker import ReplyPublisher
-from shared.db.executions import ExecutionRecord
 from tests.stack import free_port
-from tests.workflow_runs import StaticResources, invocation, workflow_of
+from tests.workflow_runs import Recorded, StaticResources, invocation, workflow_of
 from worker.execution import Finished, Reporter
 from worker.recorder import Recorder
 from worker.steps.base import HttpTarget
@@ -264,16 +263,6 @@ async def test_the_next_step_reads_the_answer_unscrubbed_while_the_record_is_scr
     call, _ = outcome.steps
     assert call["output"]["body"]["headers"]["api-key"] == "[redacted]"
     assert "k-3f9a7c1e" not in json.dumps(call)
-
-
-class Recorded:
-    """A Recorder that keeps the records it is given."""
-
-    def __init__(self) -> None:
-        self.records: list[ExecutionRecord] = []
-
-    async def record(self, record: ExecutionRecord) -> None:
-        self.records.append(record)
 
 
 async def test_a_later_step_copying_an_echoed_secret_is_scrubbed_in_its_record_too(

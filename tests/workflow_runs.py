@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from shared.db.executions import ExecutionRecord
 from shared.errors import WorkflowError
 from shared.messages import Invocation, RequestData
 from shared.spec.loader import load_text
@@ -85,3 +86,13 @@ class StaticResources:
         if name not in self._pools:
             raise WorkflowError(f"connection {name!r} does not exist in workspace {workspace}")
         return self._pools[name], ()
+
+
+class Recorded:
+    """A Recorder that keeps the records it is given."""
+
+    def __init__(self) -> None:
+        self.records: list[ExecutionRecord] = []
+
+    async def record(self, record: ExecutionRecord) -> None:
+        self.records.append(record)
