@@ -7,8 +7,8 @@ import asyncio
 import aio_pika
 from aio_pika.abc import AbstractConnection
 
-from shared import topology
-from shared.broker import queue_state, raw_channel
+from shared.broker.inspection import queue_state, raw_channel
+from shared.wire import topology
 
 CEILING_PREFIX = "ceiling"
 ASYNC_QUEUE = "ceiling.async"  # scenarios 1 and 2

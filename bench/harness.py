@@ -25,14 +25,14 @@ from bench.ceiling_consumer import Stats
 from bench.cpu import CpuMeter
 from bench.processes import ROOT, Fleet
 from bench.profile import Profiler
-from shared import topology
-from shared.broker import queue_state
+from shared.broker.inspection import queue_state
 from shared.db.keys import create_key
 from shared.db.migrate import migrate
 from shared.db.pool import connect
 from shared.db.registry import apply_workspace
-from shared.localservers import LocalPostgres, LocalRabbitMQ, free_port
+from shared.devstack.localservers import LocalPostgres, LocalRabbitMQ, free_port
 from shared.spec.loader import load_file
+from shared.wire import topology
 
 HERE = Path(__file__).resolve().parent
 PREFIX = "bench"

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.localservers.processes import _die_with_parent
+from shared.devstack.localservers.processes import _die_with_parent
 
 SCRIPT = Path(__file__).resolve().parent / "wrk.lua"
 _MARK = "BENCH_JSON "

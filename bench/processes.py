@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.localservers.processes import _die_with_parent
+from shared.devstack.localservers.processes import _die_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 

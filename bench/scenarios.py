@@ -15,10 +15,10 @@ from bench import broker
 from bench.drain import DrainMeter, settled_depth, until_counted, until_recorded, until_settled
 from bench.harness import PREFIX, WORKSPACE, Bench, read_stats
 from bench.load import Load, run_wrk
-from shared import topology
-from shared.broker import queue_state
+from shared.broker.inspection import queue_state
 from shared.ids import uuid7
-from shared.messages import Invocation, RequestData, invocation_encoder
+from shared.wire import topology
+from shared.wire.messages import Invocation, RequestData, invocation_encoder
 
 Result = dict[str, Any]
 

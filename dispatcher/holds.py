@@ -13,7 +13,7 @@ import logging
 import aiormq
 from aio_pika.abc import AbstractConnection
 
-from shared.broker import queue_state, raw_channel
+from shared.broker.inspection import queue_state, raw_channel
 
 log = logging.getLogger(__name__)
 

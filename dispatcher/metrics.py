@@ -12,7 +12,7 @@ from prometheus_client import Gauge
 
 from shared.db.pool import DB_ERRORS
 from shared.errors import BrokerUnavailable
-from shared.queues import queue_depths
+from shared.ops.queues import queue_depths
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ from typing import Literal
 import aiormq
 from aio_pika.abc import AbstractConnection
 
-from shared import topology
-from shared.broker import exchange_exists, queue_state, raw_channel
+from shared.broker.inspection import exchange_exists, queue_state, raw_channel
 from shared.db.lanes import TriggerShape
-from shared.topology import LaneLayout, QueueSpec
+from shared.wire import topology
+from shared.wire.topology import LaneLayout, QueueSpec
 
 log = logging.getLogger(__name__)
 

@@ -17,18 +17,18 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from dispatcher.holds import delete_if_empty, release_held
 from dispatcher.metrics import sample_forever
 from dispatcher.reconcile import Reconciler, desired_topology, layout_changes
-from shared import topology
-from shared.broker import BrokerLink
+from shared.broker.link import BrokerLink
 from shared.db import locks
 from shared.db.lanes import delete_layout, load_layouts, save_layouts, trigger_shapes
 from shared.db.notify import follow
 from shared.db.pauses import forget_resumed, pause_states
 from shared.db.pool import DB_ERRORS, create_pool
 from shared.errors import BrokerUnavailable
-from shared.heartbeats import Heartbeat
-from shared.probes import database_ready, start_probes
+from shared.runtime.heartbeats import Heartbeat
+from shared.runtime.probes import database_ready, start_probes
 from shared.settings import Settings
-from shared.topology import LaneLayout
+from shared.wire import topology
+from shared.wire.topology import LaneLayout
 
 log = logging.getLogger(__name__)
 

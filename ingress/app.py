@@ -24,8 +24,8 @@ from ingress.replies import ReplyWaiter
 from ingress.samples import Samples
 from shared.db.notify import follow
 from shared.db.pool import DB_ERRORS, create_pool
-from shared.heartbeats import Heartbeat
 from shared.logs import setup_logging
+from shared.runtime.heartbeats import Heartbeat
 from shared.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)

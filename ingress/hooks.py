@@ -28,8 +28,8 @@ from ingress.samples import Samples
 from shared.errors import BrokerUnavailable, HooklineError
 from shared.expressions import render
 from shared.ids import uuid7
-from shared.messages import Invocation, Reply, RequestData
-from shared.ordering import ordering_key_value
+from shared.wire.messages import Invocation, Reply, RequestData
+from shared.wire.ordering import ordering_key_value
 
 _json = msgspec.json.Encoder()
 _to_builtins = msgspec.to_builtins

@@ -11,8 +11,8 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from ingress.errors import BodyTooLarge, InvalidParameter, MalformedBody, UnsupportedMediaType
-from shared.messages import BodyKind
 from shared.spec.model import BodyRules, QueryParam
+from shared.wire.messages import BodyKind
 
 _json_decode = msgspec.json.decode
 _INTEGER = re.compile(r"-?[0-9]+")

@@ -10,12 +10,12 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from ingress import errors
-from shared.broker import NotRouted, QueueFull
+from shared.broker.publishers import NotRouted, QueueFull
 from shared.db.keys import KeyRejected
 from shared.db.runlog import BadFilter
 from shared.db.triggers import TriggerExists
-from shared.deadletters import NotReplayable
 from shared.errors import BrokerUnavailable, DatabaseUnavailable, HooklineError, NotFound, SpecError
+from shared.ops.deadletters import NotReplayable
 
 log = logging.getLogger(__name__)
 

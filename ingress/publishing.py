@@ -15,11 +15,12 @@ from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobust
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from ingress.replies import REPLY_TO, ReplyWaiter
-from shared import topology
-from shared.broker import BrokerLink, ConfirmedPublisher, open_confirm_channel
+from shared.broker.link import BrokerLink
+from shared.broker.publishers import ConfirmedPublisher, open_confirm_channel
 from shared.errors import BrokerUnavailable
-from shared.messages import Invocation, invocation_encoder
 from shared.settings import Settings
+from shared.wire import topology
+from shared.wire.messages import Invocation, invocation_encoder
 
 log = logging.getLogger(__name__)
 

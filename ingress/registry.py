@@ -18,14 +18,14 @@ from ingress.auth import Authenticator, Misconfigured, Open
 from ingress.auth.api_key import ApiKeys
 from ingress.auth.basic import BasicCredentials
 from ingress.auth.hmac import HmacSignature
-from shared import topology
 from shared.db.registry import RegistryRow, load_registry
 from shared.expressions import Expr, compile_template
-from shared.ordering import compile_key
 from shared.signatures.presets import scheme_from_spec
 from shared.signatures.verify import secret_bytes
 from shared.spec.model import ApiKeyAuth, Auth, BasicAuth, HmacAuth, OrderingKey, Trigger
 from shared.spec.secrets import MissingSecret, resolve
+from shared.wire import topology
+from shared.wire.ordering import compile_key
 
 log = logging.getLogger(__name__)
 

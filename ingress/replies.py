@@ -14,7 +14,7 @@ import msgspec
 from aio_pika.abc import AbstractIncomingMessage
 
 from ingress.errors import ReplyLost
-from shared.messages import Reply, reply_decoder
+from shared.wire.messages import Reply, reply_decoder
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import logging
 import asyncpg
 
 from shared.db.pool import DB_ERRORS
-from shared.messages import Invocation
+from shared.wire.messages import Invocation
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Remove what a test stack declared on a broker the tests did not start (HOOKLINE_TEST_AMQP_URL).
 
 Private brokers go away with their folder; a shared one must be left as it was found. Queue
-names come from shared.topology for every trigger the session's database knows, so this
+names come from shared.wire.topology for every trigger the session's database knows, so this
 deletes exactly the stack's own queues (a delete of a missing queue is a no-op).
 """
 
@@ -15,8 +15,8 @@ import itertools
 import aio_pika
 import asyncpg
 
-from shared import topology
 from shared.db.lanes import load_layouts
+from shared.wire import topology
 
 
 async def _names(database_url: str, prefix: str) -> tuple[list[str], list[str]]:

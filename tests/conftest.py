@@ -21,7 +21,7 @@ import pytest
 
 from shared.db.migrate import migrate
 from shared.db.pool import connect
-from shared.demo_target import DemoTarget
+from shared.devstack.demo_target import DemoTarget
 from tests import servers
 from tests.stack import Services, services
 
@@ -112,7 +112,7 @@ def log_dir(server_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_target() -> Iterator[DemoTarget]:
-    """The system the examples call (shared/demo_target.py), served from a thread of the tests."""
+    """The system the examples call (shared/devstack/demo_target.py), served from a thread of the tests."""
     server = DemoTarget(0, "demo-target-key-of-the-tests")
     thread = threading.Thread(target=server.serve_forever, name="demo-target", daemon=True)
     thread.start()

@@ -1,7 +1,7 @@
 """Where the tests' RabbitMQ and PostgreSQL come from: the environment, Docker, or a process.
 
 In order: a URL in HOOKLINE_TEST_AMQP_URL / HOOKLINE_TEST_DATABASE_URL; else a container
-when a Docker engine answers; else a private server process (shared.localservers) in the
+when a Docker engine answers; else a private server process (shared.devstack.localservers) in the
 given folder, whose parents the `rabbitmq` and `postgres` users must be able to enter
 (`traversable_tmp_dir()` makes one). With CI=true a server that cannot be had fails the
 run; elsewhere the tests that need it are skipped, with the reason.
@@ -21,8 +21,8 @@ from typing import NoReturn
 
 import pytest
 
-from shared.localservers import LocalPostgres, LocalRabbitMQ, LocalServerError
-from shared.localservers.rabbitmq import ENABLED_PLUGINS, amqp_answers
+from shared.devstack.localservers import LocalPostgres, LocalRabbitMQ, LocalServerError
+from shared.devstack.localservers.rabbitmq import ENABLED_PLUGINS, amqp_answers
 
 RABBITMQ_IMAGE = "rabbitmq:3.10"
 POSTGRES_IMAGE = "postgres:15"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from shared.deliveries import Acks
+from worker.deliveries import Acks
 
 
 class Frames:

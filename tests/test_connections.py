@@ -13,7 +13,7 @@ from shared.errors import SpecError, WorkflowError
 from shared.spec.loader import load_text
 from tests.helpers import eventually
 from tests.workflow_runs import invocation, workflow_of
-from worker.connections import Connections
+from worker.resources import Connections
 
 FILE = """
 workspace: {ws}

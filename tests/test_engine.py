@@ -10,7 +10,7 @@ import asyncpg
 import msgspec
 import pytest
 
-from shared.broker import ReplyPublisher
+from shared.broker.publishers import ReplyPublisher
 from shared.logs import RunContextFilter, run_context
 from shared.spec.model import Trigger
 from tests.workflow_runs import Recorded, invocation, workflow_of

@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from shared.heartbeats import SILENT_AFTER_SECONDS, ServiceBeat
+from shared.runtime.heartbeats import SILENT_AFTER_SECONDS, ServiceBeat
 
 NOW = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
 

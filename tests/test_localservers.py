@@ -19,13 +19,13 @@ import aio_pika
 import asyncpg
 import pytest
 
-from shared.localservers import (
+from shared.devstack.localservers import (
     LocalPostgres,
     LocalRabbitMQ,
     LocalServerError,
     processes_mentioning,
 )
-from shared.localservers.rabbitmq import amqp_answers
+from shared.devstack.localservers.rabbitmq import amqp_answers
 from tests.servers import amqp_server, postgres_server, traversable_tmp_dir
 
 pytestmark = pytest.mark.integration
@@ -126,7 +126,7 @@ def test_a_second_start_reuses_the_recorded_port_or_moves_when_it_is_taken(
         squatter.bind(("127.0.0.1", first.port))
         squatter.listen()
         moved = LocalPostgres(data, fast=True)
-        with caplog.at_level(logging.WARNING, logger="shared.localservers"):
+        with caplog.at_level(logging.WARNING, logger="shared.devstack.localservers"):
             moved.start()
         try:
             assert moved.port != first.port
@@ -152,7 +152,7 @@ def test_servers_outlive_their_starting_thread_but_die_with_a_killed_parent(
         """
         import sys, threading, time
         from pathlib import Path
-        from shared.localservers import LocalPostgres, LocalRabbitMQ
+        from shared.devstack.localservers import LocalPostgres, LocalRabbitMQ
 
         folder = Path(sys.argv[1])
         servers = [LocalRabbitMQ(folder / "rabbitmq"), LocalPostgres(folder / "postgres", fast=True)]
@@ -251,7 +251,7 @@ def select_one(port: int) -> int:
 def test_a_missing_server_for_a_user_who_is_not_root_names_the_exact_command(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from shared.localservers import install
+    from shared.devstack.localservers import install
 
     monkeypatch.setattr(install.os, "geteuid", lambda: 1000)
     ran: list[tuple[str, ...]] = []

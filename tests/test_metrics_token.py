@@ -7,7 +7,7 @@ from litestar.testing import TestClient
 
 from ingress.api.health import health_routes
 from ingress.api.resources import Resources
-from shared.probes import probe_app
+from shared.runtime.probes import probe_app
 from shared.settings import Settings
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dispatcher.reconcile import Route, Target, desired_topology
-from shared import topology
 from shared.db.lanes import TriggerShape
-from shared.topology import LaneLayout
+from shared.wire import topology
+from shared.wire.topology import LaneLayout
 
 WORK = Target("queue", "p.work")
 HOLD = Target("queue", "p.held.w.t")

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from shared.broker import republished_headers
 from shared.spec.model import Retry
 from shared.spec.types import Duration
+from shared.wire.amqp import republished_headers
 from worker.consumer import SETTLEMENT, Action, Lane, Verdict, decide, settle
 from worker.retries import backoff_delay
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 import worker.steps.http
-from shared.broker import ReplyPublisher
+from shared.broker.publishers import ReplyPublisher
 from tests.stack import free_port
 from tests.workflow_runs import Recorded, StaticResources, invocation, workflow_of
 from worker.execution import Finished, Reporter

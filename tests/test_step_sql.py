@@ -11,8 +11,8 @@ import pytest
 from shared.db.pool import Connection, create_pool
 from tests.helpers import apply_yaml
 from tests.workflow_runs import invocation, workflow_of
-from worker.connections import Connections
 from worker.engine import Workflow
+from worker.resources import Connections
 
 ERP = "erp: {type: postgres, dsn: '${env:TEST_ERP_DSN}', pool_size: 2}"
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dispatcher.reconcile import LayoutChanges, Route, Target, desired_topology, layout_changes
-from shared import topology
 from shared.db.lanes import TriggerShape, shape_from_spec
-from shared.topology import LaneLayout, QueueSpec
+from shared.wire import topology
+from shared.wire.topology import LaneLayout, QueueSpec
 
 
 def test_names_are_pinned() -> None:

@@ -12,8 +12,8 @@ import httpx
 
 from shared.db.executions import ExecutionRecord
 from shared.errors import WorkflowError
-from shared.messages import Invocation, RequestData
 from shared.spec.loader import load_text
+from shared.wire.messages import Invocation, RequestData
 from worker.engine import DEFAULT_OUTPUT_LIMIT, Workflow
 from worker.steps.base import HttpTarget, Resources
 

@@ -19,14 +19,14 @@ import msgspec
 from aio_pika.abc import AbstractExchange
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, AMQPError
 
-from shared import topology
-from shared.broker import publish_confirmed
+from shared.broker.publishers import publish_confirmed
 from shared.db.executions import Status
-from shared.deliveries import Delivery
 from shared.errors import BrokerUnavailable, HooklineError, NotFound
 from shared.logs import run_context
-from shared.messages import Invocation, invocation_decoder
 from shared.spec.model import Retry
+from shared.wire import topology
+from shared.wire.messages import Invocation, invocation_decoder
+from worker.deliveries import Delivery
 from worker.engine import Outcome
 from worker.execution import Finished, Reporter
 from worker.holds import Abandoned, LaneHolds, pause

@@ -19,8 +19,8 @@ from typing import Any
 import msgspec
 
 from shared.errors import HooklineError
-from shared.messages import Invocation
 from shared.spec.model import Trigger
+from shared.wire.messages import Invocation
 from worker.steps import compile_step
 from worker.steps.base import (
     SAME_AS_OUTPUT,

@@ -10,14 +10,14 @@ import asyncpg
 import msgspec
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from shared.broker import ReplyPublisher
+from shared.broker.publishers import ReplyPublisher
 from shared.db.executions import ExecutionRecord, Status, recorded_state
 from shared.db.lanes import mark_dead
 from shared.db.pool import DB_ERRORS
-from shared.deliveries import Delivery
 from shared.errors import BrokerUnavailable
-from shared.messages import Invocation, Reply, reply_encoder
+from shared.wire.messages import Invocation, Reply, reply_encoder
 from worker import metrics
+from worker.deliveries import Delivery
 from worker.engine import DEFAULT_OUTPUT_LIMIT, Outcome, truncated
 from worker.recorder import Recorder
 

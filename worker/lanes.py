@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from aio_pika.abc import AbstractChannel, AbstractRobustChannel, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
-from shared.broker import queue_state
-from shared.deliveries import Delivery, RawConsumer
+from shared.broker.inspection import queue_state
 from shared.errors import BrokerUnavailable
-from shared.topology import LaneLayout
+from shared.wire.topology import LaneLayout
+from worker.deliveries import Delivery, RawConsumer
 
 log = logging.getLogger(__name__)
 

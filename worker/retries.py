@@ -15,10 +15,10 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import DeliveryMode
 
-from shared import topology
-from shared.broker import republished_headers
-from shared.deliveries import Delivery
 from shared.spec.model import Retry
+from shared.wire import topology
+from shared.wire.amqp import republished_headers
+from worker.deliveries import Delivery
 
 
 def attempt_of(message: Delivery) -> int:

@@ -14,22 +14,23 @@ import logging
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
-from shared import topology
-from shared.broker import BrokerLink, ReplyPublisher, open_confirm_channel
+from shared.broker.link import BrokerLink
+from shared.broker.publishers import ReplyPublisher, open_confirm_channel
 from shared.db.lanes import LANES_CHANNEL, load_layouts
 from shared.db.notify import follow
 from shared.db.pauses import paused_triggers
 from shared.db.pool import create_pool
-from shared.deliveries import Delivery, RawConsumer
-from shared.heartbeats import Heartbeat
-from shared.probes import database_ready, start_probes
+from shared.runtime.heartbeats import Heartbeat
+from shared.runtime.probes import database_ready, start_probes
 from shared.settings import Settings
-from worker.connections import Connections
+from shared.wire import topology
 from worker.consumer import Lane, Runner
+from worker.deliveries import Delivery, RawConsumer
 from worker.execution import Reporter
 from worker.holds import LaneHolds
 from worker.lanes import LaneSet
 from worker.recorder import Recorder
+from worker.resources import Connections
 from worker.workflows import WorkflowCache
 
 log = logging.getLogger(__name__)

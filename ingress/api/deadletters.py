@@ -1,7 +1,7 @@
 """`/api/dead-letters`: what ran out of attempts, with its execution's error, and replay.
 
 Reading takes the dead letters unacknowledged and hands back every one not replayed
-(shared/deadletters.py): nothing is lost by looking.
+(shared/ops/deadletters.py): nothing is lost by looking.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from litestar import get, post
 
 from ingress.api.access import Scope, database
 from ingress.api.resources import Resources
-from shared.deadletters import DeadLetter, DeadLetters
 from shared.errors import HooklineError, NotFound
 from shared.ids import is_uuid
+from shared.ops.deadletters import DeadLetter, DeadLetters
 
 
 class DeadLetterView(msgspec.Struct, kw_only=True):

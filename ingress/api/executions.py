@@ -11,11 +11,11 @@ from litestar.params import Parameter
 
 from ingress.api.access import Scope, database
 from ingress.api.resources import Resources
-from shared import topology
 from shared.db.executions import Execution, get_execution
 from shared.db.runlog import RunFilter, RunPage, list_runs
 from shared.errors import NotFound
-from shared.replay import replay_invocation
+from shared.ops.replay import replay_invocation
+from shared.wire import topology
 
 Limit = Annotated[int, Parameter(ge=1, le=500, description="runs per page")]
 

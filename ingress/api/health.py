@@ -11,7 +11,7 @@ from litestar import Request, Response, get
 from ingress import metrics
 from ingress.api.resources import Resources
 from shared.db.pool import DB_ERRORS
-from shared.probes import metrics_allowed, refused_metrics
+from shared.runtime.probes import metrics_allowed, refused_metrics
 
 _json = msgspec.json.Encoder()
 

@@ -8,7 +8,7 @@ from litestar import get
 
 from ingress.api.access import Scope, database
 from ingress.api.resources import Resources
-from shared.queues import QueueDepth, queue_depths
+from shared.ops.queues import QueueDepth, queue_depths
 
 
 def routes(res: Resources) -> list[Any]:

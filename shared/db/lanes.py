@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from shared.db.pool import Connection
-from shared.topology import LaneLayout
+from shared.wire.topology import LaneLayout
 
 LANES_CHANNEL = "hookline_lanes"
 Resume = Literal["retry", "skip"]

@@ -44,7 +44,7 @@ from shared.spec.steps import (
 # `${env:NAME}` anywhere in a string (shared/spec/secrets.py resolves the same syntax).
 _REFERENCE = re.compile(r"\$\{env:[A-Za-z_][A-Za-z0-9_]*\}")
 # What a URL holds that is filled in only when it is used: a reference, or an expression
-# (closed by the first `}}`, as shared/expressions.py reads it).
+# (closed by the first `}}`, as shared/expressions reads it).
 _FILLED_LATER = re.compile(r"(\$\{env:[A-Za-z_][A-Za-z0-9_]*\})|\{\{.*?\}\}", re.DOTALL)
 # Stand-ins while the URL's shape is checked: `0` passes as a host, a port, a user or a path,
 # so `http://${env:HOST}/`, `db:${env:PORT}` and `:{{ x }}` parse; the marks tell a password

@@ -11,11 +11,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from shared.ordering import compile_key
 from shared.spec.base import Name, Spec
 from shared.spec.connections import Connection
 from shared.spec.steps import Step, walk_steps
 from shared.spec.types import Duration
+from shared.wire.ordering import compile_key
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 _ENV_REFERENCE = re.compile(r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$")

@@ -10,9 +10,9 @@ import aio_pika
 import httpx
 import pytest
 
-from shared import topology
-from shared.broker import connect_once
+from shared.broker.link import connect_once
 from shared.db.pool import Connection
+from shared.wire import topology
 from tests.helpers import apply_yaml, eventually, finished_execution
 from tests.stack import Services
 

@@ -9,8 +9,8 @@ import uuid
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 
-from shared.broker import BrokerLink
-from shared.deliveries import Delivery, RawConsumer
+from shared.broker.link import BrokerLink
+from worker.deliveries import Delivery, RawConsumer
 
 
 async def test_a_connection_lost_during_set_up_is_replaced_and_the_link_becomes_ready(amqp_url: str) -> None:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from shared.db.pool import Connection
-from shared.localservers import LocalRabbitMQ
+from shared.devstack.localservers import LocalRabbitMQ
 from tests.helpers import apply_yaml, eventually, finished_execution, new_key
 from tests.stack import Services, services
 

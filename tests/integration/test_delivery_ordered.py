@@ -10,10 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.broker import connect_once, queue_state
+from shared.broker.inspection import queue_state
+from shared.broker.link import connect_once
 from shared.db.lanes import load_layouts
 from shared.db.pool import Connection
-from shared.topology import LaneLayout
+from shared.wire.topology import LaneLayout
 from tests.helpers import apply_yaml, eventually
 from tests.integration.calls import Run, all_finished, delivery_stack, never_overlap, runs, send, worker_of
 from tests.integration.target import Target, running_target

@@ -14,11 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared import topology
-from shared.broker import connect_once, queue_state
+from shared.broker.inspection import queue_state
+from shared.broker.link import connect_once
 from shared.db.migrate import migrate
 from shared.db.pool import Connection, connect
-from shared.localservers import LocalPostgres, LocalRabbitMQ
+from shared.devstack.localservers import LocalPostgres, LocalRabbitMQ
+from shared.wire import topology
 from tests.helpers import apply_yaml, eventually
 from tests.integration.calls import all_finished, delivery_stack, finished, runs, send_many
 from tests.integration.target import Target, running_target

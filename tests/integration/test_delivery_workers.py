@@ -13,9 +13,9 @@ import aio_pika
 import httpx
 import pytest
 
-from shared import topology
 from shared.db.pool import Connection
-from shared.messages import Invocation, RequestData, invocation_encoder
+from shared.wire import topology
+from shared.wire.messages import Invocation, RequestData, invocation_encoder
 from tests.helpers import apply_yaml, eventually, finished_execution
 from tests.integration.calls import all_finished, delivery_stack, runs, send_many
 from tests.integration.target import Target, running_target

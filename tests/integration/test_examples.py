@@ -15,8 +15,8 @@ import pytest
 
 from shared.db.pool import Connection
 from shared.db.registry import apply_workspace
-from shared.demo_erp import prepare_demo_erp
-from shared.demo_target import DemoTarget
+from shared.devstack.demo_erp import prepare_demo_erp
+from shared.devstack.demo_target import DemoTarget
 from shared.spec.loader import load_file
 from tests.helpers import eventually, finished_execution, new_key
 from tests.stack import ROOT, Services

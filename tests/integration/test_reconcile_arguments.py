@@ -11,8 +11,8 @@ import aio_pika
 import pytest
 
 from dispatcher.reconcile import Reconciler, desired_topology
-from shared import topology
 from shared.db.lanes import TriggerShape
+from shared.wire import topology
 
 
 async def test_a_changed_queue_setting_does_not_stop_new_triggers_from_routing(

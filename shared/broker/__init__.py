@@ -1,0 +1,1 @@
+"""RabbitMQ access: the link, the publishers, and passive inspection."""

@@ -1,0 +1,143 @@
+"""Confirmed publishes with a deadline, and replies: the two ways hookline writes to RabbitMQ.
+
+Library errors become `BrokerUnavailable` (or a subclass saying which 503) here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError, PublishError
+
+from shared.errors import BrokerUnavailable
+
+
+class QueueFull(BrokerUnavailable):
+    """Raised when the broker refused a publish because the queue is at its bound."""
+
+    problem_type = "queue-full"
+
+
+class NotRouted(BrokerUnavailable):
+    """Raised when no queue is bound for the message yet (the dispatcher has not caught up)."""
+
+    problem_type = "trigger-not-ready"
+
+
+async def open_confirm_channel(connection: AbstractRobustConnection) -> AbstractRobustChannel:
+    """A channel whose publishes are confirmed and whose unroutable publishes raise."""
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    return channel
+
+
+async def publish_confirmed(
+    exchange: aio_pika.abc.AbstractExchange,
+    message: aio_pika.Message,
+    routing_key: str,
+    deadline: float,
+) -> None:
+    """Publish persistent and mandatory, and return only once the broker confirmed it.
+
+    A nack means the bounded queue refused it (QueueFull); a return means nothing is bound
+    for it (NotRouted); no answer within `deadline` seconds (a blocked or frozen broker) or a closed
+    channel means BrokerUnavailable. The caller answers 503 for all of them.
+    """
+    try:
+        async with asyncio.timeout(deadline):
+            await exchange.publish(message, routing_key, mandatory=True)
+    except _PUBLISH_ERRORS as exc:
+        raise _unavailable(exc) from None
+
+
+# What a confirmed publish can fail with; `_unavailable` says which 503 each one is.
+_PUBLISH_ERRORS = (
+    PublishError,
+    DeliveryError,
+    TimeoutError,
+    *CONNECTION_EXCEPTIONS,
+    aiormq.exceptions.AMQPError,
+)
+
+
+def _unavailable(exc: BaseException) -> BrokerUnavailable:
+    """The BrokerUnavailable (or subclass) a failed confirmed publish becomes."""
+    if isinstance(exc, PublishError):
+        return NotRouted("no queue is bound for this trigger yet")
+    if isinstance(exc, DeliveryError):
+        return QueueFull("the trigger's queue is full")
+    if isinstance(exc, TimeoutError):
+        return BrokerUnavailable("the broker did not confirm in time")
+    return BrokerUnavailable(f"the broker is unreachable ({type(exc).__name__})")
+
+
+class ConfirmedPublisher:
+    """`publish_confirmed` for a hot path: same guarantees and errors, less work per message.
+
+    It hands the body and ready-made properties to aiormq, skipping aio-pika's `Message`
+    (about 11 us to build and convert per message, measured with `make bench`), lets
+    aiormq's own deadline bound the confirm instead of a second `asyncio.timeout`, and does
+    not wait for the frame to be flushed to the socket before waiting for the confirm (the
+    confirm comes after the flush anyway). The channel must have publisher confirms and
+    `on_return_raises` (`open_confirm_channel`).
+    """
+
+    def __init__(self, channel: AbstractRobustChannel, exchange: str, deadline: float) -> None:
+        self._channel = channel
+        self._exchange = exchange
+        self._deadline = deadline
+        self._underlay: aiormq.Channel | None = None
+
+    async def publish(self, body: bytes, properties: aiormq.spec.Basic.Properties, routing_key: str) -> None:
+        """Return once the broker confirmed; raise BrokerUnavailable (or a subclass) if not."""
+        try:
+            channel = self._underlay
+            if channel is None or channel.is_closed:
+                # aio-pika reopens a robust channel on a new aiormq channel; follow it.
+                async with asyncio.timeout(self._deadline):
+                    underlay = await self._channel.get_underlay_channel()
+                # `wait` (flush before returning) is on the concrete channel only.
+                channel = self._underlay = cast(aiormq.Channel, underlay)
+            await channel.basic_publish(
+                body,
+                exchange=self._exchange,
+                routing_key=routing_key,
+                properties=properties,
+                mandatory=True,
+                timeout=self._deadline,
+                wait=False,
+            )
+        except _PUBLISH_ERRORS as exc:
+            raise _unavailable(exc) from None
+
+
+class ReplyPublisher:
+    """Publishes replies to direct reply-to: no confirm, no `mandatory`, no wait for the flush.
+
+    Direct reply-to is at most once by nature (the record in PostgreSQL is the truth), so
+    a reply is handed to aiormq's writer and forgotten, in order with what the process
+    writes after it. `mandatory` stays off: RabbitMQ would also bounce every reply back
+    (DESIGN). Like `ConfirmedPublisher`, it skips aio-pika's `Message` and follows the
+    robust channel onto the aiormq channel it is reopened on.
+    """
+
+    def __init__(self, channel: AbstractRobustChannel, deadline: float) -> None:
+        self._channel = channel
+        self._deadline = deadline
+        self._underlay: aiormq.Channel | None = None
+
+    async def publish(self, body: bytes, properties: aiormq.spec.Basic.Properties, routing_key: str) -> None:
+        """Hand the reply to the connection's writer; BrokerUnavailable when the channel is gone."""
+        try:
+            channel = self._underlay
+            if channel is None or channel.is_closed:
+                async with asyncio.timeout(self._deadline):
+                    underlay = await self._channel.get_underlay_channel()
+                # `wait` (flush before returning) is on the concrete channel only.
+                channel = self._underlay = cast(aiormq.Channel, underlay)
+            await channel.basic_publish(body, routing_key=routing_key, properties=properties, wait=False)
+        except (*CONNECTION_EXCEPTIONS, TimeoutError, aiormq.exceptions.AMQPError) as exc:
+            raise BrokerUnavailable(f"the broker is unreachable ({type(exc).__name__})") from None

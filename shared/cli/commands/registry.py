@@ -1,0 +1,48 @@
+"""`hookline migrate` and `hookline apply -f FILE`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from shared.cli.commands import runs
+from shared.db.migrate import migrate
+from shared.db.pool import connect
+from shared.db.registry import apply_workspace
+from shared.settings import Settings
+from shared.spec.loader import load_file
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("migrate", help="create or update the database schema")
+    p.set_defaults(run=runs(_migrate))
+
+    p = sub.add_parser("apply", help="create or update workspaces and triggers from files")
+    p.add_argument(
+        "-f",
+        "--file",
+        dest="files",
+        action="append",
+        required=True,
+        type=Path,
+        help="YAML or JSON trigger file (repeatable)",
+    )
+    p.set_defaults(run=runs(_apply))
+
+
+async def _migrate(settings: Settings, _: argparse.Namespace) -> int:
+    async with connect(settings.database_url) as connection:
+        applied = await migrate(connection)
+    print("\n".join(f"applied {name}" for name in applied) or "schema up to date")
+    return 0
+
+
+async def _apply(settings: Settings, ns: argparse.Namespace) -> int:
+    workspaces = [ws for path in ns.files for ws in load_file(path)]  # all valid, or nothing changes
+    changes = []
+    async with connect(settings.database_url) as connection, connection.transaction():
+        for workspace in workspaces:
+            changes.extend(await apply_workspace(connection, workspace))
+    print("\n".join(str(change) for change in changes))  # once committed: a refused apply changed nothing
+    return 0

@@ -1,0 +1,103 @@
+"""`hookline status`: is the stack up (ingress readiness, every service process's heartbeat),
+what waits where, how much fails."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import httpx
+
+from shared.broker.link import connect_once
+from shared.cli.commands import runs
+from shared.cli.commands.output import print_json, print_table
+from shared.db.pool import connect
+from shared.db.runlog import FailureRate, failure_rate
+from shared.errors import BrokerUnavailable, DatabaseUnavailable
+from shared.ops.queues import QueueDepth, queue_depths
+from shared.runtime.heartbeats import ServiceBeat, service_beats
+from shared.settings import Settings
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("status", help="services up, queue depths and consumers, recent failure rate")
+    p.add_argument("--minutes", type=int, default=15, help="failure-rate window (default 15)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=runs(_status))
+
+
+def ingress_readiness(settings: Settings) -> dict[str, Any]:
+    """The ingress's `/readyz` answer, or why there is none."""
+    try:
+        answer = httpx.get(f"{settings.public_url}/readyz", timeout=3)
+    except httpx.HTTPError as exc:
+        return {"ready": False, "error": f"unreachable ({type(exc).__name__})"}
+    try:
+        body: dict[str, Any] = answer.json()
+    except ValueError:
+        return {"ready": False, "error": f"answered {answer.status_code}"}
+    return body
+
+
+async def _status(settings: Settings, ns: argparse.Namespace) -> int:
+    ingress = ingress_readiness(settings)
+    services: list[ServiceBeat] | None = None
+    rate: FailureRate | None = None
+    queues: list[QueueDepth] | None = None
+    try:
+        async with connect(settings.database_url) as db:
+            services = await service_beats(db)
+            rate = await failure_rate(db, ns.minutes)
+            try:
+                async with connect_once(settings.amqp_url, "hookline-status") as broker:
+                    queues = await queue_depths(broker, db, settings.amqp_prefix)
+            except BrokerUnavailable:
+                queues = None
+    except DatabaseUnavailable:
+        pass  # reported below: the rest of the report needs the database
+    healthy = bool(ingress.get("ready")) and services is not None and queues is not None
+    if ns.json:
+        print_json(
+            {
+                "ingress": ingress,
+                "database": services is not None,
+                "broker": queues is not None,
+                "services": [{**vars(x), "state": x.state} for x in services or []],
+                "queues": queues,
+                "failures": {**vars(rate), "rate": rate.rate} if rate else None,
+            }
+        )
+        return 0 if healthy else 1
+    checks = ", ".join(f"{k} {'ok' if v else 'DOWN'}" for k, v in ingress.get("checks", {}).items())
+    state = "ready" if ingress.get("ready") else "NOT READY"
+    print(f"ingress {settings.public_url}: {state} ({checks or ingress.get('error', '')})")
+    if services is None:
+        print("database: unreachable (services, queues and failures need it)")
+        return 1
+    _print_services(services)
+    if queues is None:
+        print("broker: unreachable")
+    else:
+        rows = [("QUEUE", "KIND", "TRIGGER", "MESSAGES", "CONSUMERS")]
+        for q in queues:
+            trigger = f"{q.workspace}/{q.trigger}" if q.trigger else "-"
+            rows.append(
+                (q.name, q.kind, trigger, str(q.messages), str(q.consumers) if q.exists else "missing")
+            )
+        print_table(rows)
+    assert rate is not None
+    share = f" ({rate.rate:.1%})" if rate.rate is not None else ""
+    print(f"last {rate.minutes} min: {rate.finished} runs finished, {rate.failed} failed{share}")
+    return 0 if healthy else 1
+
+
+def _print_services(services: list[ServiceBeat]) -> None:
+    if not services:
+        print("services: none has reported in the last 10 minutes")
+        return
+    rows = [("SERVICE", "INSTANCE", "STATE", "UP SINCE", "METRICS")]
+    for x in services:
+        state = f"silent {x.silent_seconds:.0f} s" if x.state == "silent" else x.state
+        port = str(x.metrics_port) if x.metrics_port else "-"
+        rows.append((x.service, x.instance, state, x.started_at.isoformat(timespec="seconds"), port))
+    print_table(rows)

@@ -1,0 +1,1 @@
+"""Operator use cases the management API, the console and the CLI share."""

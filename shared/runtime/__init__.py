@@ -1,0 +1,1 @@
+"""A service process's plumbing: health probes, heartbeats."""

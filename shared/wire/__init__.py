@@ -1,0 +1,1 @@
+"""What travels between services: messages, AMQP headers, topology names, ordering keys."""
