@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -52,21 +53,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return f"http://{host}:{self.port}"
 
 
-_INTS = (
-    "port",
-    "ingress_workers",
-    "worker_concurrency",
-    "step_output_limit",
-    "retry_after",
-    "work_queue_max_length",
-    "heartbeat",
-    "delivery_limit",
-    "metrics_port",
-)
-_FLOATS = ("publish_timeout",)
-_BOOLS = ("log_json",)
-
-
 def read_stack(state_dir: Path = STATE_DIR) -> Stack | None:
     """The stack a running `hookline up` recorded in this folder, if any."""
     path = state_dir / STACK_FILE
@@ -97,7 +83,7 @@ def load_settings(
         raw = env.get(f"HOOKLINE_{field.upper()}")
         if raw is None or raw == "":
             continue
-        values[field] = _parse(field, raw)
+        values[field] = raw
     stack = read_stack(state_dir) if ("amqp_url" not in values or "database_url" not in values) else None
     if stack is not None:
         values.setdefault("amqp_url", stack.amqp_url)
@@ -112,21 +98,21 @@ def load_settings(
                 "start one with `make run` or set the variable"
             )
     try:
-        return msgspec.convert(values, Settings)
+        # strict=False: msgspec reads "9000" as an int and "false" as a bool, by the field's type.
+        return msgspec.convert(values, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"invalid setting: {exc}") from None
+        raise ConfigError(_named(str(exc))) from None
 
 
-def _parse(field: str, raw: str) -> object:
-    try:
-        if field in _INTS:
-            return int(raw)
-        if field in _FLOATS:
-            return float(raw)
-    except ValueError:
-        raise ConfigError(f"HOOKLINE_{field.upper()}={raw!r} is not a number") from None
-    if field in _BOOLS:
-        if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
-            raise ConfigError(f"HOOKLINE_{field.upper()}={raw!r} is not true or false")
-        return raw.lower() in ("1", "true", "yes")
-    return raw
+_FIELD = re.compile(r" - at `\$\.(\w+)`$")
+
+
+def _named(message: str) -> str:
+    """msgspec's "Expected `int`, got `str` - at `$.port`" as "HOOKLINE_PORT: expected `int`, got `str`".
+
+    The value is left out: some settings are secrets or URLs with a password in them.
+    """
+    match = _FIELD.search(message)
+    if match is None:
+        return f"invalid setting: {message}"
+    return f"HOOKLINE_{match[1].upper()}: {message[: match.start()].lower()}"
