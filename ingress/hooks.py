@@ -28,7 +28,7 @@ from ingress.samples import Samples
 from shared.errors import BrokerUnavailable, HooklineError
 from shared.expressions import render
 from shared.ids import uuid7
-from shared.wire.messages import Invocation, Reply, RequestData
+from shared.wire.messages import Invocation, Reply, RequestData, http_body, sent
 from shared.wire.ordering import ordering_key_value
 
 _json = msgspec.json.Encoder()
@@ -171,7 +171,7 @@ class Hooks:
             if entry.spec.on_timeout == "accept":
                 return accepted(entry, first)
             raise ReplyTimeout(first_id, status_url(entry, first_id))
-        return reply_response(msgspec.convert(stored, Reply))
+        return reply_response(stored)
 
     def _refused(self, entry: TriggerEntry, call: Call, exc: HooklineError) -> None:
         status = status_of(exc)
@@ -259,23 +259,17 @@ def accepted(entry: TriggerEntry, invocation: Invocation) -> Response[bytes]:
 
 
 def reply_response(reply: Reply) -> Response[bytes]:
-    """The worker's answer as an HTTP response."""
-    return body_response(reply.status, {"X-Execution-Id": reply.execution_id, **reply.headers}, reply.body)
+    """The worker's answer as an HTTP response: its bytes and media type as built once."""
+    reply = sent(reply)
+    return Response(
+        reply.content,
+        status_code=reply.status,
+        media_type=reply.media_type,
+        headers={"X-Execution-Id": reply.execution_id, **reply.headers},
+    )
 
 
 def body_response(status: int, headers: dict[str, str], body: Any) -> Response[bytes]:
-    """Bytes as they are, text as text, no body for null, anything else as JSON.
-
-    A `content-type` header the workflow set wins over the default for the body's type.
-    """
-    declared = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
-    headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
-    if isinstance(body, bytes):
-        content, default = body, "application/octet-stream"
-    elif isinstance(body, str):
-        content, default = body.encode(), "text/plain; charset=utf-8"
-    elif body is None:
-        content, default = b"", "text/plain"
-    else:
-        content, default = _json.encode(body), "application/json"
-    return Response(content, status_code=status, media_type=declared or default, headers=headers)
+    """A configured answer (`response:` of an async trigger) as an HTTP response."""
+    rest, content, media_type = http_body(headers, body)
+    return Response(content, status_code=status, media_type=media_type, headers=rest)

@@ -11,9 +11,13 @@ import time
 import uuid
 
 import asyncpg
+import msgspec
 
 from shared.db.pool import DB_ERRORS
 from shared.errors import DatabaseUnavailable
+from shared.wire.messages import Reply
+
+_reply_decoder = msgspec.json.Decoder(Reply)
 
 _CLAIM = """
 insert into idempotency_keys (workspace, trigger, key, execution_id, expires_at, accepted)
@@ -118,17 +122,18 @@ class IdempotencyStore:
         except DB_ERRORS:
             pass  # it expires with its window
 
-    async def stored_response(self, execution_id: str, wait: float) -> dict[str, object] | None:
+    async def stored_response(self, execution_id: str, wait: float) -> Reply | None:
         """The first call's recorded answer, waiting up to `wait` seconds for it to exist."""
         deadline = time.monotonic() + wait
         delay = 0.02
         while True:
             async with self._pool.acquire() as connection:
+                # As text, decoded straight into the typed Reply (bytes come back as bytes).
                 response = await connection.fetchval(
-                    "select response from executions where id = $1", uuid.UUID(execution_id)
+                    "select response::text from executions where id = $1", uuid.UUID(execution_id)
                 )
             if response is not None:
-                return response  # type: ignore[no-any-return]
+                return _reply_decoder.decode(response)
             if time.monotonic() + delay > deadline:
                 return None
             await asyncio.sleep(delay)

@@ -43,7 +43,9 @@ class ReplyWaiter:
         try:
             future.set_result(reply_decoder.decode(message.body))
         except msgspec.DecodeError:
+            # The caller learns at once (503 reply-lost) rather than after the whole timeout.
             log.error("undecodable reply", extra={"execution_id": message.correlation_id})
+            future.set_exception(ReplyLost(message.correlation_id or ""))
 
     def fail_all(self, *_: object) -> None:
         """The connection closed: every pending reply is lost."""

@@ -13,9 +13,10 @@ import pytest
 from shared.broker.publishers import ReplyPublisher
 from shared.logs import RunContextFilter, run_context
 from shared.spec.model import Trigger
+from shared.wire.messages import Reply
 from tests.workflow_runs import Recorded, invocation, workflow_of
 from worker.engine import Workflow, truncated
-from worker.execution import Finished, Reporter
+from worker.execution import Finished, Reporter, reply_for
 from worker.recorder import Recorder
 from worker.steps.base import RunContext, scrub
 
@@ -274,7 +275,7 @@ async def test_the_runs_output_is_truncated_in_the_record_and_its_answer_kept_wh
     reporter = Reporter(
         cast(Recorder, recorded), cast(ReplyPublisher, None), cast(asyncpg.Pool, None), output_limit=100
     )
-    await reporter.record(run, Finished(outcome, 1, 1.0, 2.0), "succeeded")
+    await reporter.record(run, Finished(outcome, 1, 1.0, 2.0), "succeeded", reply_for(run, outcome))
     [record] = recorded.records
     encoded = msgspec.json.encode({"text": "é" * 200})
     assert record.output == {
@@ -283,7 +284,12 @@ async def test_the_runs_output_is_truncated_in_the_record_and_its_answer_kept_wh
         "preview": encoded[:100].decode("utf-8", errors="ignore"),
     }
     # Whole: a call repeating the idempotency key is answered from it, as the first was.
-    assert record.response == {"execution_id": run.id, "status": 200, "body": {"text": "é" * 200}}
+    assert record.response == Reply(
+        execution_id=run.id,
+        status=200,
+        content=msgspec.json.encode({"text": "é" * 200}),
+        media_type="application/json",
+    )
     assert outcome.output == {"text": "é" * 200}
 
 
@@ -292,9 +298,9 @@ async def test_a_small_run_output_and_answer_are_recorded_whole() -> None:
     outcome = await workflow_of('- id: n\n  map: "{{ request.body }}"').run(run, 1)
     recorded = Recorded()
     reporter = Reporter(cast(Recorder, recorded), cast(ReplyPublisher, None), cast(asyncpg.Pool, None))
-    await reporter.record(run, Finished(outcome, 1, 1.0, 2.0), "succeeded")
+    await reporter.record(run, Finished(outcome, 1, 1.0, 2.0), "succeeded", reply_for(run, outcome))
     [record] = recorded.records
     assert (record.output, record.response) == (
         {"n": 1},
-        {"execution_id": run.id, "status": 200, "body": {"n": 1}},
+        Reply(execution_id=run.id, status=200, content=b'{"n":1}', media_type="application/json"),
     )

@@ -18,7 +18,7 @@ import worker.steps.http
 from shared.broker.publishers import ReplyPublisher
 from tests.stack import free_port
 from tests.workflow_runs import Recorded, StaticResources, invocation, workflow_of
-from worker.execution import Finished, Reporter
+from worker.execution import Finished, Reporter, reply_for
 from worker.recorder import Recorder
 from worker.steps.base import HttpTarget
 
@@ -288,12 +288,12 @@ async def test_a_later_step_copying_an_echoed_secret_is_scrubbed_in_its_record_t
     recorded = Recorded()
     reporter = Reporter(cast(Recorder, recorded), cast(ReplyPublisher, None), cast(asyncpg.Pool, None))
     run = invocation()
-    await reporter.record(run, Finished(outcome, 1, 1.0, 2.0), "succeeded")
+    await reporter.record(run, Finished(outcome, 1, 1.0, 2.0), "succeeded", reply_for(run, outcome))
     [record] = recorded.records
     assert "k-3f9a7c1e" not in json.dumps([record.output, record.steps, record.error])
     # The answer is kept as the caller got it: a repeated idempotency key gets the same again.
     assert record.response is not None
-    assert record.response["body"] == {"seen": "k-3f9a7c1e"}
+    assert json.loads(record.response.content) == {"seen": "k-3f9a7c1e"}
 
 
 async def test_a_run_ending_on_an_http_step_records_its_output_scrubbed(resources: StaticResources) -> None:

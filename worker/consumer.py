@@ -28,7 +28,7 @@ from shared.wire import topology
 from shared.wire.messages import Invocation, invocation_decoder
 from worker.deliveries import Delivery
 from worker.engine import Outcome
-from worker.execution import Finished, Reporter
+from worker.execution import Finished, Reporter, reply_for
 from worker.holds import Abandoned, LaneHolds, pause
 from worker.retries import (
     attempt_of,
@@ -238,12 +238,16 @@ class Runner:
             finished, retry = await self._run(invocation, attempt, runs)
             verdict = decide(finished.outcome.ok, attempt, retry, bool(message.reply_to))
             if verdict is Verdict.RETRY and lane is Lane.ORDERED:
-                await self._reporter.record(invocation, finished, "retrying")
+                await self._reporter.record(
+                    invocation, finished, "retrying", reply_for(invocation, finished.outcome)
+                )
                 await pause(self._stopping, backoff_delay(retry, attempt))
                 attempt, runs = attempt + 1, runs + 1
                 continue
             if verdict is Verdict.HOLD and lane is Lane.ORDERED:
-                await self._reporter.record(invocation, finished, "failed")
+                await self._reporter.record(
+                    invocation, finished, "failed", reply_for(invocation, finished.outcome)
+                )
                 await self._holds.hold(
                     queue, invocation.workspace, invocation.trigger, invocation.id, finished.outcome.error
                 )
@@ -330,9 +334,10 @@ class Runner:
             status = "retrying"
         else:
             status = "succeeded" if finished.outcome.ok else "failed"
-        await self._reporter.record(invocation, finished, status)
-        if message.reply_to and status != "retrying":
-            await self._reporter.reply(message, invocation, finished.outcome)
+        reply = reply_for(invocation, finished.outcome)
+        await self._reporter.record(invocation, finished, status, reply)
+        if reply is not None and message.reply_to and status != "retrying":
+            await self._reporter.reply(message, reply)
         await settle(message, verdict, lane, delay)
 
     async def _skip_held(self, message: Delivery, invocation: Invocation, queue: str) -> None:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import aiormq
 import asyncpg
-import msgspec
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from shared.broker.publishers import ReplyPublisher
@@ -15,7 +14,7 @@ from shared.db.executions import ExecutionRecord, Status, recorded_state
 from shared.db.lanes import mark_dead
 from shared.db.pool import DB_ERRORS
 from shared.errors import BrokerUnavailable
-from shared.wire.messages import Invocation, Reply, reply_encoder
+from shared.wire.messages import Invocation, Reply, answer, reply_encoder
 from worker import metrics
 from worker.deliveries import Delivery
 from worker.engine import DEFAULT_OUTPUT_LIMIT, Outcome, truncated
@@ -49,10 +48,14 @@ class Reporter:
         self._pool = pool
         self._output_limit = output_limit  # bytes of JSON kept, as for each step's output
 
-    async def record(self, invocation: Invocation, finished: Finished, status: Status) -> None:
-        """Return once the record is committed (waits out a database outage)."""
+    async def record(
+        self, invocation: Invocation, finished: Finished, status: Status, reply: Reply | None
+    ) -> None:
+        """Return once the record is committed (waits out a database outage).
+
+        `reply` is the run's answer (`reply_for`), recorded as the caller gets it.
+        """
         outcome = finished.outcome
-        reply = reply_for(invocation, outcome)
         await self._recorder.record(
             ExecutionRecord(
                 id=invocation.id,
@@ -67,7 +70,7 @@ class Reporter:
                 request=invocation.request,
                 output=truncated(outcome.output_to_record, self._output_limit),
                 # Whole, as the caller got it: a repeated idempotency key is answered from it.
-                response=msgspec.to_builtins(reply) if reply is not None else None,
+                response=reply,
                 steps=outcome.steps,
                 error=outcome.error,
                 replay_of=invocation.replay_of,
@@ -115,13 +118,10 @@ class Reporter:
         metrics.DEAD.labels(invocation.workspace, invocation.trigger).inc()
         log.info("execution dead: %s", reason, extra={"execution_id": invocation.id})
 
-    async def reply(self, message: Delivery, invocation: Invocation, outcome: Outcome) -> None:
+    async def reply(self, message: Delivery, reply: Reply) -> None:
         """Answer the caller waiting on the ingress (at most once: the record is the truth)."""
-        reply = reply_for(invocation, outcome)
-        if reply is None:
-            return
         properties = aiormq.spec.Basic.Properties(
-            correlation_id=message.correlation_id, message_id=invocation.id, delivery_mode=1
+            correlation_id=message.correlation_id, message_id=reply.execution_id, delivery_mode=1
         )
         try:
             await self._replies.publish(reply_encoder.encode(reply), properties, str(message.reply_to))
@@ -131,15 +131,18 @@ class Reporter:
 
 
 def reply_for(invocation: Invocation, outcome: Outcome) -> Reply | None:
-    """The answer for a request-response call: the workflow's, its output, or a problem."""
+    """The answer for a request-response call: the workflow's, its output, or a problem.
+
+    Built once per run; the record, the live reply and an idempotent repeat all use it.
+    """
     if invocation.mode != "request_response":
         return None
     if not outcome.ok:
-        return Reply(
-            execution_id=invocation.id,
-            status=500,
-            headers={"content-type": "application/problem+json"},
-            body={
+        return answer(
+            invocation.id,
+            500,
+            {"content-type": "application/problem+json"},
+            {
                 "type": "/problems/workflow-failed",
                 "title": "The workflow failed",
                 "status": 500,
@@ -149,10 +152,5 @@ def reply_for(invocation: Invocation, outcome: Outcome) -> Reply | None:
             failed=True,
         )
     if outcome.answer is not None:
-        return Reply(
-            execution_id=invocation.id,
-            status=outcome.answer.status,
-            headers=outcome.answer.headers,
-            body=outcome.answer.body,
-        )
-    return Reply(execution_id=invocation.id, status=200, body=outcome.output)
+        return answer(invocation.id, outcome.answer.status, outcome.answer.headers, outcome.answer.body)
+    return answer(invocation.id, 200, {}, outcome.output)

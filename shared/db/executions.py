@@ -11,6 +11,7 @@ import msgspec
 
 from shared.db.pool import Connection, json_text, pg_text
 from shared.errors import NotFound
+from shared.wire.messages import Reply, answer_view
 
 Status = Literal["running", "retrying", "succeeded", "failed", "dead"]
 
@@ -29,7 +30,7 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
     finished_at: float | None
     request: Any
     output: Any = None
-    response: Any = None
+    response: Reply | None = None  # the answer as the caller got it
     steps: list[Any] = []
     error: str | None = None
     replay_of: str | None = None
@@ -176,11 +177,21 @@ def _execution(row: asyncpg.Record) -> Execution:
         duration_ms=round(duration, 3) if duration is not None else None,
         request=row["request"],
         output=row["output"],
-        response=row["response"],
+        response=_answer(row["response"]),
         steps=row["steps"],
         error=row["error"],
         replay_of=str(row["replay_of"]) if row["replay_of"] else None,
     )
+
+
+def _answer(response: Any) -> dict[str, Any] | None:
+    """The recorded answer as operators read it (see `answer_view`)."""
+    if response is None:
+        return None
+    try:
+        return answer_view(msgspec.convert(response, Reply))
+    except msgspec.ValidationError:
+        return dict(response)  # written by a version this one cannot read: shown as stored
 
 
 async def recorded_state(connection: Connection, execution_id: str) -> tuple[int, Status | None]:

@@ -111,6 +111,18 @@ triggers:
     auth: {{type: api_key}}
     mode: request_response
     workflow: [{{respond: {{status: 201, body: {{id: "{{{{ execution.id }}}}"}}}}}}]
+  - name: same-again
+    methods: [POST]
+    auth: {{type: api_key}}
+    mode: request_response
+    query:
+      ct: {{type: string, default: application/json}}
+    body: {{content_types: [application/json, text/plain, application/octet-stream]}}
+    workflow:
+      - respond:
+          status: 203
+          headers: {{content-type: "{{{{ request.query.ct }}}}", x-kind: "{{{{ request.body_kind }}}}"}}
+          body: "{{{{ request.body }}}}"
   - name: once-async
     methods: [POST]
     auth: {{type: api_key}}
@@ -140,7 +152,7 @@ class Contract:
 @pytest.fixture
 async def contract(db: Connection, workspace: str, stack: Services) -> Contract:
     await apply_yaml(db, CONTRACT.format(ws=workspace))
-    key = await new_key(db, workspace, "orders", "raw", "limited", "once", "once-async")
+    key = await new_key(db, workspace, "orders", "raw", "limited", "once", "once-async", "same-again")
 
     async def known() -> bool | None:
         # The whole file is one registry change: once its last trigger routes, all do.
@@ -491,6 +503,41 @@ async def test_idempotency_key_replays_the_first_answer_without_a_second_run(
         "select count(*) from executions where workspace = $1 and trigger = 'once'", contract.workspace
     )
     assert runs == 2
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", b'{"a": [1, "two"], "b": null}'),
+        ("text/plain; charset=utf-8", "caf\u00e9 \u2603".encode()),
+        ("application/octet-stream", b"\x00\xffbin"),
+        (None, b""),
+    ],
+    ids=["json", "text", "bytes", "empty"],
+)
+async def test_a_repeated_idempotency_key_gets_a_byte_identical_answer(
+    contract: Contract, db: Connection, content_type: str | None, body: bytes
+) -> None:
+    headers = {"X-API-Key": contract.key, "Idempotency-Key": f"k-{uuid.uuid4()}"}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    params = {"ct": content_type} if content_type is not None else {}
+    async with httpx.AsyncClient() as client:
+        first = await client.post(contract.url("same-again"), content=body, headers=headers, params=params)
+        second = await client.post(contract.url("same-again"), content=body, headers=headers, params=params)
+    assert first.status_code == 203, first.text
+
+    def seen(answer: httpx.Response) -> tuple[int, list[tuple[str, str]], bytes]:
+        kept = [(k, v) for k, v in answer.headers.multi_items() if k.lower() != "date"]
+        return answer.status_code, kept, answer.content
+
+    assert seen(second) == seen(first)
+    if content_type == "application/octet-stream":
+        assert first.content == body  # the bytes themselves, not their base64
+    runs = await db.fetchval(
+        "select count(*) from executions where id = $1", uuid.UUID(first.headers["x-execution-id"])
+    )
+    assert runs == 1
 
 
 async def test_an_idempotency_key_is_scoped_to_the_callers_api_key(
