@@ -7,9 +7,7 @@ import sys
 
 import uvicorn
 
-from shared.errors import HooklineError
-from shared.logs import setup_logging
-from shared.settings import load_settings
+from shared.runtime.main import start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,13 +15,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="server processes (default 1)")
     parser.add_argument("--port", type=int, default=None, help="port (default HOOKLINE_PORT or 8080)")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings(port=args.port)
-    except HooklineError as exc:
-        print(f"hookline ingress: {exc}", file=sys.stderr)
-        return 2
     # uvicorn's own lines (start, stop, errors) go through the same formatter: no log_config.
-    setup_logging("ingress", settings.log_level, settings.log_json)
+    settings = start("ingress", port=args.port)
+    if settings is None:
+        return 2
     uvicorn.run(
         "ingress.app:app_from_env",
         factory=True,

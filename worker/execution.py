@@ -7,12 +7,11 @@ from dataclasses import dataclass
 
 import aiormq
 import asyncpg
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from shared.broker.publishers import ReplyPublisher
 from shared.db.executions import ExecutionRecord, Status, recorded_state
 from shared.db.lanes import mark_dead
-from shared.db.pool import DB_ERRORS
+from shared.db.retry import retry_db
 from shared.errors import BrokerUnavailable
 from shared.wire.messages import Invocation, Reply, answer, reply_encoder
 from worker import metrics
@@ -99,22 +98,21 @@ class Reporter:
 
     async def recorded(self, invocation: Invocation) -> tuple[int, Status | None]:
         """Runs of this execution already recorded, and its recorded status (waits out an outage)."""
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(DB_ERRORS), wait=wait_exponential(multiplier=0.2, max=5)
-        ):
-            with attempt:
-                async with self._pool.acquire() as connection:
-                    return await recorded_state(connection, invocation.id)
-        raise AssertionError("unreachable")
+
+        async def read() -> tuple[int, Status | None]:
+            async with self._pool.acquire() as connection:
+                return await recorded_state(connection, invocation.id)
+
+        return await retry_db(read)
 
     async def mark_dead(self, invocation: Invocation, reason: str) -> None:
         """Mark an already recorded execution dead (no new run)."""
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(DB_ERRORS), wait=wait_exponential(multiplier=0.2, max=5)
-        ):
-            with attempt:
-                async with self._pool.acquire() as connection:
-                    await mark_dead(connection, invocation.id)
+
+        async def mark() -> None:
+            async with self._pool.acquire() as connection:
+                await mark_dead(connection, invocation.id)
+
+        await retry_db(mark)
         metrics.DEAD.labels(invocation.workspace, invocation.trigger).inc()
         log.info("execution dead: %s", reason, extra={"execution_id": invocation.id})
 

@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import asyncpg
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from shared.db.lanes import Hold, Resume, get_hold, hold_lane, release_hold
-from shared.db.pool import DB_ERRORS, Connection
+from shared.db.pool import Connection
+from shared.db.retry import retry_db
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +68,13 @@ class LaneHolds:
 
     async def _retrying(self, query: Callable[[Connection], Awaitable[T]]) -> T:
         # While PostgreSQL is away the lane just waits longer; stopping still wins.
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(DB_ERRORS), wait=wait_exponential(multiplier=0.2, max=5)
-        ):
-            with attempt:
-                if self._stopping.is_set():
-                    raise Abandoned
-                async with self._pool.acquire() as connection:
-                    return await query(connection)
-        raise AssertionError("unreachable")
+        async def attempt() -> T:
+            if self._stopping.is_set():
+                raise Abandoned
+            async with self._pool.acquire() as connection:
+                return await query(connection)
+
+        return await retry_db(attempt)
 
 
 async def pause(stopping: asyncio.Event, seconds: float) -> None:

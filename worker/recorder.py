@@ -14,10 +14,10 @@ import logging
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from shared.db.executions import ExecutionRecord, record_executions
 from shared.db.pool import DB_ERRORS
+from shared.db.retry import retry_db
 
 log = logging.getLogger(__name__)
 
@@ -83,18 +83,15 @@ class Recorder:
         except DB_ERRORS:
             # PostgreSQL is away (or our connection died): again on a fresh connection, then
             # with backoff until it is back.
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(DB_ERRORS),
-                wait=wait_exponential(multiplier=0.2, max=5),
-                before_sleep=lambda state: log.warning(
+            await retry_db(
+                lambda: self._execute(records),
+                lambda error: log.warning(
                     "cannot record %d executions (%s); retrying",
                     len(records),
-                    type(state.outcome.exception()).__name__ if state.outcome else "?",
+                    type(error).__name__,
                     extra={"count": len(records)},
                 ),
-            ):
-                with attempt:
-                    await self._execute(records)
+            )
         for _, future in batch:
             if not future.done():
                 future.set_result(None)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 import asyncpg
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from shared.db.pool import DB_ERRORS
 from shared.db.registry import trigger_version
+from shared.db.retry import retry_db
+from shared.spec.model import Trigger
 from worker.engine import DEFAULT_OUTPUT_LIMIT, Workflow
 from worker.steps.base import Resources
 
@@ -32,13 +32,13 @@ class WorkflowCache:
         if workflow is not None:
             return workflow
         # While PostgreSQL is away the delivery waits here, unacknowledged.
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(DB_ERRORS),
-            wait=wait_exponential(multiplier=0.2, max=5),
-            before_sleep=lambda _: log.warning("cannot load trigger %s/%s; retrying", workspace, trigger),
-        ):
-            with attempt:
-                async with self._pool.acquire() as connection:
-                    spec = await trigger_version(connection, workspace, trigger, version)
+
+        async def load() -> Trigger:
+            async with self._pool.acquire() as connection:
+                return await trigger_version(connection, workspace, trigger, version)
+
+        spec = await retry_db(
+            load, lambda _: log.warning("cannot load trigger %s/%s; retrying", workspace, trigger)
+        )
         workflow = self._cache[key] = Workflow(spec, self._resources, self._output_limit)
         return workflow

@@ -74,6 +74,30 @@ def _unavailable(exc: BaseException) -> BrokerUnavailable:
     return BrokerUnavailable(f"the broker is unreachable ({type(exc).__name__})")
 
 
+class UnderlayChannel:
+    """The aiormq channel under a robust aio-pika channel, followed when aio-pika reopens it.
+
+    Both publishers write straight to aiormq (skipping aio-pika's `Message`); after a
+    reconnect the robust channel sits on a new aiormq channel, which `follow()` finds.
+    Checking `channel` first keeps the usual case free of an extra await.
+    """
+
+    __slots__ = ("_deadline", "_robust", "channel")
+
+    def __init__(self, robust: AbstractRobustChannel, deadline: float) -> None:
+        self._robust = robust
+        self._deadline = deadline
+        self.channel: aiormq.Channel | None = None
+
+    async def follow(self) -> aiormq.Channel:
+        """The current aiormq channel (waiting up to the deadline for a reopen)."""
+        async with asyncio.timeout(self._deadline):
+            underlay = await self._robust.get_underlay_channel()
+        # `wait` (flush before returning) is on the concrete channel only.
+        self.channel = cast(aiormq.Channel, underlay)
+        return self.channel
+
+
 class ConfirmedPublisher:
     """`publish_confirmed` for a hot path: same guarantees and errors, less work per message.
 
@@ -86,21 +110,16 @@ class ConfirmedPublisher:
     """
 
     def __init__(self, channel: AbstractRobustChannel, exchange: str, deadline: float) -> None:
-        self._channel = channel
+        self._underlay = UnderlayChannel(channel, deadline)
         self._exchange = exchange
         self._deadline = deadline
-        self._underlay: aiormq.Channel | None = None
 
     async def publish(self, body: bytes, properties: aiormq.spec.Basic.Properties, routing_key: str) -> None:
         """Return once the broker confirmed; raise BrokerUnavailable (or a subclass) if not."""
         try:
-            channel = self._underlay
+            channel = self._underlay.channel
             if channel is None or channel.is_closed:
-                # aio-pika reopens a robust channel on a new aiormq channel; follow it.
-                async with asyncio.timeout(self._deadline):
-                    underlay = await self._channel.get_underlay_channel()
-                # `wait` (flush before returning) is on the concrete channel only.
-                channel = self._underlay = cast(aiormq.Channel, underlay)
+                channel = await self._underlay.follow()
             await channel.basic_publish(
                 body,
                 exchange=self._exchange,
@@ -125,19 +144,14 @@ class ReplyPublisher:
     """
 
     def __init__(self, channel: AbstractRobustChannel, deadline: float) -> None:
-        self._channel = channel
-        self._deadline = deadline
-        self._underlay: aiormq.Channel | None = None
+        self._underlay = UnderlayChannel(channel, deadline)
 
     async def publish(self, body: bytes, properties: aiormq.spec.Basic.Properties, routing_key: str) -> None:
         """Hand the reply to the connection's writer; BrokerUnavailable when the channel is gone."""
         try:
-            channel = self._underlay
+            channel = self._underlay.channel
             if channel is None or channel.is_closed:
-                async with asyncio.timeout(self._deadline):
-                    underlay = await self._channel.get_underlay_channel()
-                # `wait` (flush before returning) is on the concrete channel only.
-                channel = self._underlay = cast(aiormq.Channel, underlay)
+                channel = await self._underlay.follow()
             await channel.basic_publish(body, routing_key=routing_key, properties=properties, wait=False)
         except (*CONNECTION_EXCEPTIONS, TimeoutError, aiormq.exceptions.AMQPError) as exc:
             raise BrokerUnavailable(f"the broker is unreachable ({type(exc).__name__})") from None

@@ -7,7 +7,6 @@ The cluster lives in `<data_dir>/pgdata` with trust authentication for the super
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import signal
 import subprocess
@@ -22,8 +21,6 @@ from shared.devstack.localservers.ports import (
     LOOPBACK,
     Recorded,
     claim_port,
-    free_port,
-    read_recorded,
     write_recorded,
 )
 from shared.devstack.localservers.processes import (
@@ -33,10 +30,9 @@ from shared.devstack.localservers.processes import (
     stop_process,
     wait_ready,
 )
+from shared.devstack.localservers.server import LocalServer
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from shared.devstack.localservers.accounts import Account
 
 log = logging.getLogger(__name__)
@@ -50,35 +46,17 @@ _FAST_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
 _DURABLE_SETTINGS = ("fsync=on",)
 
 
-class LocalPostgres:
+class LocalPostgres(LocalServer):
     """One PostgreSQL cluster run from `data_dir`; `start()` returns its database URL."""
 
     def __init__(self, data_dir: Path, port: int | None = None, *, fast: bool = False) -> None:
-        # Absolute but not resolved: the folder is named in the server's command line as the
-        # caller spelled it.
-        self._data = Path(os.path.abspath(data_dir))
-        self._fixed_port = port is not None
-        self._port = port or read_recorded(self._data).port or free_port()
+        super().__init__(data_dir, port)
         self._fast = fast
-        self._server: subprocess.Popen[bytes] | None = None
-        self._account: Account | None = None
 
     @property
     def url(self) -> str:
         """The URL of the `hookline` database, as its superuser (no password: trust)."""
         return f"postgresql://{USER}@{LOOPBACK}:{self._port}/{DATABASE}"
-
-    @property
-    def port(self) -> int:
-        """The TCP port."""
-        return self._port
-
-    @property
-    def pid(self) -> int | None:
-        """The postmaster's pid while the server runs."""
-        if self._server is None or self._server.poll() is not None:
-            return None
-        return self._server.pid
 
     @property
     def log_file(self) -> Path:
@@ -134,17 +112,6 @@ class LocalPostgres:
         if self._account is not None:
             reap_leftovers(self._data, self._account, timeout=10)
             self._account = None
-
-    def __enter__(self) -> str:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _initdb(self, bin_dir: Path, account: Account) -> None:
         pgdata = self._data / "pgdata"

@@ -9,7 +9,6 @@ and recorded in `ports.json` with the port.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -26,7 +25,6 @@ from shared.devstack.localservers.ports import (
     Recorded,
     claim_port,
     free_port,
-    read_recorded,
     write_recorded,
 )
 from shared.devstack.localservers.processes import (
@@ -35,10 +33,9 @@ from shared.devstack.localservers.processes import (
     stop_process,
     wait_ready,
 )
+from shared.devstack.localservers.server import LocalServer
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from shared.devstack.localservers.accounts import Account
 
 log = logging.getLogger(__name__)
@@ -65,38 +62,19 @@ _PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 _CONNECTION_START = b"\x00\x0a\x00\x0a"  # class 10 (connection), method 10 (start)
 
 
-class LocalRabbitMQ:
+class LocalRabbitMQ(LocalServer):
     """One RabbitMQ node run from `data_dir`; `start()` returns its AMQP URL."""
 
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
-        # Absolute but not resolved: the folder is named in the servers' command lines and
-        # environments as the caller spelled it.
-        self._data = Path(os.path.abspath(data_dir))
-        recorded = read_recorded(self._data)
-        self._fixed_port = port is not None
-        self._port = port or recorded.port or free_port()
-        self._node = recorded.node or f"hookline-{self._port}@localhost"
-        self._server: subprocess.Popen[bytes] | None = None
+        super().__init__(data_dir, port)
+        self._node = self._recorded.node or f"hookline-{self._port}@localhost"
         self._epmd: subprocess.Popen[bytes] | None = None
         self._env: dict[str, str] = {}
-        self._account: Account | None = None
 
     @property
     def url(self) -> str:
         """The AMQP URL of the node (the default `guest` user, allowed from loopback)."""
         return f"amqp://guest:guest@{LOOPBACK}:{self._port}/"
-
-    @property
-    def port(self) -> int:
-        """The AMQP port."""
-        return self._port
-
-    @property
-    def pid(self) -> int | None:
-        """The Erlang VM's pid while the node runs."""
-        if self._server is None or self._server.poll() is not None:
-            return None
-        return self._server.pid
 
     @property
     def node(self) -> str:
@@ -184,17 +162,6 @@ class LocalRabbitMQ:
                 f"{errors.strip() or output.strip()}"
             )
         return output
-
-    def __enter__(self) -> str:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _prepare(self, account: Account) -> None:
         """Create the folder tree and config files, and claim the port."""
