@@ -154,8 +154,16 @@ def workspace() -> str:
     return f"ws-{uuid.uuid4().hex[:10]}"
 
 
+# A test that uses any of these needs a real server: it is an integration test wherever it lives.
+SERVER_FIXTURES = frozenset({"amqp_server_url", "postgres_server_url"})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests under tests/integration are integration tests."""
+    """Tests under tests/integration, and every test that needs a server, are integration tests.
+
+    So `make unit` (`-m "not integration"`) never starts or needs a server.
+    """
     for item in items:
-        if "integration" in Path(str(item.fspath)).parts:
+        needs_server = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if "integration" in Path(str(item.fspath)).parts or needs_server:
             item.add_marker(pytest.mark.integration)

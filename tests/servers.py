@@ -3,8 +3,9 @@
 In order: a URL in HOOKLINE_TEST_AMQP_URL / HOOKLINE_TEST_DATABASE_URL; else a container
 when a Docker engine answers; else a private server process (shared.devstack.localservers) in the
 given folder, whose parents the `rabbitmq` and `postgres` users must be able to enter
-(`traversable_tmp_dir()` makes one). With CI=true a server that cannot be had fails the
-run; elsewhere the tests that need it are skipped, with the reason.
+(`traversable_tmp_dir()` makes one). A server that cannot be had (or a URL that does not
+answer) ends the whole run with one line saying which and why: a green `make test` has
+always run its integration tests, on CI and on a user's machine alike.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -32,6 +34,7 @@ POSTGRES_IMAGE = "postgres:15"
 def amqp_server(tmp: Path) -> Iterator[str]:
     """Yield an AMQP URL for the session; a server started here is stopped on exit."""
     if url := os.environ.get("HOOKLINE_TEST_AMQP_URL"):
+        _answers_or_exit("RabbitMQ", "HOOKLINE_TEST_AMQP_URL", url, 5672)
         yield url
     elif docker_answers():
         with _rabbitmq_container() as url:
@@ -52,6 +55,7 @@ def amqp_server(tmp: Path) -> Iterator[str]:
 def postgres_server(tmp: Path) -> Iterator[str]:
     """Yield a PostgreSQL URL (a superuser's) for the session; stopped on exit if ours."""
     if url := os.environ.get("HOOKLINE_TEST_DATABASE_URL"):
+        _answers_or_exit("PostgreSQL", "HOOKLINE_TEST_DATABASE_URL", url, 5432)
         yield url
     elif docker_answers():
         with _postgres_container() as url:
@@ -145,6 +149,23 @@ def _wait_until(probe: Callable[[], bool], timeout: float) -> bool:
 
 
 def _unavailable(what: str, error: LocalServerError) -> NoReturn:
-    if os.environ.get("CI", "").lower() == "true":
-        raise error
-    pytest.skip(f"no {what} for the tests: {error}")
+    pytest.exit(
+        f"the integration tests need {what} and none could be started here: {error} "
+        f"(install it, or point HOOKLINE_TEST_{'AMQP' if what == 'RabbitMQ' else 'DATABASE'}_URL at one; "
+        "`make unit` runs the tests that need no server)",
+        returncode=3,
+    )
+
+
+def _answers_or_exit(what: str, variable: str, url: str, default_port: int) -> None:
+    """A server named by URL must at least take TCP connections, or the run ends here."""
+    parsed = urlsplit(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or default_port
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError as exc:
+        pytest.exit(
+            f"the integration tests need {what}: {variable} points at {host}:{port}, "
+            f"which does not answer ({exc.strerror or type(exc).__name__})",
+            returncode=3,
+        )
