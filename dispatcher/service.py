@@ -8,6 +8,7 @@ lane layout drains, to delete it once empty. It never touches messages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -22,7 +23,7 @@ from shared.db import locks
 from shared.db.lanes import delete_layout, load_layouts, save_layouts, trigger_shapes
 from shared.db.notify import follow
 from shared.db.pauses import forget_resumed, pause_states
-from shared.db.pool import DB_ERRORS, create_pool
+from shared.db.pool import DB_ERRORS, open_pool
 from shared.errors import BrokerUnavailable
 from shared.runtime.heartbeats import Heartbeat
 from shared.runtime.probes import database_ready, start_probes
@@ -51,34 +52,36 @@ class Dispatcher:
         self._resumed: dict[tuple[str, str], float] = {}  # trigger -> when its key left the hold queue
 
     async def run(self) -> None:
-        """Reconcile until `stop()`."""
-        self._pool = await create_pool(self.settings.database_url, min_size=1, max_size=2)
-        probes = await start_probes(
-            "dispatcher",
-            self.settings.host,
-            self.settings.metrics_port,
-            self._checks,
-            self.settings.metrics_token,
-        )
-        heartbeat = Heartbeat(self._pool, "dispatcher", self._checks, lambda: probes.port if probes else None)
-        heartbeat.start()
-        self._broker.on_connect(self._on_connect)
-        await self._broker.start()
-        tasks = [
-            asyncio.create_task(self._follow(), name="registry"),
-            asyncio.create_task(self._drain_loop(), name="drain"),
-        ]
-        if probes is not None:
-            tasks.append(asyncio.create_task(self._sample_queues(), name="queue-depths"))
-        await self._stop.wait()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await heartbeat.stop()
-        await self._broker.close()
-        await self._pool.close()
-        if probes is not None:
-            await probes.stop()
+        """Reconcile until `stop()`; what opened closes in reverse order, also on a failed start."""
+        async with contextlib.AsyncExitStack() as resources:
+            self._pool = await resources.enter_async_context(
+                open_pool(self.settings.database_url, min_size=1, max_size=2)
+            )
+            probes = await start_probes(
+                "dispatcher",
+                self.settings.host,
+                self.settings.metrics_port,
+                self._checks,
+                self.settings.metrics_token,
+            )
+            if probes is not None:
+                resources.push_async_callback(probes.stop)
+            self._broker.on_connect(self._on_connect)
+            resources.push_async_callback(self._broker.close)
+            await self._broker.start()
+            heartbeat = Heartbeat(
+                self._pool, "dispatcher", self._checks, lambda: probes.port if probes else None
+            )
+            heartbeat.start()
+            resources.push_async_callback(heartbeat.stop)
+            tasks = [
+                asyncio.create_task(self._follow(), name="registry"),
+                asyncio.create_task(self._drain_loop(), name="drain"),
+            ]
+            if probes is not None:
+                tasks.append(asyncio.create_task(self._sample_queues(), name="queue-depths"))
+            resources.push_async_callback(_cancelled, tasks)
+            await self._stop.wait()
 
     async def _sample_queues(self) -> None:
         await self._broker.wait_ready()
@@ -199,3 +202,9 @@ class Dispatcher:
                         self._draining.pop(layout, None)
             finally:
                 await connection.execute("select pg_advisory_unlock($1)", _LOCK)
+
+
+async def _cancelled(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from ingress.rejections import RejectionLog
 from ingress.replies import ReplyWaiter
 from ingress.samples import Samples
 from shared.db.notify import follow
-from shared.db.pool import DB_ERRORS, create_pool
+from shared.db.pool import DB_ERRORS, open_pool
 from shared.logs import setup_logging
 from shared.runtime.heartbeats import Heartbeat
 from shared.settings import Settings, load_settings
@@ -45,34 +46,37 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def resources(_: Litestar) -> AsyncIterator[None]:
-        res.pool = await create_pool(settings.database_url, min_size=1, max_size=5)
-        res.registry = TriggerRegistry(res.pool)
-        waiter = ReplyWaiter()
-        res.publisher = InvocationPublisher(settings, waiter)
-        await res.registry.reload()
-        follower = asyncio.create_task(follow(settings.database_url, res.registry.reload), name="registry")
-        await res.publisher.start()
-        rejections = RejectionLog(res.pool)
-        rejections.start()
-        idempotency = IdempotencyStore(res.pool, settle_within=2 * settings.publish_timeout + 1)
-        samples = Samples(res.pool)
-        samples.start()
-        res.hooks = Hooks(
-            res.registry, res.publisher, waiter, idempotency, RateLimiter(res.pool), rejections, samples
-        )
-        housekeeping = asyncio.create_task(_purge_expired_keys(idempotency), name="idempotency-purge")
-        heartbeat = Heartbeat(res.pool, "ingress", lambda: readiness(res), lambda: settings.port)
-        heartbeat.start()
-        try:
+        # Opened in this order, closed in the reverse order, also when one fails to open.
+        async with contextlib.AsyncExitStack() as opened:
+            res.pool = await opened.enter_async_context(
+                open_pool(settings.database_url, min_size=1, max_size=5)
+            )
+            res.registry = TriggerRegistry(res.pool)
+            waiter = ReplyWaiter()
+            res.publisher = InvocationPublisher(settings, waiter)
+            await res.registry.reload()
+            opened.push_async_callback(
+                _cancelled, asyncio.create_task(_follow(settings, res), name="registry")
+            )
+            opened.push_async_callback(res.publisher.close)
+            await res.publisher.start()
+            rejections = RejectionLog(res.pool)
+            rejections.start()
+            opened.push_async_callback(rejections.close)
+            samples = Samples(res.pool)
+            samples.start()
+            opened.push_async_callback(samples.close)
+            idempotency = IdempotencyStore(res.pool, settle_within=2 * settings.publish_timeout + 1)
+            res.hooks = Hooks(
+                res.registry, res.publisher, waiter, idempotency, RateLimiter(res.pool), rejections, samples
+            )
+            opened.push_async_callback(
+                _cancelled, asyncio.create_task(_purge_expired_keys(idempotency), name="idempotency-purge")
+            )
+            heartbeat = Heartbeat(res.pool, "ingress", lambda: readiness(res), lambda: settings.port)
+            heartbeat.start()
+            opened.push_async_callback(heartbeat.stop)
             yield
-        finally:
-            await heartbeat.stop()
-            follower.cancel()
-            housekeeping.cancel()
-            await rejections.close()
-            await samples.close()
-            await res.publisher.close()
-            await res.pool.close()
 
     @route(
         "/hooks/{workspace:str}/{trigger:str}",
@@ -92,6 +96,16 @@ def create_app(settings: Settings) -> Litestar:
         debug=False,
     )
     return app
+
+
+async def _follow(settings: Settings, res: Resources) -> None:
+    await follow(settings.database_url, res.registry.reload)
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _purge_expired_keys(store: IdempotencyStore, every: float = 300.0) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
@@ -19,7 +21,8 @@ from shared.broker.publishers import ReplyPublisher, open_confirm_channel
 from shared.db.lanes import LANES_CHANNEL, load_layouts
 from shared.db.notify import follow
 from shared.db.pauses import paused_triggers
-from shared.db.pool import create_pool
+from shared.db.pool import open_pool
+from shared.db.retry import retry_db
 from shared.runtime.heartbeats import Heartbeat
 from shared.runtime.probes import database_ready, start_probes
 from shared.settings import Settings
@@ -54,31 +57,59 @@ class Worker:
         self._paused: set[tuple[str, str]] = set()  # shared with the runner, updated in place
 
     async def run(self) -> None:
-        """Consume until `stop()`."""
-        self._pool = await create_pool(self.settings.database_url, min_size=1, max_size=4)
-        self._recorder = Recorder(self._pool)
-        self._recorder.start()
-        probes = await start_probes(
-            "worker",
-            self.settings.host,
-            self.settings.metrics_port,
-            self._checks,
-            self.settings.metrics_token,
-        )
-        heartbeat = Heartbeat(self._pool, "worker", self._checks, lambda: probes.port if probes else None)
-        heartbeat.start()
-        self._connections = Connections(self._pool)
-        self._connections.start(self.settings.database_url)
-        self._broker.on_connect(self._on_connect)
-        await self._broker.start()
-        follower = asyncio.create_task(self._follow_lanes(), name="lanes")
-        await self._stop.wait()
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
-        await self._shutdown(heartbeat)
-        if probes is not None:
-            await probes.stop()
+        """Consume until `stop()`.
+
+        Resources open in the order below and close in the reverse order, also when one
+        of them fails to open: the steps' connections and the recorder outlive every run,
+        and the broker goes (after the drain, see `_shutdown`) before the heartbeat says so.
+        """
+        async with contextlib.AsyncExitStack() as resources:
+            self._pool = await resources.enter_async_context(
+                open_pool(self.settings.database_url, min_size=1, max_size=4)
+            )
+            self._connections = Connections(self._pool)
+            self._connections.start(self.settings.database_url)
+            resources.push_async_callback(self._connections.close)
+            self._recorder = Recorder(self._pool)
+            self._recorder.start()
+            resources.push_async_callback(self._recorder.close)
+            probes = await start_probes(
+                "worker",
+                self.settings.host,
+                self.settings.metrics_port,
+                self._checks,
+                self.settings.metrics_token,
+            )
+            if probes is not None:
+                resources.push_async_callback(probes.stop)
+            heartbeat = Heartbeat(self._pool, "worker", self._checks, lambda: probes.port if probes else None)
+            heartbeat.start()
+            resources.push_async_callback(heartbeat.stop)
+            self._broker.on_connect(self._on_connect)
+            resources.push_async_callback(self._shutdown)
+            await self._broker.start()
+            # The lane layouts are read once before anything runs: a database that refuses
+            # them ends the start-up here (and unwinds it) instead of leaving lanes unknown.
+            # (A database outage is waited out; a stop() while waiting ends the start-up.)
+            if not await self._unless_stopped(self._broker.wait_ready()):
+                return
+            if not await self._unless_stopped(retry_db(self._sync_lanes)):
+                return
+            follower = asyncio.create_task(self._follow_lanes(), name="lanes")
+            resources.push_async_callback(_cancelled, follower)
+            await self._stop.wait()
+
+    async def _unless_stopped(self, work: Coroutine[Any, Any, object]) -> bool:
+        """Await `work` unless `stop()` comes first (then cancel it); whether it finished."""
+        task = asyncio.ensure_future(work)
+        stopping = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if task.done():
+            task.result()  # its error, if any, ends the start-up
+            return True
+        await _cancelled(task)
+        return False
 
     async def _checks(self) -> dict[str, bool]:
         return {"broker": self._broker.ready, "database": await database_ready(self._pool)}
@@ -176,7 +207,7 @@ class Worker:
         for task in pending:
             task.cancel()
 
-    async def _shutdown(self, heartbeat: Heartbeat) -> None:
+    async def _shutdown(self) -> None:
         # 0. `stop()` set the event: runs waiting in place (backoff, a stopped lane) give
         #    up their message unsettled, and no delivery that arrives from now on is run.
         # 1. Stop the shared consumer. Ordered lanes are *not* cancelled: that would let
@@ -200,13 +231,12 @@ class Worker:
                 with contextlib.suppress(*CONNECTION_EXCEPTIONS):
                     await channel.close()
         await self._broker.close()
-        # 4. Close the recorder, the steps' connections and the pool last: in-flight runs
-        #    needed them. The heartbeat goes just before: until then the worker is draining.
-        await heartbeat.stop()
-        await self._recorder.close()
-        await self._connections.close()
-        try:
-            # A graceful close waits on every connection; with PostgreSQL away that can hang.
-            await asyncio.wait_for(self._pool.close(), 10)
-        except TimeoutError:
-            self._pool.terminate()
+        # 4. Then (run() closes them, in reverse order of opening) the heartbeat, the probes,
+        #    the recorder, the steps' connections and the pool: in-flight runs needed them.
+        #    Until the heartbeat stops, the worker shows as draining.
+
+
+async def _cancelled(task: asyncio.Future[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

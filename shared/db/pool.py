@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
@@ -97,6 +98,20 @@ async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> asyncp
         raise DatabaseUnavailable(f"cannot reach PostgreSQL: {exc}") from None
     assert pool is not None
     return pool
+
+
+@asynccontextmanager
+async def open_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> AsyncIterator[asyncpg.Pool]:
+    """A service's pool for the length of a `with` block (see `create_pool`)."""
+    pool = await create_pool(dsn, min_size, max_size)
+    try:
+        yield pool
+    finally:
+        try:
+            # A graceful close waits on every connection; with PostgreSQL away that can hang.
+            await asyncio.wait_for(pool.close(), 10)
+        except TimeoutError:
+            pool.terminate()
 
 
 @asynccontextmanager

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Protocol
 
+import asyncpg
 import uvloop
 
 from shared.errors import HooklineError
@@ -57,5 +58,9 @@ async def _serve(name: str, service: Service) -> int:
         await service.run()
     except HooklineError as exc:
         print(f"hookline {name}: {exc}", file=sys.stderr)
+        return 1
+    except asyncpg.PostgresError as exc:
+        # Refused, not unreachable (an outage is waited out): a missing migration, a privilege.
+        print(f"hookline {name}: the database refused: {exc} (is it migrated? `hookline migrate`)", file=sys.stderr)
         return 1
     return 0
