@@ -77,6 +77,20 @@ class ReplyTimeout(HooklineError):
         self.status_url = status_url
 
 
+class AnswerInvalid(HooklineError):
+    """Raised when a trigger's async `response` renders an answer that cannot be sent.
+
+    The call was accepted and runs; the problem names its execution.
+    """
+
+    problem_type = "answer-invalid"
+
+    def __init__(self, reason: str, execution_id: str, status_url: str) -> None:
+        super().__init__(f"the trigger's response cannot be sent: {reason}")
+        self.execution_id = execution_id
+        self.status_url = status_url
+
+
 class ReplyLost(HooklineError):
     """Raised when the connection carrying a pending reply closed before it came."""
 

@@ -15,7 +15,14 @@ import msgspec
 from litestar import Request, Response
 
 from ingress import metrics
-from ingress.errors import MethodNotAllowed, ReplyTimeout, TriggerNotFound, TriggerPaused, Unauthorized
+from ingress.errors import (
+    AnswerInvalid,
+    MethodNotAllowed,
+    ReplyTimeout,
+    TriggerNotFound,
+    TriggerPaused,
+    Unauthorized,
+)
 from ingress.idempotency import IdempotencyStore
 from ingress.parse import check_content_type, media_type, parse_body, parse_query, read_body
 from ingress.problems import status_of
@@ -28,6 +35,7 @@ from ingress.samples import Samples
 from shared.errors import BrokerUnavailable, HooklineError
 from shared.expressions import render
 from shared.ids import uuid7
+from shared.spec.answers import answer_problem
 from shared.wire.messages import Invocation, Reply, RequestData
 from shared.wire.ordering import ordering_key_value
 
@@ -255,7 +263,11 @@ def accepted(entry: TriggerEntry, invocation: Invocation) -> Response[bytes]:
         "Location": location,
         **{str(k): str(v) for k, v in render(entry.response_headers, data).items()},
     }
-    return body_response(response.status, headers, render(entry.response_body, data))
+    body = render(entry.response_body, data)
+    problem = answer_problem(response.status, headers, body)  # rendered from the caller's request
+    if problem is not None:
+        raise AnswerInvalid(problem, invocation.id, location)
+    return body_response(response.status, headers, body)
 
 
 def reply_response(reply: Reply) -> Response[bytes]:
