@@ -74,6 +74,13 @@ def _check_trigger(trigger: Trigger, connections: dict[str, Connection]) -> None
 
 
 def _check_auth(where: str, auth: Auth) -> None:
+    if isinstance(auth, BasicAuth) and auth.password_hash is not None:
+        # Stored triggers hold the hash hookline made (shared/spec/secrets.py `seal`); one
+        # from a file or the API would choose scrypt's cost for every guess at the ingress.
+        raise SpecError(
+            f"{where}, field auth.password_hash: cannot be given; write `password` "
+            "(literal or ${env:NAME}) and hookline stores its hash"
+        )
     if isinstance(auth, BasicAuth) and auth.password is not None:
         _not_reserved(where, "auth.password", auth.password)
     elif isinstance(auth, HmacAuth) and isinstance(auth.secret, str):
