@@ -66,6 +66,12 @@ class UnsupportedMediaType(HooklineError):
     problem_type = "unsupported-media-type"
 
 
+class IdempotencyKeyReused(HooklineError):
+    """Raised when an idempotency key comes again with another request than its first call's."""
+
+    problem_type = "idempotency-key-reused"
+
+
 class ReplyTimeout(HooklineError):
     """Raised when a request-response run did not answer within the trigger's timeout."""
 

@@ -23,7 +23,7 @@ from ingress.errors import (
     TriggerPaused,
     Unauthorized,
 )
-from ingress.idempotency import IdempotencyStore
+from ingress.idempotency import IdempotencyStore, fingerprint
 from ingress.parse import check_content_type, media_type, parse_body, parse_query, read_body
 from ingress.problems import status_of
 from ingress.publishing import InvocationPublisher
@@ -42,7 +42,7 @@ from shared.wire.ordering import ordering_key_value
 _json = msgspec.json.Encoder()
 _to_builtins = msgspec.to_builtins
 # Refusals that say something about the caller (kept for the operator); 5xx are ours.
-_RECORDED = frozenset({400, 401, 405, 413, 415, 429})
+_RECORDED = frozenset({400, 401, 405, 413, 415, 422, 429})
 
 
 class Hooks:
@@ -125,7 +125,10 @@ class Hooks:
         key = idempotency_key(entry, headers, identity)
         if key is not None and spec.idempotency is not None:
             window = spec.idempotency.window
-            first = await self.idempotency.claim(entry.workspace, entry.name, key, invocation.id, window)
+            seen = fingerprint(request.method, request.scope["query_string"], call.body)
+            first = await self.idempotency.claim(
+                entry.workspace, entry.name, key, invocation.id, window, seen
+            )
             if first is not None:
                 return await self._repeat(entry, invocation, first)
         try:
@@ -216,15 +219,13 @@ class Call:
 
 
 def idempotency_key(entry: TriggerEntry, headers: Any, identity: str | None = None) -> str | None:
-    """The caller's idempotency key (`Idempotency-Key`, or `webhook-id` as senders use).
+    """The caller's idempotency key (`Idempotency-Key`, or `webhook-id` as senders use; a
+    preset's delivery id, shared/signatures/presets.py `idempotency_headers`).
 
     Scoped to the caller's credential where it has one (an API key): two consumers that
     happen to send the same key never see each other's calls or answers.
     """
-    rule = entry.spec.idempotency
-    if rule is None:
-        return None
-    key = headers.get(rule.header) or headers.get("webhook-id")
+    key = next((value for name in entry.idempotency_headers if (value := headers.get(name))), None)
     if not key:
         return None
     caller = caller_of(identity)

@@ -40,6 +40,7 @@ STATUS: dict[type[HooklineError], tuple[int, str]] = {
     errors.BadRequest: (400, "Bad request"),
     errors.BodyTooLarge: (413, "Body too large"),
     errors.UnsupportedMediaType: (415, "Unsupported media type"),
+    errors.IdempotencyKeyReused: (422, "Idempotency key reused"),
     errors.ReplyTimeout: (504, "The workflow did not answer in time"),
     errors.ReplyLost: (503, "The answer was lost"),
     errors.AnswerInvalid: (502, "The trigger's answer cannot be sent"),
