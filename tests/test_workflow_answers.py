@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import pytest
 
+from shared.db.registry import spec_from_json
 from shared.errors import SpecError
 from shared.spec.loader import load_text
 from tests.workflow_runs import document, invocation, workflow_of
+from worker.engine import Workflow
 from worker.execution import reply_for
 
 
@@ -107,6 +109,12 @@ def test_computed_answers_and_safe_literal_ones_load() -> None:
             id="crlf",
         ),
         pytest.param(
+            {"s": 200, "h": "a\0b"},
+            "step respond_1 (respond): header X-A: the value holds a character an HTTP header cannot carry "
+            "(CR, LF, NUL or another control, or one outside latin-1)",
+            id="nul",
+        ),
+        pytest.param(
             {"s": 200, "h": "\u2603"},
             "step respond_1 (respond): header X-A: the value holds a character an HTTP header cannot carry "
             "(CR, LF, NUL or another control, or one outside latin-1)",
@@ -139,3 +147,43 @@ async def test_a_computed_answer_that_cannot_be_sent_fails_the_step_and_answers_
         },
         True,
     )
+
+
+@pytest.mark.parametrize(
+    ("respond", "error"),
+    [
+        pytest.param(
+            {"status": 101},
+            "step answer (respond): status 101 cannot answer a call (an integer from 200 to 599)",
+            id="status-101",
+        ),
+        pytest.param(
+            {"status": 200, "headers": {"Set-Cookie": "hookline_console=x; Path=/console"}},
+            "step answer (respond): header Set-Cookie cannot be set by a workflow",
+            id="set-cookie",
+        ),
+        pytest.param(
+            {"status": 200, "headers": {"Connection": "upgrade"}},
+            "step answer (respond): header Connection cannot be set by a workflow",
+            id="connection",
+        ),
+    ],
+)
+async def test_a_trigger_stored_before_the_checks_still_cannot_send_an_unsafe_answer(
+    respond: dict[str, object], error: str
+) -> None:
+    # As the worker reads a stored trigger: decoded, not checked again.
+    trigger = spec_from_json(
+        {
+            "name": "t",
+            "auth": {"type": "none"},
+            "mode": "request_response",
+            "workflow": [{"kind": "respond", "id": "answer", "respond": respond}],
+        }
+    )
+    call = invocation({})
+    outcome = await Workflow(trigger).run(call, 1)
+    assert (outcome.ok, outcome.error, outcome.problem_type) == (False, error, "answer-invalid")
+    reply = reply_for(call, outcome)
+    assert reply is not None
+    assert reply.status == 502
