@@ -2,8 +2,9 @@
 
 What msgspec cannot see from one Struct: every template compiles (syntax, names, functions),
 leaves no `{{` unclosed and reads only steps that ran before it, what a `respond` or an async
-`response` writes out can be sent (a final status, valid headers) and a literal `http.url` is http(s), steps name connections of the right type,
-python steps exist and accept their config, and secrets appear only as `${env:NAME}` in
+`response` writes out can be sent (a final status, valid headers), a literal `http.url` is
+http(s), steps name connections of the right type, python steps exist and accept their
+config, and secrets appear only as `${env:NAME}` in
 connections and auth, never naming hookline's own settings. Messages read "trigger T, step S, field F: reason"; the
 loader puts the file in front. Which connections exist is known only at apply, where a
 workspace's other files have stored theirs (shared/spec/connection_uses.py).
