@@ -66,6 +66,12 @@ class UnsupportedMediaType(HooklineError):
     problem_type = "unsupported-media-type"
 
 
+class IdempotencyKeyReused(HooklineError):
+    """Raised when an idempotency key comes again with another request than its first call's."""
+
+    problem_type = "idempotency-key-reused"
+
+
 class ReplyTimeout(HooklineError):
     """Raised when a request-response run did not answer within the trigger's timeout."""
 
@@ -73,6 +79,20 @@ class ReplyTimeout(HooklineError):
 
     def __init__(self, execution_id: str, status_url: str) -> None:
         super().__init__("the workflow did not answer in time; it may still finish")
+        self.execution_id = execution_id
+        self.status_url = status_url
+
+
+class AnswerInvalid(HooklineError):
+    """Raised when a trigger's async `response` renders an answer that cannot be sent.
+
+    The call was accepted and runs; the problem names its execution.
+    """
+
+    problem_type = "answer-invalid"
+
+    def __init__(self, reason: str, execution_id: str, status_url: str) -> None:
+        super().__init__(f"the trigger's response cannot be sent: {reason}")
         self.execution_id = execution_id
         self.status_url = status_url
 

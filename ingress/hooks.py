@@ -15,8 +15,15 @@ import msgspec
 from litestar import Request, Response
 
 from ingress import metrics
-from ingress.errors import MethodNotAllowed, ReplyTimeout, TriggerNotFound, TriggerPaused, Unauthorized
-from ingress.idempotency import IdempotencyStore
+from ingress.errors import (
+    AnswerInvalid,
+    MethodNotAllowed,
+    ReplyTimeout,
+    TriggerNotFound,
+    TriggerPaused,
+    Unauthorized,
+)
+from ingress.idempotency import IdempotencyStore, fingerprint
 from ingress.parse import check_content_type, media_type, parse_body, parse_query, read_body
 from ingress.problems import status_of
 from ingress.publishing import InvocationPublisher
@@ -28,13 +35,14 @@ from ingress.samples import Samples
 from shared.errors import BrokerUnavailable, HooklineError
 from shared.expressions import render
 from shared.ids import uuid7
+from shared.spec.answers import answer_problem
 from shared.wire.messages import Invocation, Reply, RequestData, http_body, sent
 from shared.wire.ordering import ordering_key_value
 
 _json = msgspec.json.Encoder()
 _to_builtins = msgspec.to_builtins
 # Refusals that say something about the caller (kept for the operator); 5xx are ours.
-_RECORDED = frozenset({400, 401, 405, 413, 415, 429})
+_RECORDED = frozenset({400, 401, 405, 413, 415, 422, 429})
 
 
 class Hooks:
@@ -117,7 +125,10 @@ class Hooks:
         key = idempotency_key(entry, headers, identity)
         if key is not None and spec.idempotency is not None:
             window = spec.idempotency.window
-            first = await self.idempotency.claim(entry.workspace, entry.name, key, invocation.id, window)
+            seen = fingerprint(request.method, request.scope["query_string"], call.body)
+            first = await self.idempotency.claim(
+                entry.workspace, entry.name, key, invocation.id, window, seen
+            )
             if first is not None:
                 return await self._repeat(entry, invocation, first)
         try:
@@ -208,15 +219,13 @@ class Call:
 
 
 def idempotency_key(entry: TriggerEntry, headers: Any, identity: str | None = None) -> str | None:
-    """The caller's idempotency key (`Idempotency-Key`, or `webhook-id` as senders use).
+    """The caller's idempotency key (`Idempotency-Key`, or `webhook-id` as senders use; a
+    preset's delivery id, shared/signatures/presets.py `idempotency_headers`).
 
     Scoped to the caller's credential where it has one (an API key): two consumers that
     happen to send the same key never see each other's calls or answers.
     """
-    rule = entry.spec.idempotency
-    if rule is None:
-        return None
-    key = headers.get(rule.header) or headers.get("webhook-id")
+    key = next((value for name in entry.idempotency_headers if (value := headers.get(name))), None)
     if not key:
         return None
     caller = caller_of(identity)
@@ -255,7 +264,11 @@ def accepted(entry: TriggerEntry, invocation: Invocation) -> Response[bytes]:
         "Location": location,
         **{str(k): str(v) for k, v in render(entry.response_headers, data).items()},
     }
-    return body_response(response.status, headers, render(entry.response_body, data))
+    body = render(entry.response_body, data)
+    problem = answer_problem(response.status, headers, body)  # rendered from the caller's request
+    if problem is not None:
+        raise AnswerInvalid(problem, invocation.id, location)
+    return body_response(response.status, headers, body)
 
 
 def reply_response(reply: Reply) -> Response[bytes]:

@@ -2,17 +2,21 @@
 
 Claims live in PostgreSQL, so every ingress process sees them. Only calls that carry a key
 pay this round trip; a claim whose publish failed is released, so the caller's retry runs.
+A claim keeps its call's fingerprint: the key sent again with another request is refused,
+never answered with the first call's result while the second call is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 
 import asyncpg
 import msgspec
 
+from ingress.errors import IdempotencyKeyReused
 from shared.db.pool import DB_ERRORS
 from shared.errors import DatabaseUnavailable
 from shared.wire.messages import Reply
@@ -20,23 +24,32 @@ from shared.wire.messages import Reply
 _reply_decoder = msgspec.json.Decoder(Reply)
 
 _CLAIM = """
-insert into idempotency_keys (workspace, trigger, key, execution_id, expires_at, accepted)
-values ($1, $2, $3, $4, now() + make_interval(secs => $5), false)
+insert into idempotency_keys (workspace, trigger, key, execution_id, expires_at, accepted, fingerprint)
+values ($1, $2, $3, $4, now() + make_interval(secs => $5), false, $6)
 on conflict (workspace, trigger, key) do update
     set execution_id = excluded.execution_id, created_at = now(), expires_at = excluded.expires_at,
-        accepted = false
+        accepted = false, fingerprint = excluded.fingerprint
     where idempotency_keys.expires_at < now()
 returning execution_id
 """
 _TAKE_OVER = """
-update idempotency_keys set execution_id = $5, created_at = now(), accepted = false
+update idempotency_keys set execution_id = $5, created_at = now(), accepted = false, fingerprint = $6
 where workspace = $1 and trigger = $2 and key = $3 and execution_id = $4 and not accepted
 returning execution_id
 """
 _FIRST = """
-select execution_id, accepted, extract(epoch from now() - created_at)::float8 as age
+select execution_id, accepted, fingerprint, extract(epoch from now() - created_at)::float8 as age
 from idempotency_keys where workspace = $1 and trigger = $2 and key = $3
 """
+
+
+def fingerprint(method: str, query: bytes, body: bytes) -> bytes:
+    """What makes two calls the same call: SHA-256 of the method, the query and the body."""
+    digest = hashlib.sha256(method.encode())
+    for part in (query, body):
+        digest.update(len(part).to_bytes(8, "big"))  # lengths first: parts cannot run together
+        digest.update(part)
+    return digest.digest()
 
 
 class IdempotencyStore:
@@ -51,23 +64,29 @@ class IdempotencyStore:
         self._settle_within = settle_within
 
     async def claim(
-        self, workspace: str, trigger: str, key: str, execution_id: str, window: float
+        self, workspace: str, trigger: str, key: str, execution_id: str, window: float, call: bytes
     ) -> str | None:
         """None when this call claimed the key; else the execution id of the first call.
 
         A first call still being published is waited for: accepted, its id is the answer;
-        released (the broker refused it), this call claims the key in its place.
+        released (the broker refused it), this call claims the key in its place. `call` is
+        the call's `fingerprint`: IdempotencyKeyReused when the first call's differs.
         """
         delay = 0.01
         try:
             while True:
                 async with self._pool.acquire() as connection:
                     claimed = await connection.fetchval(
-                        _CLAIM, workspace, trigger, key, uuid.UUID(execution_id), window
+                        _CLAIM, workspace, trigger, key, uuid.UUID(execution_id), window, call
                     )
                     if claimed is not None:
                         return None
                     first = await connection.fetchrow(_FIRST, workspace, trigger, key)
+                    if first is not None and first["fingerprint"] not in (None, call):
+                        raise IdempotencyKeyReused(
+                            "this idempotency key was used for another request (method, query or body) "
+                            "within the window; use a new key for a new request"
+                        )
                     if first is not None and not first["accepted"] and first["age"] >= self._settle_within:
                         # Neither accepted nor released: its process died around the publish.
                         # Whether the broker took that one is unknown; this call takes the
@@ -80,6 +99,7 @@ class IdempotencyStore:
                             key,
                             first["execution_id"],
                             uuid.UUID(execution_id),
+                            call,
                         )
                         if taken is not None:
                             return None

@@ -40,8 +40,10 @@ STATUS: dict[type[HooklineError], tuple[int, str]] = {
     errors.BadRequest: (400, "Bad request"),
     errors.BodyTooLarge: (413, "Body too large"),
     errors.UnsupportedMediaType: (415, "Unsupported media type"),
+    errors.IdempotencyKeyReused: (422, "Idempotency key reused"),
     errors.ReplyTimeout: (504, "The workflow did not answer in time"),
     errors.ReplyLost: (503, "The answer was lost"),
+    errors.AnswerInvalid: (502, "The trigger's answer cannot be sent"),
     errors.TriggerMisconfigured: (503, "Trigger misconfigured"),
     errors.TriggerPaused: (503, "Trigger paused"),
     errors.RateLimited: (429, "Too many requests"),
@@ -93,7 +95,7 @@ def from_error(exc: HooklineError, retry_after: int) -> Response[bytes]:
         headers["WWW-Authenticate"] = exc.challenge
     elif isinstance(exc, errors.InvalidParameter):
         extra["parameter"] = exc.parameter
-    elif isinstance(exc, errors.ReplyTimeout):
+    elif isinstance(exc, errors.ReplyTimeout | errors.AnswerInvalid):
         extra = {"execution_id": exc.execution_id, "status_url": exc.status_url}
         headers["Location"] = exc.status_url
     elif isinstance(exc, errors.ReplyLost):

@@ -20,7 +20,7 @@ from ingress.auth.basic import BasicCredentials
 from ingress.auth.hmac import HmacSignature
 from shared.db.registry import RegistryRow, load_registry
 from shared.expressions import Expr, compile_template
-from shared.signatures.presets import scheme_from_spec
+from shared.signatures.presets import idempotency_headers, scheme_from_spec
 from shared.signatures.verify import secret_bytes
 from shared.spec.model import ApiKeyAuth, Auth, BasicAuth, HmacAuth, OrderingKey, Trigger
 from shared.spec.secrets import MissingSecret, resolve
@@ -48,6 +48,7 @@ class TriggerEntry:
     auth: Authenticator
     ordering_key: Expr | None = None  # a keyed ordered trigger's key, evaluated per call
     paused: bool = False  # async calls are held on the broker; request-response ones refused
+    idempotency_headers: tuple[str, ...] = ()  # where the idempotency key is read, first found
 
     @classmethod
     def from_row(cls, row: RegistryRow, environ: Mapping[str, str]) -> TriggerEntry:
@@ -70,6 +71,7 @@ class TriggerEntry:
             auth=auth,
             ordering_key=compile_key(spec.ordered.key) if isinstance(spec.ordered, OrderingKey) else None,
             paused=row.paused,
+            idempotency_headers=idempotency_headers(spec),
         )
 
 

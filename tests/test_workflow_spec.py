@@ -299,19 +299,19 @@ FUNCTIONS = (
         pytest.param(
             ("status: 201", "status: abc"),
             "f.yaml: trigger order, step check, then, step done, field respond.status: "
-            "'abc' is not an HTTP status code (an integer from 100 to 599)",
+            "'abc' is not a final HTTP status code (an integer from 200 to 599)",
             id="respond-status-not-a-number",
         ),
         pytest.param(
             ("status: 201", "status: 999"),
             "f.yaml: trigger order, step check, then, step done, field respond.status: "
-            "999 is not an HTTP status code (an integer from 100 to 599)",
+            "999 is not a final HTTP status code (an integer from 200 to 599)",
             id="respond-status-out-of-range",
         ),
         pytest.param(
             ("status: 502", 'status: "99"'),
             "f.yaml: trigger order, step check, else, step check_else_1, field respond.status: "
-            "'99' is not an HTTP status code (an integer from 100 to 599)",
+            "'99' is not a final HTTP status code (an integer from 200 to 599)",
             id="respond-status-text-out-of-range",
         ),
         pytest.param(

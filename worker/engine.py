@@ -52,6 +52,9 @@ class Outcome:
     recorded_output: Any = SAME_AS_OUTPUT
     # Secret values of the connections the run used: the record of the run is scrubbed of them.
     secrets: frozenset[str] = frozenset()
+    # Why it failed, as the caller's problem type: `answer-invalid` is the workflow's answer
+    # refused (answered 502), anything else the workflow failing (500).
+    problem_type: str = "workflow-failed"
 
     @property
     def output_to_record(self) -> Any:
@@ -135,7 +138,8 @@ class Workflow:
                 self._finish(
                     record, "failed", scrub_value(exc.output, context.secrets), error, context.detail
                 )
-                return Outcome(False, None, None, records, f"step {step.id} ({step.kind}): {error}")
+                where = f"step {step.id} ({step.kind})"
+                return Outcome(False, None, None, records, f"{where}: {error}", problem_type=exc.problem_type)
             recorded = output if context.recorded_output is SAME_AS_OUTPUT else context.recorded_output
             self._finish(record, "succeeded", scrub_value(recorded, context.secrets), None, context.detail)
             context.record_output(step.id, output)

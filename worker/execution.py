@@ -128,6 +128,14 @@ class Reporter:
             log.warning("reply not sent (%s)", exc, extra={"execution_id": reply.execution_id})
 
 
+# A failed run's answer by its problem type: the workflow failing is ours (500); an answer
+# the workflow decided that cannot be sent is a bad answer from upstream of the ingress (502).
+_FAILED = {
+    "workflow-failed": (500, "The workflow failed"),
+    "answer-invalid": (502, "The workflow's answer cannot be sent"),
+}
+
+
 def reply_for(invocation: Invocation, outcome: Outcome) -> Reply | None:
     """The answer for a request-response call: the workflow's, its output, or a problem.
 
@@ -136,14 +144,16 @@ def reply_for(invocation: Invocation, outcome: Outcome) -> Reply | None:
     if invocation.mode != "request_response":
         return None
     if not outcome.ok:
+        slug = outcome.problem_type if outcome.problem_type in _FAILED else "workflow-failed"
+        status, title = _FAILED[slug]
         return answer(
             invocation.id,
-            500,
+            status,
             {"content-type": "application/problem+json"},
             {
-                "type": "/problems/workflow-failed",
-                "title": "The workflow failed",
-                "status": 500,
+                "type": f"/problems/{slug}",
+                "title": title,
+                "status": status,
                 "detail": outcome.error,
                 "execution_id": invocation.id,
             },

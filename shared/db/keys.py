@@ -1,4 +1,8 @@
-"""API keys: created (or pasted) once, stored as SHA-256 digests, attached to triggers."""
+"""API keys: created (or pasted) once, stored as SHA-256 digests, attached to triggers.
+
+A digest is unique within its workspace only: pasting a key another workspace uses is
+accepted like any other, so the answer says nothing about other tenants' keys.
+"""
 
 from __future__ import annotations
 
@@ -83,7 +87,9 @@ async def create_key(
                 key_digest(key),
             )
         except asyncpg.exceptions.UniqueViolationError:
-            raise KeyRejected("this key is already in use; generate a new one") from None
+            # Unique per workspace (migration 013): only a key of this workspace is told apart,
+            # never one another tenant uses.
+            raise KeyRejected("this key is already in use in this workspace; generate a new one") from None
         await connection.executemany(
             "insert into api_key_triggers (key_id, trigger_id) values ($1, $2)",
             [(key_id, t) for t in trigger_ids],

@@ -2,7 +2,8 @@
 
 The replay runs the trigger's *current* version (the usual reason to replay is a fixed
 workflow or a target that is back), asynchronously: no caller waits for it. It is routed
-like a new call, ordering key included, and published with a confirm.
+like a new call, ordering key included, and published with a confirm. It keeps the first
+call's `caller`, so another key of the trigger cannot read it (status URLs are per caller).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import msgspec
 from aio_pika.abc import AbstractConnection, DeliveryMode
 
 from shared.broker.publishers import publish_confirmed
-from shared.db.executions import get_execution
+from shared.db.executions import get_execution_and_caller
 from shared.db.pool import Connection
 from shared.db.registry import spec_from_json
 from shared.errors import NotFound
@@ -28,7 +29,7 @@ from shared.wire.ordering import compile_key, ordering_key_value
 
 async def replay_invocation(connection: Connection, execution_id: str) -> tuple[Invocation, str | None]:
     """The new invocation for a replay of `execution_id`, and its ordering key (if keyed)."""
-    old = await get_execution(connection, execution_id)
+    old, caller = await get_execution_and_caller(connection, execution_id)
     row = await connection.fetchrow(
         "select version, spec from triggers where workspace = $1 and name = $2 and deleted_at is null",
         old.workspace,
@@ -52,6 +53,8 @@ async def replay_invocation(connection: Connection, execution_id: str) -> tuple[
         received_at=time.time(),
         request=request,
         replay_of=old.id,
+        # Still the first call's: its status URL shows the replay to that caller's key only.
+        caller=caller,
     )
     key = (
         ordering_key_value(compile_key(spec.ordered.key), request)

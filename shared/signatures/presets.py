@@ -11,6 +11,9 @@ Each preset follows the sender's public documentation:
   standard-webhooks  webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">
                      [ v1,...], with webhook-id and webhook-timestamp; the key is the base64
                      after `whsec_`
+
+A captured delivery verifies again, so the presets whose senders name each delivery take that
+name as the idempotency key (DELIVERY_ID_HEADERS): a replay within the window runs nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from types import MappingProxyType
 import msgspec
 
 from shared.signatures.scheme import SignatureScheme
-from shared.spec.model import HmacAuth
+from shared.spec.model import HmacAuth, Idempotency, Trigger
 
 PRESETS: Mapping[str, SignatureScheme] = MappingProxyType(
     {
@@ -53,6 +56,37 @@ PRESETS: Mapping[str, SignatureScheme] = MappingProxyType(
         ),
     }
 )
+
+# Where each sender names a delivery (the same name on its retries). Stripe and Slack send
+# none in a header (Stripe's event id is in the body); their signed timestamp bounds a replay
+# to the tolerance. GitHub and Shopify do not sign theirs: it stops a replay as captured, not
+# one whose sender changes the header.
+DELIVERY_ID_HEADERS: Mapping[str, str] = MappingProxyType(
+    {
+        "github": "X-GitHub-Delivery",
+        "shopify": "X-Shopify-Webhook-Id",
+        "standard-webhooks": "webhook-id",
+    }
+)
+_DEFAULT_IDEMPOTENCY_HEADER = Idempotency().header
+# A key in `webhook-id` is taken too, as senders following Standard Webhooks name deliveries.
+_STANDARD_ID = "webhook-id"
+
+
+def idempotency_headers(trigger: Trigger) -> tuple[str, ...]:
+    """The headers a trigger's idempotency key is read from, the first one present wins.
+
+    A preset's delivery-id header alone, unless the trigger names its own `idempotency.header`
+    (a caller cannot then dodge deduplication by adding an `Idempotency-Key`).
+    """
+    rule = trigger.idempotency
+    if rule is None:
+        return ()
+    preset = trigger.auth.preset if isinstance(trigger.auth, HmacAuth) else None
+    if preset is not None and preset in DELIVERY_ID_HEADERS and rule.header == _DEFAULT_IDEMPOTENCY_HEADER:
+        return (DELIVERY_ID_HEADERS[preset].lower(),)
+    return (rule.header.lower(), _STANDARD_ID)
+
 
 # The HmacAuth fields a preset fixes; only `tolerance` may be set beside a preset.
 _SCHEME_FIELDS = ("header", "algorithm", "encoding", "prefix", "timestamp_header", "signed_content")

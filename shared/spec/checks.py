@@ -1,9 +1,10 @@
 """Checks a decoded workspace must pass before anything is applied.
 
 What msgspec cannot see from one Struct: every template compiles (syntax, names, functions),
-leaves no `{{` unclosed and reads only steps that ran before it, a literal `respond.status`
-is a status and a literal `http.url` is http(s), steps name connections of the right type,
-python steps exist and accept their config, and secrets appear only as `${env:NAME}` in
+leaves no `{{` unclosed and reads only steps that ran before it, what a `respond` or an async
+`response` writes out can be sent (a final status, valid headers), a literal `http.url` is
+http(s), steps name connections of the right type, python steps exist and accept their
+config, and secrets appear only as `${env:NAME}` in
 connections and auth, never naming hookline's own settings. Messages read "trigger T, step S, field F: reason"; the
 loader puts the file in front. Which connections exist is known only at apply, where a
 workspace's other files have stored theirs (shared/spec/connection_uses.py).
@@ -24,6 +25,7 @@ from shared.expressions import (
     expressions_in,
     steps_read,
 )
+from shared.spec.answers import body_problem, header_problem, status_problem
 from shared.spec.connection_uses import connection_type
 from shared.spec.connections import Connection, HttpConnection, PostgresConnection, is_credential_header
 from shared.spec.model import Auth, BasicAuth, HmacAuth, Trigger, Workspace
@@ -66,11 +68,20 @@ def _check_trigger(trigger: Trigger, connections: dict[str, Connection]) -> None
     _check_auth(where, trigger.auth)
     _templates(where, "response.headers", trigger.response.headers, RESPONSE_ROOTS)
     _templates(where, "response.body", trigger.response.body, RESPONSE_ROOTS)
+    response = trigger.response
+    _check_answer(where, "response", response.status, response.headers, response.body)
     known = frozenset(step.id for step in walk_steps(trigger.workflow))
     _check_steps(trigger.workflow, where, connections, [], known)
 
 
 def _check_auth(where: str, auth: Auth) -> None:
+    if isinstance(auth, BasicAuth) and auth.password_hash is not None:
+        # Stored triggers hold the hash hookline made (shared/spec/secrets.py `seal`); one
+        # from a file or the API would choose scrypt's cost for every guess at the ingress.
+        raise SpecError(
+            f"{where}, field auth.password_hash: cannot be given; write `password` "
+            "(literal or ${env:NAME}) and hookline stores its hash"
+        )
     if isinstance(auth, BasicAuth) and auth.password is not None:
         _not_reserved(where, "auth.password", auth.password)
     elif isinstance(auth, HmacAuth) and isinstance(auth.secret, str):
@@ -119,7 +130,8 @@ def _check_step(here: str, step: Step, connections: dict[str, Connection]) -> No
     elif isinstance(step, PythonStep):
         _check_python(here, step)
     elif isinstance(step, RespondStep):
-        _check_status(here, step.respond.status)
+        r = step.respond
+        _check_answer(here, "respond", r.status, r.headers, r.body)
     elif isinstance(step, ConditionStep):
         _check_condition(here, step)
 
@@ -155,22 +167,36 @@ def _check_url(here: str, url: str) -> None:
     raise SpecError(f"{here}, field http.url: must start with http:// or https://")
 
 
-def _check_status(here: str, status: int | str) -> None:
-    """A status written out must be one; one computed by an expression is checked at run time."""
+def _check_answer(here: str, field: str, status: int | str, headers: dict[str, str], body: Any) -> None:
+    """What an answer writes out must be sendable (shared/spec/answers.py); what an expression
+    computes is checked again when it is rendered."""
+    code = _literal_status(here, f"{field}.status", status)
+    if code is not None and (problem := body_problem(code, body)) is not None:
+        raise SpecError(f"{here}, field {field}.body: {problem}")
+    for name, value in headers.items():
+        literal = compile_template(value)
+        problem = header_problem(name, literal if isinstance(literal, str) else None)
+        if problem is not None:
+            raise SpecError(f"{here}, field {field}.headers.{name}: {problem}")
+
+
+def _literal_status(here: str, field: str, status: int | str) -> int | None:
+    """A status written out, which must be a final one; None for one computed by an expression."""
     code: int | None
     if isinstance(status, str):
         if not isinstance(compile_template(status), str):
-            return
+            return None
         try:
             code = int(status)
         except ValueError:
             code = None
     else:
         code = status
-    if code is None or not 100 <= code <= 599:
+    if code is None or status_problem(code) is not None:
         raise SpecError(
-            f"{here}, field respond.status: {status!r} is not an HTTP status code (an integer from 100 to 599)"
+            f"{here}, field {field}: {status!r} is not a final HTTP status code (an integer from 200 to 599)"
         )
+    return code
 
 
 def _template_fields(step: Step) -> list[tuple[str, Any]]:

@@ -32,6 +32,7 @@ _OWN_SETTINGS = frozenset(f"HOOKLINE_{field.upper()}" for field in Settings.__st
 # scrypt cost: ~50 ms on this class of machine, once per apply and once per new pair at
 # the ingress (verified pairs are cached there).
 _N, _R, _P = 2**14, 8, 1
+_DIGEST_BYTES = 32
 
 
 class MissingSecret(SpecError):
@@ -79,20 +80,32 @@ def resolve(value: str, environ: Mapping[str, str] | None = None) -> str:
 def hash_password(password: str, salt: bytes | None = None) -> str:
     """`scrypt$N$r$p$salt$hash` (base64), a slow hash for passwords people choose."""
     salt = os.urandom(16) if salt is None else salt
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=_DIGEST_BYTES)
     b64 = base64.b64encode
     return f"scrypt${_N}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"
 
 
 def verify_password(password: str, stored: str) -> bool:
-    """Constant-time check of a password against a `hash_password` string."""
+    """Constant-time check of a password against a `hash_password` string.
+
+    Only a hash with hookline's own cost (N, r, p, a 32-byte digest) is trusted: the cost
+    comes from the stored string, so one written by a tenant (p=64: seconds of CPU a guess)
+    or by anything but `hash_password` never matches, and costs nothing to refuse.
+    """
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
+        if (scheme, n, r, p) != ("scrypt", str(_N), str(_R), str(_P)):
             return False
-        expected = base64.b64decode(digest)
+        expected = base64.b64decode(digest, validate=True)
+        if len(expected) != _DIGEST_BYTES:
+            return False
         computed = hashlib.scrypt(
-            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), dklen=len(expected)
+            password.encode(),
+            salt=base64.b64decode(salt, validate=True),
+            n=_N,
+            r=_R,
+            p=_P,
+            dklen=_DIGEST_BYTES,
         )
     except (ValueError, TypeError):
         return False

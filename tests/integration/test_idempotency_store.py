@@ -28,8 +28,8 @@ async def test_a_repeat_gets_the_first_id_once_it_is_accepted(
     store: IdempotencyStore, workspace: str
 ) -> None:
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
-    assert await store.claim(workspace, "t", "k", first, 3600) is None
-    waiting = asyncio.create_task(store.claim(workspace, "t", "k", second, 3600))
+    assert await store.claim(workspace, "t", "k", first, 3600, b"call") is None
+    waiting = asyncio.create_task(store.claim(workspace, "t", "k", second, 3600, b"call"))
     await asyncio.sleep(0.3)
     assert not waiting.done(), "answered before the broker confirmed the first call"
     await store.accept(workspace, "t", "k", first)
@@ -40,8 +40,8 @@ async def test_a_repeat_takes_the_key_when_the_first_call_is_released(
     store: IdempotencyStore, workspace: str
 ) -> None:
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
-    assert await store.claim(workspace, "t", "k", first, 3600) is None
-    waiting = asyncio.create_task(store.claim(workspace, "t", "k", second, 3600))
+    assert await store.claim(workspace, "t", "k", first, 3600, b"call") is None
+    waiting = asyncio.create_task(store.claim(workspace, "t", "k", second, 3600, b"call"))
     await asyncio.sleep(0.1)
     await store.release(workspace, "t", "k", first)  # the broker refused it
     assert await asyncio.wait_for(waiting, 5) is None  # the repeat is published in its place
@@ -58,7 +58,7 @@ async def test_a_claim_neither_accepted_nor_released_is_taken_over(
         dead,
     )
     mine = str(uuid.uuid4())
-    assert await asyncio.wait_for(store.claim(workspace, "t", "k", mine, 3600), 5) is None
+    assert await asyncio.wait_for(store.claim(workspace, "t", "k", mine, 3600, b"call"), 5) is None
     holder = await db.fetchval(
         "select execution_id from idempotency_keys where workspace = $1 and key = 'k'", workspace
     )
@@ -70,6 +70,6 @@ async def test_keys_cannot_be_checked_without_the_database(workspace: str) -> No
     pool = await asyncpg.create_pool("postgresql://nobody@127.0.0.1:9/none", min_size=0, timeout=1)
     try:
         with pytest.raises(DatabaseUnavailable):
-            await IdempotencyStore(pool).claim(workspace, "t", "k", str(uuid.uuid4()), 60)
+            await IdempotencyStore(pool).claim(workspace, "t", "k", str(uuid.uuid4()), 60, b"call")
     finally:
         await pool.close()

@@ -237,17 +237,19 @@ async def test_without_a_respond_step_the_answer_is_200_and_the_output(contract:
     assert answer.json() == {"twice": [3, 3]}
 
 
-async def test_a_failed_run_is_500_with_the_execution_id(contract: Contract, db: Connection) -> None:
+async def test_a_run_whose_answer_is_not_an_http_status_is_502_with_the_execution_id(
+    contract: Contract, db: Connection
+) -> None:
     async with httpx.AsyncClient() as client:
         answer = await client.post(contract.url("broken"), json={"status": "not a status"})
-    assert answer.status_code == 500
+    assert answer.status_code == 502
     assert answer.headers["content-type"] == "application/problem+json"
     problem = answer.json()
     execution_id = problem["execution_id"]
     assert problem == {
-        "type": "/problems/workflow-failed",
-        "title": "The workflow failed",
-        "status": 500,
+        "type": "/problems/answer-invalid",
+        "title": "The workflow's answer cannot be sent",
+        "status": 502,
         "detail": "step respond_1 (respond): status 'not a status' is not an HTTP status code",
         "execution_id": execution_id,
     }

@@ -82,6 +82,12 @@ class StepFailed(WorkflowError):
         self.output = output
 
 
+class AnswerInvalid(StepFailed):
+    """Raised when the answer a step decided cannot be sent (a 1xx, a header with CR or LF...)."""
+
+    problem_type = "answer-invalid"
+
+
 class Runnable(Protocol):
     """A compiled step."""
 

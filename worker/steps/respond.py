@@ -1,17 +1,22 @@
-"""`respond`: decide the status, headers and body of a request-response answer; ends the run."""
+"""`respond`: decide the status, headers and body of a request-response answer; ends the run.
+
+The answer is checked before it is taken (shared/spec/answers.py): one the ingress could not
+send, or should not (a 1xx, a CR in a header, `Set-Cookie`), fails the step, so the run is
+recorded failed and the caller gets a 502 problem instead of a dropped connection.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared.errors import WorkflowError
 from shared.expressions import compile_template, render
+from shared.spec.answers import answer_problem
 from shared.spec.steps import RespondStep
-from worker.steps.base import Answer, RunContext
+from worker.steps.base import Answer, AnswerInvalid, RunContext
 
 
 class RespondRunner:
-    """Renders the answer and hands it to the run."""
+    """Renders the answer, checks it and hands it to the run."""
 
     kind = "respond"
     timeout: float | None = None
@@ -28,9 +33,11 @@ class RespondRunner:
         try:
             code = int(status)
         except (TypeError, ValueError):
-            raise WorkflowError(f"status {status!r} is not an HTTP status code") from None
-        if not 100 <= code <= 599:
-            raise WorkflowError(f"status {code} is not an HTTP status code")
+            raise AnswerInvalid(f"status {status!r} is not an HTTP status code") from None
         headers = {str(k): str(v) for k, v in render(self._headers, context.data).items()}
-        context.answer = Answer(code, headers, render(self._body, context.data))
-        return {"status": code, "headers": headers, "body": context.answer.body}
+        body = render(self._body, context.data)
+        problem = answer_problem(code, headers, body)
+        if problem is not None:
+            raise AnswerInvalid(problem)
+        context.answer = Answer(code, headers, body)
+        return {"status": code, "headers": headers, "body": body}
