@@ -18,7 +18,7 @@ from ingress import metrics
 from ingress.errors import MethodNotAllowed, ReplyTimeout, TriggerNotFound, TriggerPaused, Unauthorized
 from ingress.idempotency import IdempotencyStore
 from ingress.parse import check_content_type, media_type, parse_body, parse_query, read_body
-from ingress.problems import status_of
+from ingress.problems import SANDBOX_HEADERS, status_of
 from ingress.publishing import InvocationPublisher
 from ingress.ratelimit import RateLimiter
 from ingress.registry import TriggerEntry, TriggerRegistry
@@ -35,6 +35,8 @@ _json = msgspec.json.Encoder()
 _to_builtins = msgspec.to_builtins
 # Refusals that say something about the caller (kept for the operator); 5xx are ours.
 _RECORDED = frozenset({400, 401, 405, 413, 415, 429})
+# Headers of a workflow's answer that hookline sets itself (the sandbox ones always win).
+_OWN_HEADERS = frozenset({"content-type", *(name.lower() for name in SANDBOX_HEADERS)})
 
 
 class Hooks:
@@ -245,7 +247,7 @@ def accepted(entry: TriggerEntry, invocation: Invocation) -> Response[bytes]:
             _json.encode({"execution_id": invocation.id, "status_url": location}),
             status_code=response.status,
             media_type="application/json",
-            headers={"Location": location},
+            headers={"Location": location, **SANDBOX_HEADERS},
         )
     data = {
         "execution": {"id": invocation.id, "status_url": location},
@@ -266,10 +268,12 @@ def reply_response(reply: Reply) -> Response[bytes]:
 def body_response(status: int, headers: dict[str, str], body: Any) -> Response[bytes]:
     """Bytes as they are, text as text, no body for null, anything else as JSON.
 
-    A `content-type` header the workflow set wins over the default for the body's type.
+    A `content-type` header the workflow set wins over the default for the body's type;
+    the sandbox headers are always hookline's own (ingress/problems.py).
     """
     declared = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
-    headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+    headers = {k: v for k, v in headers.items() if k.lower() not in _OWN_HEADERS}
+    headers.update(SANDBOX_HEADERS)
     if isinstance(body, bytes):
         content, default = body, "application/octet-stream"
     elif isinstance(body, str):
