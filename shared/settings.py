@@ -43,6 +43,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat: int = 15
     metrics_port: int | None = None  # worker and dispatcher probes; None: off, 0: a free port
     metrics_token: str | None = None  # when set, /metrics answers only `Authorization: Bearer <it>`
+    console_session_seconds: int = 8 * 3600  # a console sign-in lasts this long (then: sign in again)
+    secure_cookies: bool = False  # console cookies `Secure` (also when a trusted proxy says https)
+    # Comma-separated addresses or networks whose X-Forwarded-For/-Proto the ingress believes
+    # (a TLS-terminating proxy in front of it); empty: none, the connection is what it is.
+    trusted_proxies: str = ""
     log_level: str = "INFO"
     log_json: bool = True
 
