@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=10,
         # X-Forwarded-For/-Proto only from the proxies the operator named (none by default;
         # uvicorn would otherwise believe any process on 127.0.0.1).
-        proxy_headers=bool(settings.trusted_proxies.strip()),
-        forwarded_allow_ips=settings.trusted_proxies.strip() or None,
+        proxy_headers=bool(settings.trusted_proxy_list),
+        forwarded_allow_ips=settings.trusted_proxy_list or None,
     )
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -50,6 +51,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     trusted_proxies: str = ""
     log_level: str = "INFO"
     log_json: bool = True
+
+    def __post_init__(self) -> None:
+        for proxy in self.trusted_proxy_list:
+            if proxy != "*":
+                try:
+                    ipaddress.ip_network(proxy, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"HOOKLINE_TRUSTED_PROXIES: {proxy!r} is not an address or a network"
+                    ) from None
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """`trusted_proxies` as a list (empty: no proxy is trusted)."""
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
     @property
     def public_url(self) -> str:

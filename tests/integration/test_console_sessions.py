@@ -117,6 +117,14 @@ async def test_a_revoked_token_signs_its_console_sessions_out(
     assert (refused.status_code, refused.headers["location"]) == (302, "/console/login")
 
 
+async def test_a_changed_admin_token_signs_its_console_sessions_out(stack: Services) -> None:
+    session = session_of(await sign_in(stack.base_url, ADMIN))
+    with ingress_with(stack, admin_token="another-admin-token-9876543210") as restarted:
+        refused = await get(restarted.base_url, "/console/runs", session)
+    assert (refused.status_code, refused.headers["location"]) == (302, "/console/login")
+    assert (await get(stack.base_url, "/console/runs", session)).status_code == 200
+
+
 async def test_an_expired_session_is_refused(secure_ingress: Services) -> None:
     signed = await sign_in(secure_ingress.base_url, ADMIN)
     session = session_of(signed)
