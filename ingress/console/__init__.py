@@ -69,9 +69,18 @@ def _bad_value(_: Request[Any, Any, Any], __: asyncpg.DataError) -> Response[Any
     )
 
 
+def _no_such_file(_: Request[Any, Any, Any], __: ValueError) -> Response[Any]:
+    return Template(template_name="error.html", context={"message": "no such file"}, status_code=404)
+
+
 def console_router(res: Resources) -> Router:
     """Pages, forms and static files under `/console`."""
-    static = create_static_files_router(path="/static", directories=[Path(__file__).parent / "static"])
+    static = create_static_files_router(
+        path="/static",
+        directories=[Path(__file__).parent / "static"],
+        # A NUL in the file name makes os.stat raise ValueError: no such file, not a 500.
+        exception_handlers={ValueError: _no_such_file},
+    )
     return Router(
         path="/console",
         # Read (and parsed) before the token is checked: keep what a stranger can make us read small.

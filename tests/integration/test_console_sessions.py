@@ -208,6 +208,8 @@ async def test_a_nul_in_console_routes_and_filters_is_a_client_error(
         "/console/triggers/%00/orders",
         f"/console/triggers/{workspace}/%00",
         f"/console/triggers/{workspace}/orders%00",
+        "/console/static/%00",
+        "/console/%00",
     ]
     forms = [
         "/console/triggers/%00/orders/keys",
@@ -230,6 +232,7 @@ async def test_a_nul_in_console_routes_and_filters_is_a_client_error(
             {"csrf": csrf, "label": "a\x00b"},
         )
     ).status_code
+    answers["sign-in"] = (await sign_in(stack.base_url, "hlt_\x00")).status_code
     assert {path: status for path, status in answers.items() if status >= 500} == {}
     assert answers["/console/runs?trigger=%00"] == 400  # the page says so, instead of a 500
     assert answers["label"] == 400
