@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         log_config=None,
         timeout_keep_alive=5,
         timeout_graceful_shutdown=10,
+        # X-Forwarded-For/-Proto only from the proxies the operator named (none by default;
+        # uvicorn would otherwise believe any process on 127.0.0.1).
+        proxy_headers=bool(settings.trusted_proxy_list),
+        forwarded_allow_ips=settings.trusted_proxy_list or None,
     )
     return 0
 

@@ -25,7 +25,7 @@ from ingress.errors import (
 )
 from ingress.idempotency import IdempotencyStore, fingerprint
 from ingress.parse import check_content_type, media_type, parse_body, parse_query, read_body
-from ingress.problems import status_of
+from ingress.problems import SANDBOX_HEADERS, status_of
 from ingress.publishing import InvocationPublisher
 from ingress.ratelimit import RateLimiter
 from ingress.registry import TriggerEntry, TriggerRegistry
@@ -43,6 +43,8 @@ _json = msgspec.json.Encoder()
 _to_builtins = msgspec.to_builtins
 # Refusals that say something about the caller (kept for the operator); 5xx are ours.
 _RECORDED = frozenset({400, 401, 405, 413, 415, 422, 429})
+# Headers of a workflow's answer that hookline sets itself (the sandbox ones always win).
+_OWN_HEADERS = frozenset({"content-type", *(name.lower() for name in SANDBOX_HEADERS)})
 
 
 class Hooks:
@@ -254,7 +256,7 @@ def accepted(entry: TriggerEntry, invocation: Invocation) -> Response[bytes]:
             _json.encode({"execution_id": invocation.id, "status_url": location}),
             status_code=response.status,
             media_type="application/json",
-            headers={"Location": location},
+            headers={"Location": location, **SANDBOX_HEADERS},
         )
     data = {
         "execution": {"id": invocation.id, "status_url": location},
@@ -278,11 +280,22 @@ def reply_response(reply: Reply) -> Response[bytes]:
         reply.content,
         status_code=reply.status,
         media_type=reply.media_type,
-        headers={"X-Execution-Id": reply.execution_id, **reply.headers},
+        headers=_sandboxed({"X-Execution-Id": reply.execution_id, **reply.headers}),
     )
 
 
 def body_response(status: int, headers: dict[str, str], body: Any) -> Response[bytes]:
-    """A configured answer (`response:` of an async trigger) as an HTTP response."""
+    """A configured answer (`response:` of an async trigger) as an HTTP response.
+
+    The sandbox headers are always hookline's own (ingress/problems.py).
+    """
     rest, content, media_type = http_body(headers, body)
-    return Response(content, status_code=status, media_type=media_type, headers=rest)
+    return Response(content, status_code=status, media_type=media_type, headers=_sandboxed(rest))
+
+
+def _sandboxed(headers: dict[str, str]) -> dict[str, str]:
+    """`headers` without a workflow's own values of the sandbox headers, and with hookline's."""
+    if not _OWN_HEADERS.isdisjoint(name.lower() for name in headers):
+        headers = {k: v for k, v in headers.items() if k.lower() not in _OWN_HEADERS}
+    headers.update(SANDBOX_HEADERS)
+    return headers

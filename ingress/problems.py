@@ -20,6 +20,13 @@ from shared.ops.deadletters import NotReplayable
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+# Every hook answer carries these, whatever its type: a workflow (a tenant) chooses the body
+# and Content-Type of hook answers, which share the console's origin. `sandbox` gives such a
+# page an opaque origin with no script; nosniff keeps a browser from guessing HTML.
+SANDBOX_HEADERS: dict[str, str] = {
+    "Content-Security-Policy": "sandbox; default-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
 _encode = msgspec.json.Encoder().encode
 
 # Error class -> (status, title). The first match in MRO order wins.
@@ -69,6 +76,7 @@ def problem_response(
 ) -> Response[bytes]:
     """A problem document response."""
     body = {"type": problem_type(slug), "title": title, "status": status, "detail": detail, **extra}
+    headers = {**headers, **SANDBOX_HEADERS} if headers else SANDBOX_HEADERS
     return Response(_encode(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 

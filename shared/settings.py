@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -43,8 +44,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat: int = 15
     metrics_port: int | None = None  # worker and dispatcher probes; None: off, 0: a free port
     metrics_token: str | None = None  # when set, /metrics answers only `Authorization: Bearer <it>`
+    console_session_seconds: int = 8 * 3600  # a console sign-in lasts this long (then: sign in again)
+    secure_cookies: bool = False  # console cookies `Secure` (also when a trusted proxy says https)
+    # Comma-separated addresses or networks whose X-Forwarded-For/-Proto the ingress believes
+    # (a TLS-terminating proxy in front of it); empty: none, the connection is what it is.
+    trusted_proxies: str = ""
     log_level: str = "INFO"
     log_json: bool = True
+
+    def __post_init__(self) -> None:
+        for proxy in self.trusted_proxy_list:
+            if proxy != "*":
+                try:
+                    ipaddress.ip_network(proxy, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"HOOKLINE_TRUSTED_PROXIES: {proxy!r} is not an address or a network"
+                    ) from None
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """`trusted_proxies` as a list (empty: no proxy is trusted)."""
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
     @property
     def public_url(self) -> str:

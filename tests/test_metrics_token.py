@@ -7,7 +7,7 @@ from litestar.testing import TestClient
 
 from ingress.api.health import health_routes
 from ingress.api.resources import Resources
-from shared.runtime.probes import probe_app
+from shared.runtime.probes import loopback_only, probe_app
 from shared.settings import Settings
 
 
@@ -15,9 +15,11 @@ async def _ready() -> dict[str, bool]:
     return {"broker": True, "database": True}
 
 
-def _ingress(token: str | None) -> Litestar:
+def _ingress(token: str | None, host: str = "127.0.0.1") -> Litestar:
     res = Resources()
-    res.settings = Settings(database_url="postgresql://x/y", amqp_url="amqp://x", metrics_token=token)
+    res.settings = Settings(
+        database_url="postgresql://x/y", amqp_url="amqp://x", metrics_token=token, host=host
+    )
     return Litestar(route_handlers=health_routes(res))
 
 
@@ -42,3 +44,27 @@ def test_metrics_are_open_without_a_token() -> None:
     for app in (probe_app(_ready), _ingress(None)):
         with TestClient(app) as client:
             assert client.get("/metrics").status_code == 200
+
+
+def test_metrics_without_a_token_on_a_non_loopback_listen_answer_401() -> None:
+    # The labels name every tenant's workspaces and triggers: off this machine, only with a token.
+    for app in (
+        probe_app(_ready, None, loopback=False),
+        _ingress(None, "0.0.0.0"),
+        _ingress(None, "10.1.2.3"),
+    ):
+        with TestClient(app) as client:
+            refused = client.get("/metrics")
+            health = client.get("/healthz")
+        assert refused.status_code == 401
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "HOOKLINE_METRICS_TOKEN" in refused.json()["detail"]
+        assert "hookline_ingress" not in refused.text
+        assert health.status_code == 200
+    with TestClient(_ingress("s3cret-scrape", "0.0.0.0")) as client:
+        assert client.get("/metrics", headers={"Authorization": "Bearer s3cret-scrape"}).status_code == 200
+
+
+def test_only_loopback_addresses_count_as_loopback() -> None:
+    assert [loopback_only(h) for h in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost")] == [True] * 5
+    assert [loopback_only(h) for h in ("0.0.0.0", "::", "10.0.0.1", "example.org", "")] == [False] * 5

@@ -46,3 +46,11 @@ def test_a_bad_value_is_refused_naming_the_variable_and_not_echoing_it(tmp_path,
 
 def test_an_empty_variable_counts_as_unset(tmp_path) -> None:
     assert load_settings({**BASE, "HOOKLINE_PORT": ""}, state_dir=tmp_path).port == 8080
+
+
+def test_trusted_proxies_are_addresses_or_networks(tmp_path) -> None:
+    settings = load_settings({**BASE, "HOOKLINE_TRUSTED_PROXIES": " 10.0.0.0/8, ::1 ,"}, state_dir=tmp_path)
+    assert settings.trusted_proxy_list == ["10.0.0.0/8", "::1"]
+    assert load_settings(BASE, state_dir=tmp_path).trusted_proxy_list == []  # none by default
+    with pytest.raises(ConfigError, match=r"HOOKLINE_TRUSTED_PROXIES: '10\.0\.0\.0/33' is not an address"):
+        load_settings({**BASE, "HOOKLINE_TRUSTED_PROXIES": "10.0.0.1,10.0.0.0/33"}, state_dir=tmp_path)

@@ -11,7 +11,7 @@ from litestar import Request, Response, get
 from ingress import metrics
 from ingress.api.resources import Resources
 from shared.db.pool import DB_ERRORS
-from shared.runtime.probes import metrics_allowed, refused_metrics
+from shared.runtime.probes import loopback_only, metrics_allowed, refused_metrics
 
 _json = msgspec.json.Encoder()
 
@@ -31,10 +31,13 @@ async def readiness(res: Resources) -> dict[str, bool]:
 def health_routes(res: Resources) -> list[Any]:
     """Probes and metrics, kept out of the API schema."""
 
+    token = res.settings.metrics_token
+    loopback = loopback_only(res.settings.host)
+
     @get("/metrics", include_in_schema=False)
     async def prometheus(request: Request[Any, Any, Any]) -> Response[bytes]:
-        if not metrics_allowed(request.headers.get("authorization"), res.settings.metrics_token):
-            return refused_metrics()
+        if not metrics_allowed(request.headers.get("authorization"), token, loopback):
+            return refused_metrics(token is not None)
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     @get("/healthz", include_in_schema=False)

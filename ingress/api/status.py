@@ -11,6 +11,7 @@ from litestar import Request, Response, get
 from ingress.api.access import database
 from ingress.api.resources import Resources
 from ingress.hooks import caller_of
+from ingress.problems import SANDBOX_HEADERS
 from shared.db.executions import get_execution_and_caller
 from shared.errors import NotFound
 
@@ -36,6 +37,6 @@ def status_route(res: Resources) -> Any:
         if found.workspace != workspace or found.trigger != trigger or other_callers:
             raise NotFound(f"no execution {execution_id} for this trigger")
         view = {k: getattr(found, k) for k in SHOWN}
-        return Response(_json.encode(view), media_type="application/json")
+        return Response(_json.encode(view), media_type="application/json", headers=SANDBOX_HEADERS)
 
     return execution_status

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import msgspec
 from jinja2 import Environment, PackageLoader, select_autoescape
 from litestar import Request, Response, Router
@@ -61,15 +62,35 @@ def _error_page(_: Request[Any, Any, Any], exc: HooklineError) -> Response[Any]:
     return Template(template_name="error.html", context={"message": str(exc)}, status_code=status_of(exc))
 
 
+def _bad_value(_: Request[Any, Any, Any], __: asyncpg.DataError) -> Response[Any]:
+    # Input PostgreSQL cannot take (a NUL character in a path or a filter) is the caller's.
+    return Template(
+        template_name="error.html", context={"message": "a value cannot be used as given"}, status_code=400
+    )
+
+
+def _no_such_file(_: Request[Any, Any, Any], __: ValueError) -> Response[Any]:
+    return Template(template_name="error.html", context={"message": "no such file"}, status_code=404)
+
+
 def console_router(res: Resources) -> Router:
     """Pages, forms and static files under `/console`."""
-    static = create_static_files_router(path="/static", directories=[Path(__file__).parent / "static"])
+    static = create_static_files_router(
+        path="/static",
+        directories=[Path(__file__).parent / "static"],
+        # A NUL in the file name makes os.stat raise ValueError: no such file, not a 500.
+        exception_handlers={ValueError: _no_such_file},
+    )
     return Router(
         path="/console",
         # Read (and parsed) before the token is checked: keep what a stranger can make us read small.
         request_max_body_size=MAX_BODY_BYTES,
         route_handlers=[*pages(res), *trigger_pages(res), *actions(res), static],
         response_headers=HEADERS,
-        exception_handlers={NotSignedIn: _to_sign_in, HooklineError: _error_page},
+        exception_handlers={
+            NotSignedIn: _to_sign_in,
+            HooklineError: _error_page,
+            asyncpg.DataError: _bad_value,
+        },
         include_in_schema=False,
     )

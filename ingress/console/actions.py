@@ -10,11 +10,21 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Redirect, Template
 
-from ingress.api.access import database, resolve
+from ingress.api.access import database
 from ingress.api.deadletters import replay_letters
 from ingress.api.executions import replay
 from ingress.api.resources import Resources
-from ingress.console.session import check_csrf, cleared_cookie, session_cookie, signed_in
+from ingress.console.pages import sign_in_page
+from ingress.console.session import (
+    check_csrf,
+    cleared_cookies,
+    login_csrf_ok,
+    secure,
+    session_cookie,
+    sign_in,
+    sign_out,
+    signed_in,
+)
 from ingress.errors import AdminUnauthorized
 from shared.db.keys import create_key
 from shared.db.pauses import pause_trigger, resume_trigger
@@ -27,6 +37,7 @@ class SignIn(msgspec.Struct):
     """The sign-in form."""
 
     token: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    csrf: Annotated[str, msgspec.Meta(max_length=100)] = ""
 
 
 class Form(msgspec.Struct):
@@ -47,20 +58,25 @@ def actions(res: Resources) -> list[Any]:
 
     @post("/login", include_in_schema=False, status_code=303)
     async def login(request: Request[Any, Any, Any], data: Annotated[SignIn, FORM]) -> Redirect | Template:
+        if not login_csrf_ok(request, data.csrf):
+            # Login CSRF: another site's form cannot sign this browser in to a token of its choosing.
+            return sign_in_page(res, request, "The sign-in form was stale; please sign in again.", 403)
         try:
-            await resolve(res, data.token.strip() or None)
+            session_id = await sign_in(res, data.token.strip())
         except AdminUnauthorized:
-            return Template(
-                template_name="login.html", context={"error": "That token is not valid."}, status_code=401
-            )
+            return sign_in_page(res, request, "That token is not valid.", 401)
+        is_secure = secure(res, request)
         response = Redirect("/console/runs", status_code=303)
-        response.set_cookie(session_cookie(data.token.strip(), request.url.scheme == "https"))
+        response.set_cookie(cleared_cookies(is_secure)[1])
+        response.set_cookie(session_cookie(session_id, is_secure, res.settings.console_session_seconds))
         return response
 
     @post("/logout", include_in_schema=False, status_code=303)
-    async def logout() -> Redirect:
+    async def logout(request: Request[Any, Any, Any]) -> Redirect:
+        await sign_out(res, request)
         response = Redirect("/console/login", status_code=303)
-        response.set_cookie(cleared_cookie())
+        for cookie in cleared_cookies(secure(res, request)):
+            response.set_cookie(cookie)
         return response
 
     @post("/triggers/{workspace:str}/{name:str}/keys", include_in_schema=False, status_code=200)

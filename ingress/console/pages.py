@@ -12,7 +12,7 @@ from ingress.api.access import Scope, database
 from ingress.api.deadletters import dead_letters
 from ingress.api.executions import visible_execution
 from ingress.api.resources import Resources
-from ingress.console.session import signed_in
+from ingress.console.session import login_cookie, new_login_value, secure, signed_in
 from shared.db.runlog import STATUSES, RunFilter, RunPage, list_runs
 from shared.db.triggers import TriggerInfo, get_trigger, latest_sample, list_triggers, list_versions
 from shared.errors import NotFound
@@ -39,6 +39,16 @@ async def runs_page(
         return await list_runs(connection, where, PAGE)
 
 
+def sign_in_page(
+    res: Resources, request: Request[Any, Any, Any], error: str = "", status: int = 200
+) -> Template:
+    """The sign-in form, with a fresh login CSRF value (in the form and in a cookie)."""
+    value = new_login_value()
+    page = Template(template_name="login.html", context={"error": error, "csrf": value}, status_code=status)
+    page.set_cookie(login_cookie(value, secure(res, request)))
+    return page
+
+
 def pages(res: Resources) -> list[Any]:
     """The run-log pages of the console."""
 
@@ -51,8 +61,8 @@ def pages(res: Resources) -> list[Any]:
         return Redirect("/console/runs")
 
     @get("/login", include_in_schema=False)
-    async def login_page() -> Template:
-        return Template(template_name="login.html", context={})
+    async def login_page(request: Request[Any, Any, Any]) -> Template:
+        return sign_in_page(res, request)
 
     @get("/runs", include_in_schema=False)
     async def runs(

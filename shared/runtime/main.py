@@ -61,6 +61,9 @@ async def _serve(name: str, service: Service) -> int:
         return 1
     except asyncpg.PostgresError as exc:
         # Refused, not unreachable (an outage is waited out): a missing migration, a privilege.
-        print(f"hookline {name}: the database refused: {exc} (is it migrated? `hookline migrate`)", file=sys.stderr)
+        print(
+            f"hookline {name}: the database refused: {exc} (is it migrated? `hookline migrate`)",
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -28,35 +29,46 @@ Checks = Callable[[], Awaitable[dict[str, bool]]]
 _json = msgspec.json.Encoder()
 
 
-def metrics_allowed(authorization: str | None, token: str | None) -> bool:
-    """Whether a `/metrics` request may be answered: always, unless a metrics token is set
-    (`HOOKLINE_METRICS_TOKEN`, for a scraper's `authorization: {credentials: ...}`)."""
-    if token is None:
+def loopback_only(host: str) -> bool:
+    """Whether a server listening on `host` can be reached from this machine alone."""
+    if host == "localhost":
         return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def metrics_allowed(authorization: str | None, token: str | None, loopback: bool = True) -> bool:
+    """Whether a `/metrics` request may be answered. With a metrics token set
+    (`HOOKLINE_METRICS_TOKEN`, for a scraper's `authorization: {credentials: ...}`), only with
+    it; without one, only on a loopback listen: the labels name every tenant's triggers."""
+    if token is None:
+        return loopback
     scheme, _, given = (authorization or "").strip().partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.strip().encode())
 
 
-def refused_metrics() -> Response[bytes]:
-    """401 for a `/metrics` request without the metrics token."""
+def refused_metrics(configured: bool = True) -> Response[bytes]:
+    """401 for a `/metrics` request without the metrics token (or with none configured)."""
+    detail = (
+        "metrics need the metrics token (Authorization: Bearer ...)"
+        if configured
+        else "metrics off this machine need HOOKLINE_METRICS_TOKEN set (Authorization: Bearer ...)"
+    )
     body = _json.encode(
-        {
-            "type": "/problems/unauthorized",
-            "title": "Unauthorized",
-            "status": 401,
-            "detail": "metrics need the metrics token (Authorization: Bearer ...)",
-        }
+        {"type": "/problems/unauthorized", "title": "Unauthorized", "status": 401, "detail": detail}
     )
     return Response(body, status_code=401, media_type="application/problem+json")
 
 
-def probe_app(checks: Checks, metrics_token: str | None = None) -> Litestar:
+def probe_app(checks: Checks, metrics_token: str | None = None, loopback: bool = True) -> Litestar:
     """The three probe routes; readiness is what `checks` says."""
 
     @get("/metrics")
     async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-        if not metrics_allowed(request.headers.get("authorization"), metrics_token):
-            return refused_metrics()
+        if not metrics_allowed(request.headers.get("authorization"), metrics_token, loopback):
+            return refused_metrics(metrics_token is not None)
         return Response(generate_latest(), media_type="text/plain; version=0.0.4")
 
     @get("/healthz")
@@ -88,7 +100,7 @@ class ProbeServer:
         self, service: str, host: str, port: int, checks: Checks, metrics_token: str | None = None
     ) -> None:
         config = uvicorn.Config(
-            probe_app(checks, metrics_token),
+            probe_app(checks, metrics_token, loopback_only(host)),
             host=host,
             port=port,
             log_config=None,

@@ -17,6 +17,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from shared.db.pool import Connection
 from tests.helpers import apply_yaml, eventually, finished_execution
+from tests.integration.console_browser import csrf_of
 from tests.stack import Services
 
 CHROMIUM = "/usr/bin/chromium"
@@ -202,7 +203,12 @@ async def test_console_pages_need_a_sign_in_and_forms_need_the_csrf_value(stack:
     async with httpx.AsyncClient(base_url=stack.base_url) as client:
         page = await client.get("/console/runs")
         assert (page.status_code, page.headers["location"]) == (302, "/console/login")
-        signed = await client.post("/console/login", data={"token": stack.env["HOOKLINE_ADMIN_TOKEN"]})
+        refused = await client.post("/console/login", data={"token": stack.env["HOOKLINE_ADMIN_TOKEN"]})
+        assert refused.status_code == 403  # login CSRF: only the sign-in page's own form signs in
+        form = await client.get("/console/login")
+        signed = await client.post(
+            "/console/login", data={"token": stack.env["HOOKLINE_ADMIN_TOKEN"], "csrf": csrf_of(form)}
+        )
         assert signed.status_code == 303
         cookie = signed.headers["set-cookie"]
         assert "HttpOnly" in cookie
