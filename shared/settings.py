@@ -45,6 +45,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     metrics_token: str | None = None  # when set, /metrics answers only `Authorization: Bearer <it>`
     log_level: str = "INFO"
     log_json: bool = True
+    # Networks every workspace's http steps may reach although they are not public, comma
+    # separated (`10.1.0.0/16,127.0.0.1:8099`; shared/spec/egress.py reads the entries).
+    egress_allow: str = ""
 
     @property
     def public_url(self) -> str:

@@ -23,6 +23,7 @@ from shared.db.pool import create_pool
 from shared.runtime.heartbeats import Heartbeat
 from shared.runtime.probes import database_ready, start_probes
 from shared.settings import Settings
+from shared.spec.egress import operator_allow
 from shared.wire import topology
 from worker.consumer import Lane, Runner
 from worker.deliveries import Delivery, RawConsumer
@@ -55,6 +56,7 @@ class Worker:
 
     async def run(self) -> None:
         """Consume until `stop()`."""
+        egress_allow = operator_allow(self.settings.egress_allow)  # a malformed setting stops here
         self._pool = await create_pool(self.settings.database_url, min_size=1, max_size=4)
         self._recorder = Recorder(self._pool)
         self._recorder.start()
@@ -67,7 +69,7 @@ class Worker:
         )
         heartbeat = Heartbeat(self._pool, "worker", self._checks, lambda: probes.port if probes else None)
         heartbeat.start()
-        self._connections = Connections(self._pool)
+        self._connections = Connections(self._pool, egress_allow=egress_allow)
         self._connections.start(self.settings.database_url)
         self._broker.on_connect(self._on_connect)
         await self._broker.start()

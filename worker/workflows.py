@@ -8,7 +8,7 @@ import asyncpg
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from shared.db.pool import DB_ERRORS
-from shared.db.registry import trigger_version
+from shared.db.registry import OPERATOR, trigger_version
 from worker.engine import DEFAULT_OUTPUT_LIMIT, Workflow
 from worker.steps.base import Resources
 
@@ -39,6 +39,8 @@ class WorkflowCache:
         ):
             with attempt:
                 async with self._pool.acquire() as connection:
-                    spec = await trigger_version(connection, workspace, trigger, version)
-        workflow = self._cache[key] = Workflow(spec, self._resources, self._output_limit)
+                    spec, written_by = await trigger_version(connection, workspace, trigger, version)
+        workflow = self._cache[key] = Workflow(
+            spec, self._resources, self._output_limit, operator_written=written_by == OPERATOR
+        )
         return workflow

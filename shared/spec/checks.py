@@ -26,6 +26,7 @@ from shared.expressions import (
 )
 from shared.spec.connection_uses import connection_type
 from shared.spec.connections import Connection, HttpConnection, PostgresConnection, is_credential_header
+from shared.spec.egress import EgressPolicy, EgressRefused, literal_address, literal_origin
 from shared.spec.model import Auth, BasicAuth, HmacAuth, Trigger, Workspace
 from shared.spec.plugins import PluginConfigInvalid, configure, load_plugin
 from shared.spec.secrets import ReservedSecret, check_not_reserved, referenced_names
@@ -59,6 +60,25 @@ def check_workspace(workspace: Workspace) -> None:
         _check_connection(f"connection {name}", connection)
     for trigger in workspace.triggers:
         _check_trigger(trigger, workspace.connections)
+
+
+def check_egress(trigger: Trigger, policy: EgressPolicy) -> None:
+    """A workspace token's trigger: an address written out in an http `url` must pass the
+    egress policy (a name, or a host from an expression, is checked when it is connected to)."""
+    for step in walk_steps(trigger.workflow):
+        if not isinstance(step, HttpStep) or step.http.url is None:
+            continue
+        origin = literal_origin(step.http.url)
+        address = literal_address(origin.host) if origin is not None else None
+        if origin is None or address is None:
+            continue
+        try:
+            policy.check(address, origin.port)
+        except EgressRefused as exc:
+            raise SpecError(
+                f"trigger {trigger.name}, step {step.id}, field http.url: {exc}; http steps reach public "
+                "addresses only (an operator's connection or egress allow-list opens others)"
+            ) from None
 
 
 def _check_trigger(trigger: Trigger, connections: dict[str, Connection]) -> None:
