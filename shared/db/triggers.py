@@ -199,8 +199,11 @@ async def define_trigger(
         (parsed,) = [load_document(document, "definition")]
         if written_by != OPERATOR:
             policy = EgressPolicy(egress_allow).with_allowed(await workspace_allow(connection, workspace))
-            for trigger in parsed.triggers:
-                check_egress(trigger, policy)
+            try:
+                for trigger in parsed.triggers:
+                    check_egress(trigger, policy)
+            except SpecError as exc:
+                raise SpecError(f"definition: {exc}") from None
         changes = await apply_workspace(connection, parsed, written_by)
     return next(c for c in changes if c.trigger is not None)
 
