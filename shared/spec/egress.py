@@ -92,10 +92,11 @@ class AllowEntry:
     port: int | None = None
 
     def __str__(self) -> str:
+        network = self.network
+        text = str(network.network_address if network.num_addresses == 1 else network)
         if self.port is None:
-            return str(self.network)
-        shown = f"[{self.network}]" if self.network.version == 6 else str(self.network)
-        return f"{shown}:{self.port}"
+            return text
+        return f"[{text}]:{self.port}" if network.version == 6 else f"{text}:{self.port}"
 
     def covers(self, address: Address, port: int) -> bool:
         return address in self.network and (self.port is None or self.port == port)

@@ -13,6 +13,7 @@ import pytest
 
 from shared.db.pool import Connection
 from tests.helpers import apply_yaml, eventually, finished_execution
+from tests.integration.calls import cli
 from tests.stack import Services
 from worker.steps.http import UNREACHABLE
 
@@ -163,8 +164,8 @@ async def test_only_the_admin_sets_a_workspace_egress_allow_list_and_workers_fol
     )
     assert (await tenant.get(path)).json() == {"allow": []}
     opened = await admin.put(path, json={"allow": [f"127.0.0.1:{port}"]})
-    assert opened.json() == {"allow": [f"127.0.0.1/32:{port}"]}
-    assert (await tenant.get(path)).json() == {"allow": [f"127.0.0.1/32:{port}"]}
+    assert opened.json() == {"allow": [f"127.0.0.1:{port}"]}
+    assert (await tenant.get(path)).json() == {"allow": [f"127.0.0.1:{port}"]}
     # Written out, it is accepted now; from an expression, the workers let it through.
     literal = await tenant.post(
         f"/workspaces/{workspace}/triggers", json=fetcher("lit", f"http://127.0.0.1:{port}/lit")
@@ -197,3 +198,20 @@ async def test_an_operator_applying_a_workspace_written_trigger_adopts_it_as_a_n
         workspace,
     )
     assert [(r["version"], r["written_by"]) for r in rows] == [(1, "workspace"), (2, "operator")]
+
+
+async def test_the_operator_sets_a_workspace_egress_allow_list_from_the_command_line(
+    stack: Services, db: Connection, workspace: str
+) -> None:
+    await apply_yaml(db, f"workspace: {workspace}\ntriggers: []\n")
+    assert cli(stack, "egress", "show", workspace).stdout == "(public addresses only)\n"
+    done = cli(stack, "egress", "set", workspace, "10.1.0.0/16", "[fd00::1]:443")
+    assert (done.returncode, done.stdout) == (0, "10.1.0.0/16\n[fd00::1]:443\n")
+    assert cli(stack, "egress", "show", workspace).stdout == "10.1.0.0/16\n[fd00::1]:443\n"
+    bad = cli(stack, "egress", "set", workspace, "10.1.0.0/16:99999")
+    assert (bad.returncode, bad.stderr) == (
+        1,
+        "hookline: egress allow entry '10.1.0.0/16:99999': the port must be a number from 1 to 65535\n",
+    )
+    assert cli(stack, "egress", "set", workspace).stdout == "(public addresses only)\n"
+    assert await db.fetchval("select count(*) from workspace_egress where workspace = $1", workspace) == 0
