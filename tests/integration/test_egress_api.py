@@ -198,6 +198,8 @@ async def test_an_operator_applying_a_workspace_written_trigger_adopts_it_as_a_n
         workspace,
     )
     assert [(r["version"], r["written_by"]) for r in rows] == [(1, "workspace"), (2, "operator")]
+    versions = (await tenant.get(f"/workspaces/{workspace}/triggers/probe/versions")).json()
+    assert [(v["version"], v["written_by"]) for v in versions] == [(2, "operator"), (1, "workspace")]
 
 
 async def test_the_operator_sets_a_workspace_egress_allow_list_from_the_command_line(
