@@ -4,7 +4,8 @@ What msgspec cannot see from one Struct: every template compiles (syntax, names,
 leaves no `{{` unclosed and reads only steps that ran before it, a literal `respond.status`
 is a status and a literal `http.url` is http(s), steps name connections of the right type,
 python steps exist and accept their config, and secrets appear only as `${env:NAME}` in
-connections and auth, never naming hookline's own settings. Messages read "trigger T, step S, field F: reason"; the
+connections and auth, never naming hookline's own settings, and (`check_egress`, for what a
+workspace token defines) an address written out in `http.url` passes the egress policy. Messages read "trigger T, step S, field F: reason"; the
 loader puts the file in front. Which connections exist is known only at apply, where a
 workspace's other files have stored theirs (shared/spec/connection_uses.py).
 """
