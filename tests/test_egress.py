@@ -3,6 +3,7 @@ against a real local recorder server that must receive nothing it was not allowe
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import socket
@@ -295,3 +296,46 @@ async def test_a_url_that_is_one_value_is_taken_as_a_link(recorder: tuple[int, l
         outcome = await workflow.run(invocation({"next": f"http://127.0.0.1:{port}/items/a%20b?page=2"}), 1)
     assert outcome.ok, outcome.error
     assert seen == ["/items/a%20b?page=2"]
+
+
+def _resolver(answers: dict[str, list[list[str]]]) -> Any:
+    """A stand-in for the loop's getaddrinfo, as a hostile DNS server answers: each lookup of
+    a name gets the next of its answers (the last one from then on)."""
+
+    async def getaddrinfo(host: str | bytes, port: int, *_: Any, **__: Any) -> list[Any]:
+        name = host.decode() if isinstance(host, bytes) else host
+        addresses = answers[name][0] if len(answers[name]) == 1 else answers[name].pop(0)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port)) for address in addresses]
+
+    return getaddrinfo
+
+
+async def test_a_name_resolving_to_public_and_internal_addresses_is_refused_before_any_connect(
+    recorder: tuple[int, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, seen = recorder
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(loop, "getaddrinfo", _resolver({"mixed.test": [["192.0.2.1", "127.0.0.1"]]}))
+    async with guarded(EgressPolicy((allow_entry("192.0.2.0/24"),))) as resources:
+        workflow = workflow_of(
+            f'- id: call\n  http: {{url: "http://{{{{ request.body.h }}}}:{port}/x"}}', resources
+        )
+        outcome = await workflow.run(invocation({"h": "mixed.test"}), 1)
+    assert outcome.error == f"step call (http): GET http://mixed.test:{port}/x: {UNREACHABLE}"
+    assert seen == []
+
+
+async def test_the_connection_goes_to_the_address_that_was_checked(
+    recorder: tuple[int, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, seen = recorder
+    loop = asyncio.get_running_loop()
+    # DNS rebinding: the first answer is allowed, every later one is not (and goes nowhere).
+    monkeypatch.setattr(loop, "getaddrinfo", _resolver({"rebind.test": [["127.0.0.1"], ["192.0.2.1"]]}))
+    async with guarded(EgressPolicy((allow_entry(f"127.0.0.1:{port}"),))) as resources:
+        workflow = workflow_of(
+            f'- id: call\n  http: {{url: "http://{{{{ request.body.h }}}}:{port}/x"}}', resources
+        )
+        outcome = await workflow.run(invocation({"h": "rebind.test"}), 1)
+    assert outcome.ok, outcome.error
+    assert seen == ["/x"]
