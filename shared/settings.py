@@ -51,6 +51,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     trusted_proxies: str = ""
     log_level: str = "INFO"
     log_json: bool = True
+    # Networks every workspace's http steps may reach although they are not public, comma
+    # separated (`10.1.0.0/16,127.0.0.1:8099`; shared/spec/egress.py reads the entries).
+    egress_allow: str = ""
 
     def __post_init__(self) -> None:
         for proxy in self.trusted_proxy_list:

@@ -37,10 +37,12 @@ def workflow_of(
     connections: str = "",
     trigger: str = "",
     output_limit: int = DEFAULT_OUTPUT_LIMIT,
+    operator_written: bool = True,
 ) -> Workflow:
-    """The compiled workflow of a document validated as `hookline apply` validates it."""
+    """The compiled workflow of a document validated as `hookline apply` validates it (so, by
+    default, as the operator wrote it; `operator_written=False` for a workspace token's)."""
     [workspace] = load_text(document(workflow, connections, trigger))
-    return Workflow(workspace.triggers[0], resources, output_limit)
+    return Workflow(workspace.triggers[0], resources, output_limit, operator_written=operator_written)
 
 
 def invocation(
@@ -72,10 +74,15 @@ class StaticResources:
         client: httpx.AsyncClient,
         targets: dict[str, HttpTarget] | None = None,
         pools: dict[str, asyncpg.Pool] | None = None,
+        guarded: httpx.AsyncClient | None = None,
     ) -> None:
         self.http = client
+        self._guarded = guarded or client
         self._targets = targets or {}
         self._pools = pools or {}
+
+    def guarded(self, workspace: str) -> httpx.AsyncClient:
+        return self._guarded
 
     async def http_target(self, workspace: str, name: str) -> HttpTarget:
         if name not in self._targets:

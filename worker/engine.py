@@ -67,9 +67,15 @@ class Workflow:
     """A trigger version's workflow, compiled once and run many times."""
 
     def __init__(
-        self, trigger: Trigger, resources: Resources | None = None, output_limit: int = DEFAULT_OUTPUT_LIMIT
+        self,
+        trigger: Trigger,
+        resources: Resources | None = None,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+        *,
+        operator_written: bool = False,
     ) -> None:
         self.trigger = trigger
+        self._operator_written = operator_written
         self.steps: list[Runnable] = []
         self._broken: str | None = None
         try:
@@ -102,6 +108,7 @@ class Workflow:
                 "steps": {},
             },
             workspace=invocation.workspace,
+            operator_written=self._operator_written,
             resources=self._resources,
         )
         records: list[dict[str, Any]] = []

@@ -2,8 +2,10 @@
 
 The registry holds `${env:NAME}` references; they are resolved here, from this worker's
 environment, each time a step needs one (so the registry, the logs and the records never
-see a resolved value). One httpx client serves the whole process; each postgres
-connection gets a small pool, created on first use and replaced when its spec changes.
+see a resolved value). One httpx client serves the operator's targets, one egress-checked
+client the targets workspaces choose (one more per workspace with its own allow-list, so a
+pooled connection is never shared across lists); each postgres connection gets a small
+pool, created on first use and replaced when its spec changes.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ import asyncpg
 import httpx
 
 from shared.db.connections import load_connections
+from shared.db.egress import every_workspace_allow
 from shared.db.notify import follow
 from shared.db.pool import DB_ERRORS, init_step_connection
 from shared.errors import WorkflowError
 from shared.spec.connections import Connection, HttpConnection, PostgresConnection
+from shared.spec.egress import AllowEntry, EgressPolicy
 from shared.spec.secrets import MissingSecret, resolve
+from worker.egress import guarded_client
 from worker.steps.base import HttpTarget, scrub
 
 log = logging.getLogger(__name__)
@@ -37,7 +42,12 @@ _CONNECT_ERRORS: tuple[type[BaseException], ...] = (*DB_ERRORS, asyncpg.Postgres
 class Connections:
     """The `Resources` steps use: the HTTP client and every workspace's named connections."""
 
-    def __init__(self, pool: asyncpg.Pool, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        environ: Mapping[str, str] | None = None,
+        egress_allow: tuple[AllowEntry, ...] = (),
+    ) -> None:
         self._registry_pool = pool
         # os.environ is read at each use, never copied: only this process's own variables.
         self._environ: Mapping[str, str] = os.environ if environ is None else environ
@@ -46,7 +56,13 @@ class Connections:
         self._opening = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
         self._follower: asyncio.Task[None] | None = None
-        self.http = httpx.AsyncClient(follow_redirects=False, limits=httpx.Limits(max_connections=200))
+        self._limits = httpx.Limits(max_connections=200)
+        self.http = httpx.AsyncClient(follow_redirects=False, limits=self._limits)
+        self._policy = EgressPolicy(egress_allow)
+        self._guarded = guarded_client(self._policy, self._limits)
+        self._allow: dict[str, tuple[AllowEntry, ...]] = {}
+        self._guarded_by_workspace: dict[str, tuple[tuple[AllowEntry, ...], httpx.AsyncClient]] = {}
+        self._retired: list[httpx.AsyncClient] = []  # a replaced list's client: closed at close()
 
     def start(self, database_url: str) -> None:
         """Follow the registry: a changed connection takes effect without a restart."""
@@ -56,11 +72,24 @@ class Connections:
         """Read every connection; pools of changed or removed postgres connections are closed."""
         async with self._registry_pool.acquire() as db:
             specs = await load_connections(db)
+            self._allow = await every_workspace_allow(db)
         self._specs = specs
         for key, (spec, pool) in list(self._pools.items()):
             if specs.get(key) != spec:
                 del self._pools[key]
                 self._close_later(pool)
+
+    def guarded(self, workspace: str) -> httpx.AsyncClient:
+        allow = self._allow.get(workspace)
+        if not allow:
+            return self._guarded
+        current = self._guarded_by_workspace.get(workspace)
+        if current is None or current[0] != allow:
+            if current is not None:
+                self._retired.append(current[1])  # runs may still be reading through it
+            current = (allow, guarded_client(self._policy.with_allowed(allow), self._limits))
+            self._guarded_by_workspace[workspace] = current
+        return current[1]
 
     async def _spec(self, workspace: str, name: str) -> Connection:
         spec = self._specs.get((workspace, name))
@@ -134,4 +163,6 @@ class Connections:
         self._pools.clear()
         if self._closing:
             await asyncio.wait(set(self._closing), timeout=10)
-        await self.http.aclose()
+        clients = [self.http, self._guarded, *self._retired]
+        for client in (*clients, *(c for _, c in self._guarded_by_workspace.values())):
+            await client.aclose()

@@ -26,6 +26,7 @@ from shared.db.retry import retry_db
 from shared.runtime.heartbeats import Heartbeat
 from shared.runtime.probes import database_ready, start_probes
 from shared.settings import Settings
+from shared.spec.egress import operator_allow
 from shared.wire import topology
 from worker.consumer import Lane, Runner
 from worker.deliveries import Delivery, RawConsumer
@@ -63,11 +64,12 @@ class Worker:
         of them fails to open: the steps' connections and the recorder outlive every run,
         and the broker goes (after the drain, see `_shutdown`) before the heartbeat says so.
         """
+        egress_allow = operator_allow(self.settings.egress_allow)  # a malformed setting stops here
         async with contextlib.AsyncExitStack() as resources:
             self._pool = await resources.enter_async_context(
                 open_pool(self.settings.database_url, min_size=1, max_size=4)
             )
-            self._connections = Connections(self._pool)
+            self._connections = Connections(self._pool, egress_allow=egress_allow)
             self._connections.start(self.settings.database_url)
             resources.push_async_callback(self._connections.close)
             self._recorder = Recorder(self._pool)

@@ -6,7 +6,7 @@ import logging
 
 import asyncpg
 
-from shared.db.registry import trigger_version
+from shared.db.registry import OPERATOR, trigger_version
 from shared.db.retry import retry_db
 from shared.spec.model import Trigger
 from worker.engine import DEFAULT_OUTPUT_LIMIT, Workflow
@@ -33,12 +33,14 @@ class WorkflowCache:
             return workflow
         # While PostgreSQL is away the delivery waits here, unacknowledged.
 
-        async def load() -> Trigger:
+        async def load() -> tuple[Trigger, str]:
             async with self._pool.acquire() as connection:
                 return await trigger_version(connection, workspace, trigger, version)
 
-        spec = await retry_db(
+        spec, written_by = await retry_db(
             load, lambda _: log.warning("cannot load trigger %s/%s; retrying", workspace, trigger)
         )
-        workflow = self._cache[key] = Workflow(spec, self._resources, self._output_limit)
+        workflow = self._cache[key] = Workflow(
+            spec, self._resources, self._output_limit, operator_written=written_by == OPERATOR
+        )
         return workflow

@@ -15,7 +15,7 @@ from litestar import Response, delete, get, post, put
 from ingress.api.access import Scope, database
 from ingress.api.resources import Resources
 from shared.db.pauses import pause_trigger, resume_trigger
-from shared.db.registry import Change
+from shared.db.registry import OPERATOR, WORKSPACE, Change
 from shared.db.triggers import (
     KeyLabel,
     Sample,
@@ -28,6 +28,7 @@ from shared.db.triggers import (
     list_triggers,
     list_versions,
 )
+from shared.spec.egress import operator_allow
 
 
 class TriggerView(msgspec.Struct, kw_only=True):
@@ -75,6 +76,11 @@ def routes(res: Resources) -> list[Any]:
     """The trigger handlers."""
     base = "/workspaces/{workspace:str}/triggers"
     public = res.settings.public_url
+    egress_allow = operator_allow(res.settings.egress_allow)
+
+    def writer(access: Scope) -> dict[str, Any]:
+        # Who writes the version: the admin token is the operator's, a workspace token a tenant's.
+        return {"written_by": OPERATOR if access.admin else WORKSPACE, "egress_allow": egress_allow}
 
     @get(base, summary="List a workspace's triggers")
     async def list_all(access: Scope, workspace: str, deleted: bool = False) -> list[TriggerView]:
@@ -86,7 +92,7 @@ def routes(res: Resources) -> list[Any]:
     async def create(access: Scope, workspace: str, data: dict[str, Any]) -> Applied:
         access.check(workspace)
         async with database(res) as connection:
-            return applied(await define_trigger(connection, workspace, data, create=True))
+            return applied(await define_trigger(connection, workspace, data, create=True, **writer(access)))
 
     @get(base + "/{name:str}", summary="Show a trigger and its current definition")
     async def show(access: Scope, workspace: str, name: str) -> TriggerView:
@@ -99,7 +105,10 @@ def routes(res: Resources) -> list[Any]:
     async def update(access: Scope, workspace: str, name: str, data: dict[str, Any]) -> Applied:
         access.check(workspace)
         async with database(res) as connection:
-            return applied(await define_trigger(connection, workspace, data, create=False, name=name))
+            change = await define_trigger(
+                connection, workspace, data, create=False, name=name, **writer(access)
+            )
+            return applied(change)
 
     @delete(base + "/{name:str}", summary="Delete a trigger (its runs and versions are kept)")
     async def remove(access: Scope, workspace: str, name: str) -> None:

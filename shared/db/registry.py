@@ -48,8 +48,20 @@ class Change:
         return f"{what}: {self.action}{version}"
 
 
-async def apply_workspace(connection: Connection, workspace: Workspace) -> list[Change]:
-    """Create or update a workspace and its triggers; an unchanged trigger keeps its version."""
+# Who wrote a trigger version (trigger_versions.written_by): the operator (`hookline apply`,
+# the admin token) or a workspace token. Only an operator's literal http `url` is called as
+# written; a workspace's is held to the egress policy (shared/spec/egress.py).
+OPERATOR, WORKSPACE = "operator", "workspace"
+
+
+async def apply_workspace(
+    connection: Connection, workspace: Workspace, written_by: str = OPERATOR
+) -> list[Change]:
+    """Create or update a workspace and its triggers; an unchanged trigger keeps its version.
+
+    The operator applying a trigger as a workspace token last wrote it makes a new version,
+    the operator's: the operator adopts it (so an upgrade's workspace-marked versions can be).
+    """
     changes: list[Change] = []
     inserted = await connection.fetchval(
         "insert into workspaces (name, description) values ($1, $2)"
@@ -65,13 +77,15 @@ async def apply_workspace(connection: Connection, workspace: Workspace) -> list[
     for name, action in applied:
         changes.append(Change(workspace.workspace, None, action, connection=name))
     for trigger in workspace.triggers:
-        changes.append(await _apply_trigger(connection, workspace.workspace, trigger))
+        changes.append(await _apply_trigger(connection, workspace.workspace, trigger, written_by))
     return changes
 
 
-async def _apply_trigger(connection: Connection, workspace: str, trigger: Trigger) -> Change:
+async def _apply_trigger(connection: Connection, workspace: str, trigger: Trigger, written_by: str) -> Change:
     row = await connection.fetchrow(
-        "select id, version, spec, deleted_at from triggers where workspace = $1 and name = $2 for update",
+        "select t.id, t.version, t.spec, t.deleted_at, v.written_by from triggers t"
+        " left join trigger_versions v on v.trigger_id = t.id and v.version = t.version"
+        " where t.workspace = $1 and t.name = $2 for update of t",
         workspace,
         trigger.name,
     )
@@ -84,7 +98,11 @@ async def _apply_trigger(connection: Connection, workspace: str, trigger: Trigge
             spec,
         )
         version, action = 1, "created"
-    elif row["spec"] == spec and row["deleted_at"] is None:
+    elif (
+        row["spec"] == spec
+        and row["deleted_at"] is None
+        and (written_by, row["written_by"]) != (OPERATOR, WORKSPACE)
+    ):
         return Change(workspace, trigger.name, "unchanged", row["version"])
     else:
         trigger_id, version = row["id"], row["version"] + 1
@@ -97,10 +115,11 @@ async def _apply_trigger(connection: Connection, workspace: str, trigger: Trigge
             spec,
         )
     await connection.execute(
-        "insert into trigger_versions (trigger_id, version, spec) values ($1, $2, $3)",
+        "insert into trigger_versions (trigger_id, version, spec, written_by) values ($1, $2, $3, $4)",
         trigger_id,
         version,
         spec,
+        written_by,
     )
     return Change(workspace, trigger.name, action, version)
 
@@ -145,15 +164,17 @@ async def load_registry(connection: Connection) -> list[RegistryRow]:
     return loaded
 
 
-async def trigger_version(connection: Connection, workspace: str, trigger: str, version: int) -> Trigger:
-    """One version of a trigger (versions never change, so callers may cache it)."""
-    spec = await connection.fetchval(
-        "select v.spec from trigger_versions v join triggers t on t.id = v.trigger_id"
+async def trigger_version(
+    connection: Connection, workspace: str, trigger: str, version: int
+) -> tuple[Trigger, str]:
+    """One version of a trigger and who wrote it (versions never change: callers may cache them)."""
+    row = await connection.fetchrow(
+        "select v.spec, v.written_by from trigger_versions v join triggers t on t.id = v.trigger_id"
         " where t.workspace = $1 and t.name = $2 and v.version = $3",
         workspace,
         trigger,
         version,
     )
-    if spec is None:
+    if row is None:
         raise NotFound(f"trigger {workspace}/{trigger} has no version {version}")
-    return spec_from_json(spec)
+    return spec_from_json(row["spec"]), row["written_by"]

@@ -13,9 +13,12 @@ from typing import Any
 import msgspec
 
 from shared.db.connections import load_connections
+from shared.db.egress import workspace_allow
 from shared.db.pool import Connection
-from shared.db.registry import Change, apply_workspace
+from shared.db.registry import OPERATOR, Change, apply_workspace
 from shared.errors import HooklineError, NotFound, SpecError
+from shared.spec.checks import check_egress
+from shared.spec.egress import AllowEntry, EgressPolicy
 from shared.spec.loader import load_document
 from shared.spec.types import enc_hook
 
@@ -67,6 +70,7 @@ class TriggerVersion:
     version: int
     created_at: datetime
     spec: Any
+    written_by: str  # operator (`hookline apply`, the admin token) or workspace (a workspace token)
 
 
 def public_spec(spec: Any) -> Any:
@@ -133,7 +137,7 @@ async def get_trigger(connection: Connection, workspace: str, name: str) -> tupl
 async def list_versions(connection: Connection, workspace: str, name: str) -> list[TriggerVersion]:
     """Every version ever applied, newest first (a deleted trigger's too)."""
     rows = await connection.fetch(
-        "select v.version, v.created_at, v.spec from trigger_versions v"
+        "select v.version, v.created_at, v.spec, v.written_by from trigger_versions v"
         " join triggers t on t.id = v.trigger_id where t.workspace = $1 and t.name = $2"
         " order by v.version desc",
         workspace,
@@ -141,16 +145,27 @@ async def list_versions(connection: Connection, workspace: str, name: str) -> li
     )
     if not rows:
         raise NotFound(f"no trigger {workspace}/{name}")
-    return [TriggerVersion(r["version"], r["created_at"], public_spec(r["spec"])) for r in rows]
+    return [
+        TriggerVersion(r["version"], r["created_at"], public_spec(r["spec"]), r["written_by"]) for r in rows
+    ]
 
 
 async def define_trigger(
-    connection: Connection, workspace: str, definition: Any, *, create: bool, name: str | None = None
+    connection: Connection,
+    workspace: str,
+    definition: Any,
+    *,
+    create: bool,
+    name: str | None = None,
+    written_by: str = OPERATOR,
+    egress_allow: tuple[AllowEntry, ...] = (),
 ) -> Change:
     """Validate a trigger as written in a trigger file and apply it (a new version if changed).
 
     `create` refuses a name a live trigger has; otherwise the trigger must exist. The
     workspace's connections take part in the validation, as in a file that declares them.
+    A workspace token's definition (`written_by`) is held to the egress policy: the
+    operator's `egress_allow` and the workspace's own list.
     """
     if not isinstance(definition, dict):
         raise SpecError("a trigger definition must be a JSON object")
@@ -185,7 +200,14 @@ async def define_trigger(
             "triggers": [definition],
         }
         (parsed,) = [load_document(document, "definition")]
-        changes = await apply_workspace(connection, parsed)
+        if written_by != OPERATOR:
+            policy = EgressPolicy(egress_allow).with_allowed(await workspace_allow(connection, workspace))
+            try:
+                for trigger in parsed.triggers:
+                    check_egress(trigger, policy)
+            except SpecError as exc:
+                raise SpecError(f"definition: {exc}") from None
+        changes = await apply_workspace(connection, parsed, written_by)
     return next(c for c in changes if c.trigger is not None)
 
 

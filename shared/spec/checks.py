@@ -4,8 +4,9 @@ What msgspec cannot see from one Struct: every template compiles (syntax, names,
 leaves no `{{` unclosed and reads only steps that ran before it, what a `respond` or an async
 `response` writes out can be sent (a final status, valid headers), a literal `http.url` is
 http(s), steps name connections of the right type, python steps exist and accept their
-config, and secrets appear only as `${env:NAME}` in
-connections and auth, never naming hookline's own settings. Messages read "trigger T, step S, field F: reason"; the
+config, secrets appear only as `${env:NAME}` in connections and auth, never naming hookline's
+own settings, and (`check_egress`, for what a workspace token defines) an address written out
+in `http.url` passes the egress policy. Messages read "trigger T, step S, field F: reason"; the
 loader puts the file in front. Which connections exist is known only at apply, where a
 workspace's other files have stored theirs (shared/spec/connection_uses.py).
 """
@@ -28,6 +29,7 @@ from shared.expressions import (
 from shared.spec.answers import body_problem, header_problem, status_problem
 from shared.spec.connection_uses import connection_type
 from shared.spec.connections import Connection, HttpConnection, PostgresConnection, is_credential_header
+from shared.spec.egress import EgressPolicy, EgressRefused, literal_address, literal_origin
 from shared.spec.model import Auth, BasicAuth, HmacAuth, Trigger, Workspace
 from shared.spec.plugins import PluginConfigInvalid, configure, load_plugin
 from shared.spec.secrets import ReservedSecret, check_not_reserved, referenced_names
@@ -61,6 +63,25 @@ def check_workspace(workspace: Workspace) -> None:
         _check_connection(f"connection {name}", connection)
     for trigger in workspace.triggers:
         _check_trigger(trigger, workspace.connections)
+
+
+def check_egress(trigger: Trigger, policy: EgressPolicy) -> None:
+    """A workspace token's trigger: an address written out in an http `url` must pass the
+    egress policy (a name, or a host from an expression, is checked when it is connected to)."""
+    for step in walk_steps(trigger.workflow):
+        if not isinstance(step, HttpStep) or step.http.url is None:
+            continue
+        origin = literal_origin(step.http.url)
+        address = literal_address(origin.host) if origin is not None else None
+        if origin is None or address is None:
+            continue
+        try:
+            policy.check(address, origin.port)
+        except EgressRefused as exc:
+            raise SpecError(
+                f"trigger {trigger.name}, step {step.id}, field http.url: {exc}; http steps reach public "
+                "addresses only (an operator's connection or egress allow-list opens others)"
+            ) from None
 
 
 def _check_trigger(trigger: Trigger, connections: dict[str, Connection]) -> None:

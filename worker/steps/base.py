@@ -37,7 +37,12 @@ class HttpTarget:
 class Resources(Protocol):
     """What steps reach the outside through: the worker's HTTP client and named connections."""
 
-    http: httpx.AsyncClient
+    http: httpx.AsyncClient  # for the operator's targets: connections, an operator's written-out URL
+
+    def guarded(self, workspace: str) -> httpx.AsyncClient:
+        """The client for targets a workspace chose: every connection held to the egress policy
+        (the operator's allow-list and `workspace`'s)."""
+        ...
 
     async def http_target(self, workspace: str, name: str) -> HttpTarget:
         """The http connection `name` of `workspace`; WorkflowError if unknown or unresolvable."""
@@ -54,6 +59,9 @@ class RunContext:
 
     data: dict[str, Any]
     workspace: str = ""
+    # Whether the operator wrote the trigger version (`hookline apply`, the admin token), not a
+    # workspace token: only then is an http `url` written out in it called as written.
+    operator_written: bool = False
     resources: Resources | None = None
     answer: Answer | None = None
     branch: Sequence[Runnable] = ()  # a condition's chosen steps, run next

@@ -5,13 +5,22 @@ base's query kept): values interpolated into a path are percent-encoded, and a v
 dots (`.`, `..`) fails the step, so a value cannot climb out of its segment, even past a
 server that normalises `%2E` to `.`; a URL that leaves the base URL is refused. A path that
 is one value keeps its `/` as separators and what follows its `?` as a query (a `next`
-link). Values after a `?` written in `url` are encoded as query values. Connection headers and credential-looking headers never reach the record, and
-the connection's secret values are scrubbed from the answer; a status outside `expect` fails
-the step with the answer still recorded as its output.
+link). In `url`, a value in the path is one segment, as in `path`, and a value after a `?` a
+query value; a `url` that is one value is taken as a link, as it is.
+
+Where the call goes: a connection's base URL, and a `url` whose origin the operator wrote out
+(`hookline apply`, the admin token), are called as written; every other target (a
+workspace token's `url`, an origin from an expression) goes through the egress-checked
+client (worker/egress.py). Every failure to get an answer, a refusal included, fails the step
+with one text, so a step cannot probe which internal ports are open. Connection headers and
+credential-looking headers never reach the record, and the connection's secret values are
+scrubbed from the answer; a status outside `expect` fails the step with the answer still
+recorded as its output.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +31,7 @@ import msgspec
 
 from shared.expressions import Expr, Interpolation, compile_template, render
 from shared.spec.connections import is_credential_header
+from shared.spec.egress import Origin, literal_origin
 from shared.spec.steps import HttpCall, HttpStep
 from worker.steps.base import HttpTarget, RunContext, StepFailed, scrub, scrub_value
 
@@ -29,7 +39,11 @@ from worker.steps.base import HttpTarget, RunContext, StepFailed, scrub, scrub_v
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 MAX_PORT = 65535
 REDACTED = "[redacted]"
+# The one text of every failure to get an answer: a refused address, a closed port and a
+# server that hung up look alike to the workflow (the worker's log tells the operator which).
+UNREACHABLE = "no answer (the address is not allowed, or the connection failed)"
 _json = msgspec.json.Encoder()
+log = logging.getLogger(__name__)
 
 
 class HttpRunner:
@@ -47,6 +61,7 @@ class HttpRunner:
         # the whole call (connect, send, read) by the step's `timeout`.
         self._timeout = httpx.Timeout(None)
         self._url = compile_template(call.url)
+        self._origin: Origin | None = literal_origin(call.url) if call.url is not None else None
         self._path = compile_template(call.path)
         self._headers = compile_template(call.headers)
         self._query = compile_template(call.query)
@@ -68,7 +83,10 @@ class HttpRunner:
                 raise StepFailed(scrub(f"path: {exc}", target.secrets)) from None
             url, shown_url = _join(target.base_url, path), _join(target.shown_base_url, path)
         else:
-            url = shown_url = _render_url(self._url, data)
+            try:
+                url = shown_url = _render_url(self._url, data)
+            except _DotSegment as exc:
+                raise StepFailed(f"url: a value may not be `{exc}`") from None
         headers = {**target.headers, **_texts(render(self._headers, data))}
         content = self._content(data, headers)
         query = _query(render(self._query, data))
@@ -89,10 +107,22 @@ class HttpRunner:
             address = _address(url, query, target)
         except _BadURL as exc:
             raise StepFailed(scrub(f"{where}: {exc}", target.secrets)) from None
+        # A connection's origin is the operator's (`_address` kept the call under it); so is a
+        # written-out origin in an operator's version, if the rendered URL kept it.
+        trusted = self._call.connection is not None or (
+            context.operator_written and self._origin is not None and _has_origin(address, self._origin)
+        )
+        client = resources.http if trusted else resources.guarded(context.workspace)
         try:
-            output = await _send(resources.http, method, address, headers, content, self._timeout)
+            output = await _send(client, method, address, headers, content, self._timeout)
         except httpx.HTTPError as exc:
-            raise StepFailed(scrub(f"{where}: {type(exc).__name__}: {exc}", target.secrets)) from None
+            log.warning(
+                "http step %s of workspace %s got no answer: %s",
+                self.id,
+                context.workspace,
+                scrub(f"{type(exc).__name__}: {exc}", target.secrets),
+            )
+            raise StepFailed(scrub(f"{where}: {UNREACHABLE}", target.secrets)) from None
         except _TooLarge:
             raise StepFailed(f"{where}: the answer is larger than {MAX_RESPONSE_BYTES} bytes") from None
         # A target may echo a credential back (a 401 quoting the key it refused): the record
@@ -147,6 +177,11 @@ def _address(
     if base is not None and not _within(address, base):
         raise _BadURL(f"path: the URL leaves the connection's base URL {target.shown_base_url}")
     return address
+
+
+def _has_origin(address: httpx.URL, origin: Origin) -> bool:
+    port = address.port or (443 if address.scheme == "https" else 80)
+    return (address.scheme, address.host, port) == (origin.scheme, origin.host, origin.port)
 
 
 def _within(address: httpx.URL, base: httpx.URL) -> bool:
@@ -277,18 +312,32 @@ def _segment(text: str) -> str:
 
 
 def _render_url(url: Any, data: dict[str, Any]) -> str:
-    """`url` rendered; a value after a `?` is percent-encoded as a query value (`&`, `=`, `#`)."""
+    """`url` rendered: one value is a link, taken as it is; among text, a value in the
+    authority is written as it is, one in the path is one segment (`_segment`: encoded, never
+    only dots), one after a `?` (or `#`) a query value (`&`, `=`, `#` encoded)."""
     if not isinstance(url, Interpolation):
         return str(render(url, data))
     out: list[str] = []
-    in_query = False
     for part in url.parts:
-        text = part if isinstance(part, str) else _text(part.evaluate(data))
-        if isinstance(part, Expr) and in_query:
-            text = quote(text, safe="")
-        in_query = in_query or "?" in text
-        out.append(text)
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        text = _text(part.evaluate(data))
+        where = _url_part("".join(out))
+        out.append(
+            text if where == "authority" else _segment(text) if where == "path" else quote(text, safe="")
+        )
     return "".join(out)
+
+
+def _url_part(rendered: str) -> str:
+    """Which part of a URL text that starts with `rendered` comes next: authority, path or query."""
+    _, sep, rest = rendered.partition("://")
+    if not sep:
+        return "authority"
+    if "?" in rest or "#" in rest:
+        return "query"
+    return "path" if "/" in rest else "authority"
 
 
 def _join(base: str, path: str) -> str:

@@ -88,7 +88,8 @@ async def _versions(settings: Settings, ns: argparse.Namespace) -> int:
     if ns.json:
         print_json(versions)
         return 0
-    print_table([("VERSION", "CREATED"), *((str(v.version), when(v.created_at)) for v in versions)])
+    rows = ((str(v.version), when(v.created_at), v.written_by) for v in versions)
+    print_table([("VERSION", "CREATED", "WRITTEN BY"), *rows])
     return 0
 
 
