@@ -7,6 +7,7 @@ belong to the connection or the origin (`Connection`, `Set-Cookie`).
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from shared.db.registry import spec_from_json
@@ -135,9 +136,16 @@ async def test_a_computed_answer_that_cannot_be_sent_fails_the_step_and_answers_
     assert [(r["id"], r["status"]) for r in outcome.steps] == [("respond_1", "failed")]
     reply = reply_for(call, outcome)
     assert reply is not None
-    assert (reply.status, reply.headers, reply.body, reply.failed) == (
+    assert (
+        reply.status,
+        reply.headers,
+        reply.media_type,
+        msgspec.json.decode(reply.content),
+        reply.failed,
+    ) == (
         502,
-        {"content-type": "application/problem+json"},
+        {},
+        "application/problem+json",
         {
             "type": "/problems/answer-invalid",
             "title": "The workflow's answer cannot be sent",
