@@ -21,10 +21,17 @@ import httpx
 
 from shared.db.connections import load_connections
 from shared.db.notify import follow
-from shared.db.pool import DB_ERRORS, init_step_connection
+from shared.db.pool import DB_ERRORS
 from shared.errors import WorkflowError
 from shared.spec.connections import Connection, HttpConnection, PostgresConnection
 from shared.spec.secrets import MissingSecret, resolve
+from worker.step_databases import (
+    DatabaseIdentity,
+    StepDatabaseRefused,
+    connect_arguments,
+    database_identity,
+    step_connection_init,
+)
 from worker.steps.base import HttpTarget, scrub
 
 log = logging.getLogger(__name__)
@@ -46,6 +53,7 @@ class Connections:
         self._opening = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
         self._follower: asyncio.Task[None] | None = None
+        self._own: DatabaseIdentity | None = None  # hookline's database, which no step may reach
         self.http = httpx.AsyncClient(follow_redirects=False, limits=httpx.Limits(max_connections=200))
 
     def start(self, database_url: str) -> None:
@@ -98,12 +106,28 @@ class Connections:
             if current is not None and current[0] == spec:
                 return current[1], secrets
             try:
+                if self._own is None:
+                    async with self._registry_pool.acquire() as db:
+                        self._own = await database_identity(db)
+                arguments = connect_arguments(dsn)
                 pool = await asyncpg.create_pool(
-                    dsn, min_size=0, max_size=spec.pool_size, init=init_step_connection, timeout=10
+                    min_size=0,
+                    max_size=spec.pool_size,
+                    init=step_connection_init(self._own),
+                    timeout=10,
+                    **arguments,
                 )
+                assert pool is not None
+                try:
+                    async with pool.acquire(timeout=10):
+                        pass  # opened and checked now, so a refused database fails here, whole
+                except BaseException:
+                    await pool.close()
+                    raise
+            except StepDatabaseRefused as exc:
+                raise WorkflowError(f"connection {name}: {exc}") from None
             except _CONNECT_ERRORS as exc:
                 raise WorkflowError(scrub(f"connection {name}: cannot connect: {exc}", secrets)) from None
-            assert pool is not None
             self._pools[key] = (spec, pool)
             return pool, secrets
 
