@@ -6,18 +6,25 @@ token can reach through `erp` is what that role can: the demo ERP's own database
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
-from shared.db.pool import Connection
+from shared.db.pool import Connection, create_pool
 from shared.db.registry import apply_workspace
+from shared.devstack.localservers import LocalPostgres
+from shared.errors import WorkflowError
 from shared.spec.loader import load_file
 from tests.helpers import apply_yaml, eventually, finished_execution
+from tests.servers import traversable_tmp_dir
 from tests.stack import ROOT, Services
+from worker.resources import Connections
 
 ADMIN = {"Authorization": "Bearer test-admin-token-0123456789"}
 
@@ -120,3 +127,75 @@ async def test_a_connection_to_hooklines_own_database_or_as_a_superuser_is_refus
         "    workflow: [{id: q, sql: {connection: own, query: select count(*) from api_tokens}}]\n",
     )
     assert await run_once(stack, db, workspace, "peek") == ("dead", None, f"step q (sql): {error}")
+
+
+@pytest.fixture(scope="module")
+def password_server() -> Iterator[str]:
+    """A private PostgreSQL where role `steps_pw` must give its password (scram); its server URL."""
+    with traversable_tmp_dir() as folder:
+        server = LocalPostgres(folder / "pg", fast=True)
+        url = server.start()
+        try:
+            asyncio.run(_password_role(url))
+            hba = folder / "pg" / "pgdata" / "pg_hba.conf"
+            hba.write_text("host all steps_pw 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+            asyncio.run(_reload(url))
+            yield url.rsplit("@", 1)[1].split("/")[0]
+        finally:
+            server.stop()
+
+
+async def _password_role(url: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(f"create role steps_pw login password '{PASSWORD}'")
+        await connection.execute("create database steps_pw owner steps_pw")
+    finally:
+        await connection.close()
+
+
+async def _reload(url: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute("select pg_reload_conf()")
+    finally:
+        await connection.close()
+
+
+PASSWORD = "right-pw-4c1e9a"  # the private server's test role
+
+
+async def test_a_dsn_without_password_does_not_fall_back_to_pgpassword_or_a_passfile(
+    password_server: str,
+    database_url: str,
+    db: Connection,
+    workspace: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # The worker's machine knows the password (as hookline's own often is known there).
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"*:*:*:*:{PASSWORD}\n")
+    passfile.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    await apply_yaml(
+        db, f"workspace: {workspace}\nconnections:\n  erp: {{type: postgres, dsn: '${{env:ERP_DSN}}'}}\n"
+    )
+    environ = {"ERP_DSN": f"postgresql://steps_pw@{password_server}/steps_pw"}
+    pool = await create_pool(database_url, max_size=1)
+    connections = Connections(pool, environ=environ)
+    try:
+        with pytest.raises(WorkflowError) as raised:
+            await connections.postgres(workspace, "erp")
+        assert str(raised.value) == (
+            'connection erp: cannot connect: password authentication failed for user "steps_pw"'
+        )
+        # The same DSN with its password connects: only the fallback was missing.
+        environ["ERP_DSN"] = f"postgresql://steps_pw:{PASSWORD}@{password_server}/steps_pw"
+        step_pool, _ = await connections.postgres(workspace, "erp")
+        async with step_pool.acquire() as step:
+            assert await step.fetchval("select current_user") == "steps_pw"
+    finally:
+        await connections.close()
+        await pool.close()
