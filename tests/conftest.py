@@ -33,6 +33,9 @@ TEST_SECRETS = {
     "TEST_WHSEC": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     "TEST_BASIC_PASSWORD": "correct horse battery staple",
 }
+# The stack's key for workspace secrets, and the one workspace allowed an `${env:NAME}` of its own.
+TEST_SECRETS_KEY = "2f5NGLb0GMpX0Rk3-0jS2s0rbG0n8eJ3p7Lq4x1Yv5U="
+ENV_ALLOWED_WORKSPACE = "env-allowed"
 
 
 @pytest.fixture(scope="session")
@@ -187,7 +190,13 @@ def stack(
     step_dsns: dict[str, str],
 ) -> Iterator[Services]:
     """Dispatcher, two workers and an ingress, shared by the session's integration tests."""
-    env = {**TEST_SECRETS, **demo_env, **step_dsns}
+    env = {
+        **TEST_SECRETS,
+        **demo_env,
+        **step_dsns,
+        "HOOKLINE_SECRETS_KEY": TEST_SECRETS_KEY,
+        "HOOKLINE_WORKSPACE_ENV": f"{ENV_ALLOWED_WORKSPACE}=TEST_HMAC_SECRET",
+    }
     with services(amqp_url, database_url, log_dir, workers=2, prefix=amqp_prefix, extra_env=env) as running:
         yield running
 

@@ -1,8 +1,9 @@
 """Workspace connections in a worker: followed from the registry, secrets resolved at use.
 
-The registry holds `${env:NAME}` references; they are resolved here, from this worker's
-environment, each time a step needs one (so the registry, the logs and the records never
-see a resolved value). One httpx client serves the whole process; each postgres
+The registry holds `${env:NAME}` and `${secret:NAME}` references; they are resolved here,
+from this worker's environment (connections are written by the operator) and the
+connection's own workspace's secrets, each time a step needs one (so the registry, the
+logs and the records never see a resolved value). One httpx client serves the whole process; each postgres
 connection gets a small pool, created on first use and replaced when its spec changes.
 """
 
@@ -12,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -22,9 +22,10 @@ import httpx
 from shared.db.connections import load_connections
 from shared.db.notify import follow
 from shared.db.pool import DB_ERRORS
+from shared.db.secrets import SecretCipher, load_secrets
 from shared.errors import WorkflowError
 from shared.spec.connections import Connection, HttpConnection, PostgresConnection
-from shared.spec.secrets import MissingSecret, resolve
+from shared.spec.secrets import MissingSecret, Sources
 from worker.step_databases import (
     DatabaseIdentity,
     StepDatabaseRefused,
@@ -35,7 +36,6 @@ from worker.step_databases import (
 from worker.steps.base import HttpTarget, scrub
 
 log = logging.getLogger(__name__)
-_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 Key = tuple[str, str]
 # A bad DSN is a ValueError; a refused login a PostgresError; the rest as for any pool.
 _CONNECT_ERRORS: tuple[type[BaseException], ...] = (*DB_ERRORS, asyncpg.PostgresError, ValueError)
@@ -44,8 +44,12 @@ _CONNECT_ERRORS: tuple[type[BaseException], ...] = (*DB_ERRORS, asyncpg.Postgres
 class Connections:
     """The `Resources` steps use: the HTTP client and every workspace's named connections."""
 
-    def __init__(self, pool: asyncpg.Pool, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, environ: Mapping[str, str] | None = None, cipher: SecretCipher | None = None
+    ) -> None:
         self._registry_pool = pool
+        self._cipher = cipher
+        self._workspace_secrets: dict[str, dict[str, str]] = {}
         # os.environ is read at each use, never copied: only this process's own variables.
         self._environ: Mapping[str, str] = os.environ if environ is None else environ
         self._specs: dict[Key, Connection] = {}
@@ -64,6 +68,7 @@ class Connections:
         """Read every connection; pools of changed or removed postgres connections are closed."""
         async with self._registry_pool.acquire() as db:
             specs = await load_connections(db)
+            self._workspace_secrets = await load_secrets(db, self._cipher)
         self._specs = specs
         for key, (spec, pool) in list(self._pools.items()):
             if specs.get(key) != spec:
@@ -84,22 +89,24 @@ class Connections:
         spec = await self._spec(workspace, name)
         if not isinstance(spec, HttpConnection):
             raise WorkflowError(f"connection {name!r} is not an http connection")
+        sources = self._sources(workspace)
         values = [spec.base_url, *spec.headers.values()]
         return HttpTarget(
-            base_url=self._resolve(name, spec.base_url),
-            headers={k: self._resolve(name, v) for k, v in spec.headers.items()},
+            base_url=self._resolve(sources, name, spec.base_url),
+            headers={k: self._resolve(sources, name, v) for k, v in spec.headers.items()},
             shown_base_url=spec.base_url,
-            secrets=self._secrets(values),
+            secrets=self._secrets(sources, values),
         )
 
     async def postgres(self, workspace: str, name: str) -> tuple[asyncpg.Pool, tuple[str, ...]]:
         spec = await self._spec(workspace, name)
         if not isinstance(spec, PostgresConnection):
             raise WorkflowError(f"connection {name!r} is not a postgres connection")
-        dsn = self._resolve(name, spec.dsn)
+        sources = self._sources(workspace)
+        dsn = self._resolve(sources, name, spec.dsn)
         # A DSN that is one reference holds a password too: scrub it on its own as well.
         password = urlsplit(dsn).password
-        secrets = (*self._secrets([spec.dsn]), *([password] if password else []))
+        secrets = (*self._secrets(sources, [spec.dsn]), *([password] if password else []))
         key = (workspace, name)
         async with self._opening:
             current = self._pools.get(key)
@@ -131,15 +138,24 @@ class Connections:
             self._pools[key] = (spec, pool)
             return pool, secrets
 
-    def _resolve(self, name: str, value: str) -> str:
+    def _sources(self, workspace: str) -> Sources:
+        """What the connections of `workspace` resolve from: any variable (the operator wrote
+        them) and the workspace's own secrets, never another workspace's."""
+        return Sources(
+            workspace=workspace, environ=self._environ, secrets=self._workspace_secrets.get(workspace, {})
+        )
+
+    @staticmethod
+    def _resolve(sources: Sources, name: str, value: str) -> str:
         try:
-            return resolve(value, self._environ)
+            return sources.resolve(value)
         except MissingSecret as exc:
             raise WorkflowError(f"connection {name}: {exc} on this worker") from None
 
-    def _secrets(self, values: list[str]) -> tuple[str, ...]:
-        names = {n for value in values for n in _REFERENCE.findall(value)}
-        return tuple(v for v in (self._environ.get(n) for n in names) if v)
+    @staticmethod
+    def _secrets(sources: Sources, values: list[str]) -> tuple[str, ...]:
+        """The resolved value of every reference in `values`, to scrub from errors and records."""
+        return tuple(v for v in sources.values_of(values) if v)
 
     def _close_later(self, pool: asyncpg.Pool) -> None:
         # Runs still using the old pool finish first: close() waits for released connections.

@@ -20,6 +20,7 @@ from shared.db.lanes import LANES_CHANNEL, load_layouts
 from shared.db.notify import follow
 from shared.db.pauses import paused_triggers
 from shared.db.pool import create_pool
+from shared.db.secrets import cipher_from
 from shared.runtime.heartbeats import Heartbeat
 from shared.runtime.probes import database_ready, start_probes
 from shared.settings import Settings
@@ -67,7 +68,7 @@ class Worker:
         )
         heartbeat = Heartbeat(self._pool, "worker", self._checks, lambda: probes.port if probes else None)
         heartbeat.start()
-        self._connections = Connections(self._pool)
+        self._connections = Connections(self._pool, cipher=cipher_from(self.settings.secrets_key))
         self._connections.start(self.settings.database_url)
         self._broker.on_connect(self._on_connect)
         await self._broker.start()

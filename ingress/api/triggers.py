@@ -71,6 +71,15 @@ def applied(change: Change) -> Applied:
     )
 
 
+def _author(res: Resources, access: Scope) -> dict[str, Any]:
+    """Who defines a trigger: the admin token is the operator's, a workspace token the workspace's."""
+    return {
+        "author": "operator" if access.admin else "workspace",
+        "allowed_env": res.settings.allowed_env,
+        "cipher": res.cipher,
+    }
+
+
 def routes(res: Resources) -> list[Any]:
     """The trigger handlers."""
     base = "/workspaces/{workspace:str}/triggers"
@@ -86,7 +95,9 @@ def routes(res: Resources) -> list[Any]:
     async def create(access: Scope, workspace: str, data: dict[str, Any]) -> Applied:
         access.check(workspace)
         async with database(res) as connection:
-            return applied(await define_trigger(connection, workspace, data, create=True))
+            return applied(
+                await define_trigger(connection, workspace, data, create=True, **_author(res, access))
+            )
 
     @get(base + "/{name:str}", summary="Show a trigger and its current definition")
     async def show(access: Scope, workspace: str, name: str) -> TriggerView:
@@ -99,7 +110,10 @@ def routes(res: Resources) -> list[Any]:
     async def update(access: Scope, workspace: str, name: str, data: dict[str, Any]) -> Applied:
         access.check(workspace)
         async with database(res) as connection:
-            return applied(await define_trigger(connection, workspace, data, create=False, name=name))
+            change = await define_trigger(
+                connection, workspace, data, create=False, name=name, **_author(res, access)
+            )
+            return applied(change)
 
     @delete(base + "/{name:str}", summary="Delete a trigger (its runs and versions are kept)")
     async def remove(access: Scope, workspace: str, name: str) -> None:

@@ -7,11 +7,22 @@ import os
 import sys
 from pathlib import Path
 
-from shared.cli.commands import bench, dlq, executions, keys, lanes, registry, status, tokens, triggers
+from shared.cli.commands import (
+    bench,
+    dlq,
+    executions,
+    keys,
+    lanes,
+    registry,
+    secrets,
+    status,
+    tokens,
+    triggers,
+)
 from shared.errors import HooklineError
 
 SERVICES = ("ingress", "dispatcher", "worker")
-COMMANDS = (registry, triggers, keys, tokens, executions, dlq, lanes, status, bench)
+COMMANDS = (registry, triggers, keys, tokens, secrets, executions, dlq, lanes, status, bench)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,7 @@ from shared.devstack.localservers import LocalPostgres, LocalRabbitMQ
 from shared.devstack.localservers.ports import free_port, port_is_free
 from shared.devstack.localservers.processes import _die_with_parent
 from shared.errors import HooklineError
-from shared.settings import STATE_DIR, Stack, write_stack
+from shared.settings import STATE_DIR, Stack, secrets_key_file, write_stack
 from shared.spec.loader import load_file
 from shared.spec.model import ApiKeyAuth
 
@@ -65,6 +65,7 @@ def run_stack(workers: int, examples: Path) -> int:
             LocalPostgres(state / "postgres"), servers
         )
         admin_token = os.environ.get("HOOKLINE_ADMIN_TOKEN") or _admin_token(state)
+        secrets_key = os.environ.get("HOOKLINE_SECRETS_KEY") or secrets_key_file(state)
         demo = _demo_env()
         keys, triggers = asyncio.run(_prepare(database_url, sorted(examples.glob("*.y*ml"))))
         if "DEMO_ERP_DSN" not in os.environ:
@@ -77,6 +78,7 @@ def run_stack(workers: int, examples: Path) -> int:
             "HOOKLINE_AMQP_URL": amqp_url,
             "HOOKLINE_DATABASE_URL": database_url,
             "HOOKLINE_ADMIN_TOKEN": admin_token,
+            "HOOKLINE_SECRETS_KEY": secrets_key,
             "HOOKLINE_PORT": str(port),
             "HOOKLINE_LOG_JSON": os.environ.get("HOOKLINE_LOG_JSON", "false"),
         }

@@ -6,6 +6,7 @@ defined over HTTP is validated and versioned exactly as one applied from a file.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,8 +16,10 @@ import msgspec
 from shared.db.connections import load_connections
 from shared.db.pool import Connection
 from shared.db.registry import Change, apply_workspace
+from shared.db.secrets import SecretCipher
 from shared.errors import HooklineError, NotFound, SpecError
 from shared.spec.loader import load_document
+from shared.spec.secrets import AuthorKind
 from shared.spec.types import enc_hook
 
 _to_json = msgspec.json.Encoder(enc_hook=enc_hook).encode
@@ -145,12 +148,22 @@ async def list_versions(connection: Connection, workspace: str, name: str) -> li
 
 
 async def define_trigger(
-    connection: Connection, workspace: str, definition: Any, *, create: bool, name: str | None = None
+    connection: Connection,
+    workspace: str,
+    definition: Any,
+    *,
+    create: bool,
+    name: str | None = None,
+    author: AuthorKind = "workspace",
+    allowed_env: Mapping[str, frozenset[str]] | None = None,
+    cipher: SecretCipher | None = None,
 ) -> Change:
     """Validate a trigger as written in a trigger file and apply it (a new version if changed).
 
     `create` refuses a name a live trigger has; otherwise the trigger must exist. The
     workspace's connections take part in the validation, as in a file that declares them.
+    `author` is who defines it (the admin token: the operator; a workspace token: the
+    workspace, whose `${env:NAME}` may name only `allowed_env[workspace]`).
     """
     if not isinstance(definition, dict):
         raise SpecError("a trigger definition must be a JSON object")
@@ -185,7 +198,9 @@ async def define_trigger(
             "triggers": [definition],
         }
         (parsed,) = [load_document(document, "definition")]
-        changes = await apply_workspace(connection, parsed)
+        changes = await apply_workspace(
+            connection, parsed, author=author, allowed_env=allowed_env, cipher=cipher
+        )
     return next(c for c in changes if c.trigger is not None)
 
 
