@@ -27,7 +27,7 @@ from shared.db.keys import create_key, revoke_keys_labelled
 from shared.db.migrate import migrate
 from shared.db.pool import connect
 from shared.db.registry import apply_workspace
-from shared.devstack.demo_erp import prepare_demo_erp
+from shared.devstack.demo_erp import demo_erp_names, prepare_demo_erp
 from shared.devstack.localservers import LocalPostgres, LocalRabbitMQ
 from shared.devstack.localservers.ports import free_port, port_is_free
 from shared.devstack.localservers.processes import _die_with_parent
@@ -71,7 +71,7 @@ def run_stack(workers: int, examples: Path) -> int:
         if "DEMO_ERP_DSN" not in os.environ:
             # The stock-at-hand example's `erp`: a database and read-only role of its own,
             # never hookline's database nor its superuser (a workspace's SQL runs as that role).
-            demo["DEMO_ERP_DSN"] = asyncio.run(prepare_demo_erp(database_url))
+            demo["DEMO_ERP_DSN"] = asyncio.run(prepare_demo_erp(database_url, **demo_erp_names(database_url)))
         env = {
             **demo,  # what the examples' connections reference; the user's own variables win
             **os.environ,

@@ -22,6 +22,18 @@ DATABASE = "hookline_demo_erp"
 ROLE = "hookline_demo_erp_reader"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
+
+def demo_erp_names(database_url: str) -> dict[str, str]:
+    """The ERP's database and role for hookline's database at `database_url`.
+
+    Named after it, so two stacks sharing one server (each with its own hookline database)
+    never share, or race to create, one ERP: `hookline` -> `hookline_demo_erp`.
+    """
+    own = re.sub(r"[^a-z0-9_]", "_", urlsplit(database_url).path.removeprefix("/").lower()) or "hookline"
+    own = own if own[0].isalpha() or own[0] == "_" else f"_{own}"
+    return {"database": f"{own[:45]}_demo_erp", "role": f"{own[:45]}_demo_erp_reader"}
+
+
 _SCHEMA = """
 create schema if not exists demo_erp;
 create table if not exists demo_erp.stock (
