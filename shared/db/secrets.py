@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shared.db.pool import Connection
 from shared.errors import ConfigError, HooklineError, NotFound, SpecError
+
+log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_VALUE_BYTES = 65536
@@ -154,6 +157,9 @@ async def load_secrets(
     found: dict[str, dict[str, str]] = {}
     for r in rows:
         value = cipher.decrypt(r["workspace"], r["name"], r["ciphertext"])
-        if value is not None:
-            found.setdefault(r["workspace"], {})[r["name"]] = value
+        if value is None:
+            # Another key (a key rotated without re-setting the secrets), or a copied row.
+            log.warning("secret %s/%s does not open with HOOKLINE_SECRETS_KEY", r["workspace"], r["name"])
+            continue
+        found.setdefault(r["workspace"], {})[r["name"]] = value
     return found

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +24,7 @@ from shared.db.pool import Connection
 from shared.db.secrets import SecretCipher
 from tests.conftest import ENV_ALLOWED_WORKSPACE, TEST_SECRETS, TEST_SECRETS_KEY
 from tests.helpers import apply_yaml, eventually, finished_execution
-from tests.stack import Services
+from tests.stack import ROOT, Services
 
 ADMIN = {"Authorization": "Bearer test-admin-token-0123456789"}
 Client = Callable[[str], Awaitable[httpx.AsyncClient]]
@@ -185,3 +189,52 @@ async def test_the_stored_ciphertext_does_not_contain_the_value_and_is_never_sho
     assert cipher.decrypt(alpha, "OTHER", sealed) is None
     assert (await tenant.delete(f"/workspaces/{alpha}/secrets/STRIPE_KEY")).status_code == 204
     assert (await tenant.get(f"/workspaces/{alpha}/secrets")).json() == []
+
+
+def hookline(stack: Services, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """`hookline ARGS` against the stack, with `stdin` as its input."""
+    return subprocess.run(
+        [sys.executable, "-m", "shared.cli", *args],
+        env={**os.environ, **stack.env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_the_cli_reads_a_secret_from_stdin_lists_names_only_and_a_basic_password_uses_it(
+    stack: Services, db: Connection, workspace: str, tmp_path: Path
+) -> None:
+    await apply_yaml(db, f"workspace: {workspace}\n")
+    value = f"partner-pw-{uuid.uuid4().hex}"
+    made = hookline(stack, "secrets", "set", "--workspace", workspace, "PARTNER_PW", stdin=value + "\n")
+    assert (made.returncode, made.stdout, made.stderr) == (0, f"secret {workspace}/PARTNER_PW: created\n", "")
+    listed = hookline(stack, "secrets", "list", "--workspace", workspace)
+    assert listed.returncode == 0
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["NAME", "PARTNER_PW"]
+    assert value not in listed.stdout
+    file = tmp_path / "partner.yaml"
+    file.write_text(
+        f"workspace: {workspace}\ntriggers:\n  - name: partner\n"
+        "    auth: {type: basic, username: partner, password: '${secret:PARTNER_PW}'}\n"
+        "    workflow: [{id: seen, map: {ok: true}}]\n"
+    )
+    applied = hookline(stack, "apply", "-f", str(file))
+    assert applied.returncode == 0, applied.stderr
+
+    async def status(password: str) -> int | None:
+        async with httpx.AsyncClient(base_url=stack.base_url) as client:
+            answer = await client.post(f"/hooks/{workspace}/partner", json={}, auth=("partner", password))
+        return answer.status_code if answer.status_code != 404 else None
+
+    assert await eventually(lambda: status(value)) == 202
+    assert await status(value + "x") == 401
+    assert hookline(stack, "secrets", "delete", "--workspace", workspace, "PARTNER_PW").stdout == "deleted\n"
+    gone = hookline(stack, "secrets", "delete", "--workspace", workspace, "PARTNER_PW")
+    assert (gone.returncode, gone.stderr) == (
+        1,
+        f"hookline: workspace {workspace} has no secret PARTNER_PW\n",
+    )
