@@ -70,6 +70,7 @@ class TriggerVersion:
     version: int
     created_at: datetime
     spec: Any
+    author: str  # operator (hookline apply, the admin token) or workspace (its token)
 
 
 def public_spec(spec: Any) -> Any:
@@ -136,7 +137,7 @@ async def get_trigger(connection: Connection, workspace: str, name: str) -> tupl
 async def list_versions(connection: Connection, workspace: str, name: str) -> list[TriggerVersion]:
     """Every version ever applied, newest first (a deleted trigger's too)."""
     rows = await connection.fetch(
-        "select v.version, v.created_at, v.spec from trigger_versions v"
+        "select v.version, v.created_at, v.spec, v.author from trigger_versions v"
         " join triggers t on t.id = v.trigger_id where t.workspace = $1 and t.name = $2"
         " order by v.version desc",
         workspace,
@@ -144,7 +145,7 @@ async def list_versions(connection: Connection, workspace: str, name: str) -> li
     )
     if not rows:
         raise NotFound(f"no trigger {workspace}/{name}")
-    return [TriggerVersion(r["version"], r["created_at"], public_spec(r["spec"])) for r in rows]
+    return [TriggerVersion(r["version"], r["created_at"], public_spec(r["spec"]), r["author"]) for r in rows]
 
 
 async def define_trigger(

@@ -107,6 +107,13 @@ async def test_another_workspace_binding_env_demo_target_key_gets_the_same_answe
     ).status_code == 201
     status = await signed_call(stack, ENV_ALLOWED_WORKSPACE, given["name"], TEST_SECRETS["TEST_HMAC_SECRET"])
     assert status == 202
+    # Who wrote each version is recorded with it.
+    for workspace, name, author in [
+        (beta, operator["name"], "operator"),
+        (ENV_ALLOWED_WORKSPACE, given["name"], "workspace"),
+    ]:
+        versions = (await admin.get(f"/workspaces/{workspace}/triggers/{name}/versions")).json()
+        assert [(v["version"], v["author"]) for v in versions] == [(1, author)]
 
 
 async def test_a_secret_of_workspace_a_cannot_be_resolved_by_workspace_b(
