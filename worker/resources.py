@@ -3,8 +3,9 @@
 The registry holds `${env:NAME}` and `${secret:NAME}` references; they are resolved here,
 from this worker's environment (connections are written by the operator) and the
 connection's own workspace's secrets, each time a step needs one (so the registry, the
-logs and the records never see a resolved value). One httpx client serves the whole process; each postgres
-connection gets a small pool, created on first use and replaced when its spec changes.
+logs and the records never see a resolved value). One httpx client serves the whole
+process; each postgres connection gets a small pool, created on first use and replaced when
+its spec or resolved DSN changes.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class Connections:
         # os.environ is read at each use, never copied: only this process's own variables.
         self._environ: Mapping[str, str] = os.environ if environ is None else environ
         self._specs: dict[Key, Connection] = {}
-        self._pools: dict[Key, tuple[PostgresConnection, asyncpg.Pool]] = {}
+        # Keyed by spec and resolved DSN: a workspace changing a `${secret:...}` in it is a new pool.
+        self._pools: dict[Key, tuple[PostgresConnection, str, asyncpg.Pool]] = {}
         self._opening = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
         self._follower: asyncio.Task[None] | None = None
@@ -70,7 +72,7 @@ class Connections:
             specs = await load_connections(db)
             self._workspace_secrets = await load_secrets(db, self._cipher)
         self._specs = specs
-        for key, (spec, pool) in list(self._pools.items()):
+        for key, (spec, _, pool) in list(self._pools.items()):
             if specs.get(key) != spec:
                 del self._pools[key]
                 self._close_later(pool)
@@ -110,8 +112,8 @@ class Connections:
         key = (workspace, name)
         async with self._opening:
             current = self._pools.get(key)
-            if current is not None and current[0] == spec:
-                return current[1], secrets
+            if current is not None and current[:2] == (spec, dsn):
+                return current[2], secrets
             try:
                 if self._own is None:
                     async with self._registry_pool.acquire() as db:
@@ -135,7 +137,9 @@ class Connections:
                 raise WorkflowError(f"connection {name}: {exc}") from None
             except _CONNECT_ERRORS as exc:
                 raise WorkflowError(scrub(f"connection {name}: cannot connect: {exc}", secrets)) from None
-            self._pools[key] = (spec, pool)
+            if current is not None:
+                self._close_later(current[2])
+            self._pools[key] = (spec, dsn, pool)
             return pool, secrets
 
     def _sources(self, workspace: str) -> Sources:
@@ -169,7 +173,7 @@ class Connections:
             self._follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._follower
-        for _, pool in self._pools.values():
+        for _, _, pool in self._pools.values():
             self._close_later(pool)
         self._pools.clear()
         if self._closing:

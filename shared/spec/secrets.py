@@ -123,11 +123,6 @@ def referenced_names(value: str) -> list[str]:
     return [name for kind, name in _EMBEDDED.findall(value) if kind == "env"]
 
 
-def referenced_secrets(value: str) -> list[str]:
-    """The NAME of every `${secret:NAME}` in `value`."""
-    return [name for kind, name in _EMBEDDED.findall(value) if kind == "secret"]
-
-
 def check_not_reserved(name: str) -> None:
     """ReservedSecret if `name` is one of hookline's own settings, whether it is set or not."""
     if name.upper() in _OWN_SETTINGS:
