@@ -245,3 +245,40 @@ async def test_the_cli_reads_a_secret_from_stdin_lists_names_only_and_a_basic_pa
         1,
         f"hookline: workspace {workspace} has no secret PARTNER_PW\n",
     )
+
+
+async def test_a_stored_workspace_definition_naming_another_tenants_variable_is_not_resolved_by_the_ingress(
+    stack: Services, db: Connection, workspace: str, demo_env: dict[str, str]
+) -> None:
+    # Stored before definitions were checked (or the operator allowed it once, then no more):
+    # the ingress still resolves a workspace's ${env:...} only as far as HOOKLINE_WORKSPACE_ENV says.
+    await apply_yaml(
+        db,
+        f"workspace: {workspace}\ntriggers:\n  - name: in\n"
+        "    auth: {type: hmac, preset: github, secret: '${env:TEST_HMAC_SECRET}'}\n"
+        "    workflow: [{id: seen, map: {ok: true}}]\n",
+    )
+    assert await signed_call(stack, workspace, "in", TEST_SECRETS["TEST_HMAC_SECRET"]) == 202
+    await db.execute(
+        "update triggers set author = 'workspace', version = version + 1,"
+        " spec = jsonb_set(spec, '{auth,secret}', '\"${env:DEMO_TARGET_KEY}\"')"
+        " where workspace = $1 and name = 'in'",
+        workspace,
+    )
+    body = b'{"n": 1}'
+
+    async def refused() -> httpx.Response | None:
+        async with httpx.AsyncClient(base_url=stack.base_url) as client:
+            answer = await client.post(
+                f"/hooks/{workspace}/in",
+                content=body,
+                headers=github_signature(demo_env["DEMO_TARGET_KEY"], body),
+            )
+        assert answer.status_code != 202, "another tenant's variable opened the trigger"
+        return answer if answer.status_code == 503 else None
+
+    answer = await eventually(refused)
+    assert (answer.status_code, answer.json()["detail"]) == (
+        503,
+        f"this trigger cannot check credentials: ${{env:DEMO_TARGET_KEY}} is not available to workspace {workspace}",
+    )
