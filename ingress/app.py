@@ -25,6 +25,7 @@ from ingress.replies import ReplyWaiter
 from ingress.samples import Samples
 from shared.db.notify import follow
 from shared.db.pool import DB_ERRORS, open_pool
+from shared.db.secrets import cipher_from
 from shared.logs import setup_logging
 from shared.runtime.heartbeats import Heartbeat
 from shared.settings import Settings, load_settings
@@ -43,6 +44,7 @@ def create_app(settings: Settings) -> Litestar:
     """Wire the registry, the publisher and the routes; resources open in the lifespan."""
     res = Resources()
     res.settings = settings
+    res.cipher = cipher_from(settings.secrets_key)  # a malformed key stops the start, not a call
 
     @asynccontextmanager
     async def resources(_: Litestar) -> AsyncIterator[None]:
@@ -51,7 +53,7 @@ def create_app(settings: Settings) -> Litestar:
             res.pool = await opened.enter_async_context(
                 open_pool(settings.database_url, min_size=1, max_size=5)
             )
-            res.registry = TriggerRegistry(res.pool)
+            res.registry = TriggerRegistry(res.pool, allowed_env=settings.allowed_env, cipher=res.cipher)
             waiter = ReplyWaiter()
             res.publisher = InvocationPublisher(settings, waiter)
             await res.registry.reload()

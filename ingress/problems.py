@@ -13,6 +13,7 @@ from ingress import errors
 from shared.broker.publishers import NotRouted, QueueFull
 from shared.db.keys import KeyRejected
 from shared.db.runlog import BadFilter
+from shared.db.secrets import SecretsNotConfigured
 from shared.db.triggers import TriggerExists
 from shared.errors import BrokerUnavailable, DatabaseUnavailable, HooklineError, NotFound, SpecError
 from shared.ops.deadletters import NotReplayable
@@ -58,6 +59,7 @@ STATUS: dict[type[HooklineError], tuple[int, str]] = {
     NotRouted: (503, "Trigger not ready"),
     BrokerUnavailable: (503, "Broker unavailable"),
     DatabaseUnavailable: (503, "Database unavailable"),
+    SecretsNotConfigured: (503, "Secrets not configured"),
 }
 
 

@@ -1,7 +1,9 @@
 """The trigger registry in memory: no database query on the hot path.
 
 Filled from PostgreSQL at start and reloaded on every registry notification (a revoked key
-stops working within the notification's round trip, well under a second).
+stops working within the notification's round trip, well under a second). HMAC secrets are
+resolved here, once per reload: from the workspace's own secrets, and from the environment
+as far as the trigger's author may (shared/spec/secrets.py).
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from ingress.auth.api_key import ApiKeys
 from ingress.auth.basic import BasicCredentials
 from ingress.auth.hmac import HmacSignature
 from shared.db.registry import RegistryRow, load_registry
+from shared.db.secrets import SecretCipher, load_secrets
 from shared.expressions import Expr, compile_template
 from shared.signatures.presets import idempotency_headers, scheme_from_spec
 from shared.signatures.verify import secret_bytes
 from shared.spec.model import ApiKeyAuth, Auth, BasicAuth, HmacAuth, OrderingKey, Trigger
-from shared.spec.secrets import MissingSecret, resolve
+from shared.spec.secrets import MissingSecret, Sources, sources_for
 from shared.wire import topology
 from shared.wire.ordering import compile_key
 
@@ -51,9 +54,9 @@ class TriggerEntry:
     idempotency_headers: tuple[str, ...] = ()  # where the idempotency key is read, first found
 
     @classmethod
-    def from_row(cls, row: RegistryRow, environ: Mapping[str, str]) -> TriggerEntry:
+    def from_row(cls, row: RegistryRow, sources: Sources) -> TriggerEntry:
         spec = row.spec
-        auth = authenticator_for(spec.auth, row.key_digests, environ)
+        auth = authenticator_for(spec.auth, row.key_digests, sources)
         # Credentials never travel to the workflow, whatever the trigger file lists.
         never = {"authorization", "x-api-key", "cookie", "proxy-authorization", *auth.credential_headers}
         return cls(
@@ -75,8 +78,8 @@ class TriggerEntry:
         )
 
 
-def authenticator_for(auth: Auth, digests: frozenset[bytes], environ: Mapping[str, str]) -> Authenticator:
-    """The verifier a trigger's `auth` asks for, with its secrets resolved from `environ`."""
+def authenticator_for(auth: Auth, digests: frozenset[bytes], sources: Sources) -> Authenticator:
+    """The verifier a trigger's `auth` asks for, with its secrets resolved from `sources`."""
     if isinstance(auth, ApiKeyAuth):
         return ApiKeys(digests)
     if isinstance(auth, BasicAuth):
@@ -86,7 +89,7 @@ def authenticator_for(auth: Auth, digests: frozenset[bytes], environ: Mapping[st
         scheme = scheme_from_spec(auth)
         try:
             secrets = [
-                secret_bytes(scheme, resolve(s, environ))
+                secret_bytes(scheme, sources.resolve(s))
                 for s in ([auth.secret] if isinstance(auth.secret, str) else auth.secret)
             ]
         except MissingSecret as exc:
@@ -99,9 +102,18 @@ def authenticator_for(auth: Auth, digests: frozenset[bytes], environ: Mapping[st
 class TriggerRegistry:
     """(workspace, trigger) -> TriggerEntry, replaced as a whole on every reload."""
 
-    def __init__(self, pool: asyncpg.Pool, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        environ: Mapping[str, str] | None = None,
+        *,
+        allowed_env: Mapping[str, frozenset[str]] | None = None,
+        cipher: SecretCipher | None = None,
+    ) -> None:
         self._pool = pool
         self._environ = os.environ if environ is None else environ
+        self._allowed_env = allowed_env or {}
+        self._cipher = cipher
         self._entries: dict[tuple[str, str], TriggerEntry] = {}
         self.loaded = False
 
@@ -112,10 +124,14 @@ class TriggerRegistry:
         """Read every live trigger and swap the table in one assignment."""
         async with self._pool.acquire() as connection:
             rows = await load_registry(connection)
+            secrets = await load_secrets(connection, self._cipher)
         entries = {}
         for row in rows:
+            sources = sources_for(
+                row.workspace, row.author, self._allowed_env, secrets.get(row.workspace, {}), self._environ
+            )
             try:
-                entries[(row.workspace, row.name)] = TriggerEntry.from_row(row, self._environ)
+                entries[(row.workspace, row.name)] = TriggerEntry.from_row(row, sources)
             except ValueError:
                 # Validated at apply; a stored spec that no longer compiles is skipped, loudly.
                 log.exception("trigger %s/%s cannot be loaded", row.workspace, row.name)

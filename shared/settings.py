@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 import re
@@ -14,6 +15,7 @@ from shared.errors import ConfigError
 
 STATE_DIR = Path(".hookline")
 STACK_FILE = "stack.json"
+SECRETS_KEY_FILE = "secrets.key"
 
 
 class Stack(msgspec.Struct, kw_only=True):
@@ -51,6 +53,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     trusted_proxies: str = ""
     log_level: str = "INFO"
     log_json: bool = True
+    # `${env:NAME}` a definition made with a workspace token may resolve: "demo=A,B;beta=C".
+    workspace_env: str = ""
+    # The key of workspace secrets at rest (`${secret:NAME}`): 32 random bytes, base64url.
+    secrets_key: str | None = None
+
     # Networks every workspace's http steps may reach although they are not public, comma
     # separated (`10.1.0.0/16,127.0.0.1:8099`; shared/spec/egress.py reads the entries).
     egress_allow: str = ""
@@ -71,10 +78,30 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
     @property
+    def allowed_env(self) -> dict[str, frozenset[str]]:
+        """HOOKLINE_WORKSPACE_ENV as {workspace: names}."""
+        return parse_workspace_env(self.workspace_env)
+
+    @property
     def public_url(self) -> str:
         """Base URL of the ingress as callers see it."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
         return f"http://{host}:{self.port}"
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parse_workspace_env(setting: str) -> dict[str, frozenset[str]]:
+    """`demo=A,B;beta=C` as {workspace: names}; ConfigError when malformed (the value is not echoed)."""
+    allowed: dict[str, frozenset[str]] = {}
+    for entry in filter(None, (part.strip() for part in setting.split(";"))):
+        workspace, equals, names = entry.partition("=")
+        listed = frozenset(n.strip() for n in names.split(",") if n.strip())
+        if not equals or not workspace.strip() or not all(_ENV_NAME.match(n) for n in listed):
+            raise ConfigError("HOOKLINE_WORKSPACE_ENV: expected workspace=NAME,NAME;workspace=NAME")
+        allowed[workspace.strip()] = allowed.get(workspace.strip(), frozenset()) | listed
+    return allowed
 
 
 def read_stack(state_dir: Path = STATE_DIR) -> Stack | None:
@@ -97,6 +124,26 @@ def write_stack(stack: Stack, state_dir: Path = STATE_DIR) -> None:
         out.write(msgspec.json.encode(stack))
 
 
+def secrets_key_file(state_dir: Path = STATE_DIR) -> str:
+    """`hookline up`'s HOOKLINE_SECRETS_KEY: made once, kept in `<state>/secrets.key` (owner-only).
+
+    Unlike the admin token (new each run, held in memory), it must survive restarts: the
+    secrets it encrypts live on in the stack's PostgreSQL data, and a new key would leave
+    every one of them unreadable. A deployment sets HOOKLINE_SECRETS_KEY from its own store.
+    """
+    path = state_dir / SECRETS_KEY_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    state_dir.mkdir(parents=True, exist_ok=True)
+    key = base64.urlsafe_b64encode(os.urandom(32)).decode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    return key
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None, state_dir: Path = STATE_DIR, **overrides: object
 ) -> Settings:
@@ -114,6 +161,9 @@ def load_settings(
         values.setdefault("database_url", stack.database_url)
         values.setdefault("port", stack.port)
         values.setdefault("amqp_prefix", stack.amqp_prefix)
+        key_file = state_dir / SECRETS_KEY_FILE
+        if "secrets_key" not in values and key_file.exists():
+            values["secrets_key"] = key_file.read_text().strip()  # the running stack's (hookline secrets)
     values.update({k: v for k, v in overrides.items() if v is not None})
     for required in ("database_url", "amqp_url"):
         if required not in values:
@@ -123,9 +173,11 @@ def load_settings(
             )
     try:
         # strict=False: msgspec reads "9000" as an int and "false" as a bool, by the field's type.
-        return msgspec.convert(values, Settings, strict=False)
+        settings = msgspec.convert(values, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(_named(str(exc))) from None
+    settings.allowed_env  # noqa: B018 (raises ConfigError now rather than at the first definition)
+    return settings
 
 
 _FIELD = re.compile(r" - at `\$\.(\w+)`$")

@@ -15,12 +15,14 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
 from shared.db.migrate import migrate
 from shared.db.pool import connect
+from shared.devstack.demo_erp import drop_demo_erp, prepare_demo_erp
 from shared.devstack.demo_target import DemoTarget
 from tests import servers
 from tests.stack import Services, services
@@ -31,6 +33,9 @@ TEST_SECRETS = {
     "TEST_WHSEC": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     "TEST_BASIC_PASSWORD": "correct horse battery staple",
 }
+# The stack's key for workspace secrets, and the one workspace allowed an `${env:NAME}` of its own.
+TEST_SECRETS_KEY = "2f5NGLb0GMpX0Rk3-0jS2s0rbG0n8eJ3p7Lq4x1Yv5U="
+ENV_ALLOWED_WORKSPACE = "env-allowed"
 
 
 @pytest.fixture(scope="session")
@@ -122,21 +127,76 @@ def demo_target() -> Iterator[DemoTarget]:
 
 
 @pytest.fixture(scope="session")
-def demo_env(demo_target: DemoTarget, database_url: str) -> dict[str, str]:
+def demo_erp_dsn(postgres_server_url: str) -> Iterator[str]:
+    """The demo ERP as `hookline up` makes it (its own database, a read-only role), this session's."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {"database": f"hookline_demo_erp_{suffix}", "role": f"hookline_demo_erp_{suffix}"}
+    yield asyncio.run(prepare_demo_erp(postgres_server_url, **names))
+    asyncio.run(drop_demo_erp(postgres_server_url, **names))
+
+
+@pytest.fixture(scope="session")
+def steps_database_url(postgres_server_url: str) -> Iterator[str]:
+    """A database of this session for `sql` steps, owned by a login role with no other right.
+
+    Steps refuse hookline's own database and superusers, so they never use `database_url`.
+    """
+    suffix = uuid.uuid4().hex[:8]
+    name = f"hookline_steps_{suffix}"
+    asyncio.run(_create_steps_database(postgres_server_url, name))
+    parts = urlsplit(postgres_server_url)
+    yield f"{parts.scheme}://{name}@{parts.netloc.rpartition('@')[2]}/{name}"
+    asyncio.run(drop_demo_erp(postgres_server_url, database=name, role=name))
+
+
+@pytest.fixture(scope="session")
+def step_dsns(steps_database_url: str, database_url: str, postgres_server_url: str) -> dict[str, str]:
+    """DSNs a `sql` step must refuse: hookline's own database (as the steps' role), a superuser."""
+    steps_role = urlsplit(steps_database_url).username
+    own = urlsplit(database_url)
+    superuser = urlsplit(postgres_server_url)
+    return {
+        "TEST_HOOKLINE_DB_DSN": f"{own.scheme}://{steps_role}@{own.netloc.rpartition('@')[2]}{own.path}",
+        "TEST_SUPERUSER_DSN": steps_database_url.replace(f"{steps_role}@", f"{superuser.username}@", 1),
+    }
+
+
+async def _create_steps_database(url: str, name: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(f'create role "{name}" login')
+        await connection.execute(f'create database "{name}" owner "{name}"')
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def demo_env(demo_target: DemoTarget, demo_erp_dsn: str) -> dict[str, str]:
     """What the connections of examples/*.yaml reference, as `hookline up` sets it."""
     return {
         "DEMO_TARGET_URL": demo_target.url,
         "DEMO_TARGET_KEY": demo_target.api_key,
-        "DEMO_ERP_DSN": database_url,
+        "DEMO_ERP_DSN": demo_erp_dsn,
     }
 
 
 @pytest.fixture(scope="session")
 def stack(
-    amqp_url: str, database_url: str, amqp_prefix: str, log_dir: Path, demo_env: dict[str, str]
+    amqp_url: str,
+    database_url: str,
+    amqp_prefix: str,
+    log_dir: Path,
+    demo_env: dict[str, str],
+    step_dsns: dict[str, str],
 ) -> Iterator[Services]:
     """Dispatcher, two workers and an ingress, shared by the session's integration tests."""
-    env = {**TEST_SECRETS, **demo_env}
+    env = {
+        **TEST_SECRETS,
+        **demo_env,
+        **step_dsns,
+        "HOOKLINE_SECRETS_KEY": TEST_SECRETS_KEY,
+        "HOOKLINE_WORKSPACE_ENV": f"{ENV_ALLOWED_WORKSPACE}=TEST_HMAC_SECRET",
+    }
     with services(amqp_url, database_url, log_dir, workers=2, prefix=amqp_prefix, extra_env=env) as running:
         yield running
 

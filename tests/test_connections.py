@@ -29,8 +29,8 @@ async def apply(db: Connection, workspace: str, dsn: str = "${env:ERP_DSN}") -> 
 
 
 @pytest.fixture
-async def environ(database_url: str) -> dict[str, str]:
-    return {"CRM_URL": "https://crm.example.com", "CRM_TOKEN": "tok-8d1e55", "ERP_DSN": database_url}
+async def environ(steps_database_url: str) -> dict[str, str]:
+    return {"CRM_URL": "https://crm.example.com", "CRM_TOKEN": "tok-8d1e55", "ERP_DSN": steps_database_url}
 
 
 @pytest.fixture
@@ -93,7 +93,12 @@ async def test_the_wrong_kind_of_connection_is_refused(
 
 
 async def test_a_changed_connection_reaches_a_running_worker_and_secrets_stay_out_of_errors(
-    db: Connection, workspace: str, connections: Connections, database_url: str, environ: dict[str, str]
+    db: Connection,
+    workspace: str,
+    connections: Connections,
+    database_url: str,
+    steps_database_url: str,
+    environ: dict[str, str],
 ) -> None:
     await apply(db, workspace)
     connections.start(database_url)
@@ -106,7 +111,7 @@ async def test_a_changed_connection_reaches_a_running_worker_and_secrets_stay_ou
     assert first.output == [{"one": 1}]
 
     # Same server, a database that does not exist, its name a secret from the environment.
-    base = database_url.rsplit("/", 1)[0]
+    base = steps_database_url.rsplit("/", 1)[0]
     environ["ERP_DB"] = "secret-db-name-4471"
     changes = await apply(db, workspace, dsn=base + "/${env:ERP_DB}")
     assert changes[2] == f"connection {workspace}/erp: updated"
@@ -116,16 +121,17 @@ async def test_a_changed_connection_reaches_a_running_worker_and_secrets_stay_ou
         return outcome.error if not outcome.ok else None
 
     error = await eventually(failed, timeout=10)
-    assert error == 'step q (sql): connection erp: database "[redacted]" does not exist'
+    assert error == 'step q (sql): connection erp: cannot connect: database "[redacted]" does not exist'
 
 
 async def test_the_password_of_a_dsn_is_a_secret_of_its_own(
-    db: Connection, workspace: str, connections: Connections, environ: dict[str, str]
+    db: Connection, workspace: str, connections: Connections, environ: dict[str, str], steps_database_url: str
 ) -> None:
     await apply(db, workspace)
-    environ["ERP_DSN"] = "postgresql://app:pw-5e2c91@127.0.0.1:1/erp"
+    dsn = steps_database_url.replace("@", ":pw-5e2c91@", 1)  # the tests' server trusts 127.0.0.1
+    environ["ERP_DSN"] = dsn
     _, secrets = await connections.postgres(workspace, "erp")
-    assert sorted(secrets) == ["postgresql://app:pw-5e2c91@127.0.0.1:1/erp", "pw-5e2c91"]
+    assert sorted(secrets) == [dsn, "pw-5e2c91"]
 
 
 async def test_a_stored_reference_to_hooklines_own_settings_is_not_resolved_by_the_worker(

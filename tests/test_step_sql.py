@@ -1,4 +1,4 @@
-"""The `sql` step on a real PostgreSQL (the session's database), through a worker's Connections."""
+"""The `sql` step on a real PostgreSQL (the session's steps database), through a worker's Connections."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.db.pool import Connection, create_pool
+from shared.db.pool import Connection, connect, create_pool
 from tests.helpers import apply_yaml
 from tests.workflow_runs import invocation, workflow_of
 from worker.engine import Workflow
@@ -18,14 +18,21 @@ ERP = "erp: {type: postgres, dsn: '${env:TEST_ERP_DSN}', pool_size: 2}"
 
 
 @pytest.fixture
-async def stock(db: Connection) -> AsyncIterator[str]:
+async def erp(steps_database_url: str) -> AsyncIterator[Connection]:
+    """A connection to the steps' database, as its owner."""
+    async with connect(steps_database_url) as connection:
+        yield connection
+
+
+@pytest.fixture
+async def stock(erp: Connection) -> AsyncIterator[str]:
     """A table of this test, with three rows."""
     table = f"stock_{uuid.uuid4().hex[:8]}"
-    await db.execute(
+    await erp.execute(
         f"create table {table} (item text, warehouse text, on_hand int, price numeric(10, 2),"
         " counted_at timestamptz, batch uuid, meta jsonb, primary key (item, warehouse))"
     )
-    await db.execute(
+    await erp.execute(
         f"insert into {table} values"
         " ('A-100', 'Gothenburg', 120, 9.50, '2025-01-31T12:00:00Z', '7f9c24e8-3b1a-4d5e-9f00-0c1d2e3f4a5b',"
         " '{\"bin\": [1, 2]}'),"
@@ -33,15 +40,17 @@ async def stock(db: Connection) -> AsyncIterator[str]:
         " ('B-200', 'Gothenburg', 0, 0.25, null, null, null)"
     )
     yield table
-    await db.execute(f"drop table {table}")
+    await erp.execute(f"drop table {table}")
 
 
 @pytest.fixture
-async def connections(database_url: str, db: Connection, workspace: str) -> AsyncIterator[Connections]:
+async def connections(
+    database_url: str, steps_database_url: str, db: Connection, workspace: str
+) -> AsyncIterator[Connections]:
     """The worker's Connections with `erp` applied to this test's workspace."""
     await apply_yaml(db, f"workspace: {workspace}\nconnections:\n  {ERP}\n")
     pool = await create_pool(database_url, max_size=2)
-    resources = Connections(pool, environ={"TEST_ERP_DSN": database_url})
+    resources = Connections(pool, environ={"TEST_ERP_DSN": steps_database_url})
     yield resources
     await resources.close()
     await pool.close()
@@ -104,7 +113,7 @@ async def test_a_json_column_is_text_for_from_json_and_a_jsonb_column_a_value(
 
 
 async def test_a_value_from_the_request_is_bound_never_spliced(
-    connections: Connections, stock: str, workspace: str, db: Connection
+    connections: Connections, stock: str, workspace: str, erp: Connection
 ) -> None:
     workflow = workflow_of(
         query(f"select item from {stock} where item = $1", '["{{ request.body.item }}"]'),
@@ -114,11 +123,11 @@ async def test_a_value_from_the_request_is_bound_never_spliced(
     for attack in ("A-100' or '1'='1", f"x'; drop table {stock}; --"):
         outcome = await run(workflow, workspace, {"item": attack})
         assert (outcome.ok, outcome.output) == (True, [])
-    assert await db.fetchval(f"select count(*) from {stock}") == 3
+    assert await erp.fetchval(f"select count(*) from {stock}") == 3
 
 
 async def test_a_write_with_returning_gives_its_rows(
-    connections: Connections, stock: str, workspace: str, db: Connection
+    connections: Connections, stock: str, workspace: str, erp: Connection
 ) -> None:
     workflow = workflow_of(
         query(
@@ -130,7 +139,7 @@ async def test_a_write_with_returning_gives_its_rows(
     )
     outcome = await run(workflow, workspace, {"n": 4})
     assert outcome.output == [{"item": "C-300", "on_hand": 4}]
-    assert await db.fetchval(f"select on_hand from {stock} where item = 'C-300'") == 4
+    assert await erp.fetchval(f"select on_hand from {stock} where item = 'C-300'") == 4
 
 
 @pytest.mark.parametrize(

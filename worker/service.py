@@ -23,6 +23,7 @@ from shared.db.notify import follow
 from shared.db.pauses import paused_triggers
 from shared.db.pool import open_pool
 from shared.db.retry import retry_db
+from shared.db.secrets import cipher_from
 from shared.runtime.heartbeats import Heartbeat
 from shared.runtime.probes import database_ready, start_probes
 from shared.settings import Settings
@@ -69,7 +70,9 @@ class Worker:
             self._pool = await resources.enter_async_context(
                 open_pool(self.settings.database_url, min_size=1, max_size=4)
             )
-            self._connections = Connections(self._pool, egress_allow=egress_allow)
+            self._connections = Connections(
+                self._pool, egress_allow=egress_allow, cipher=cipher_from(self.settings.secrets_key)
+            )
             self._connections.start(self.settings.database_url)
             resources.push_async_callback(self._connections.close)
             self._recorder = Recorder(self._pool)

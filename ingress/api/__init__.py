@@ -11,7 +11,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from ingress.api import deadletters, egress, executions, keys, queues, tokens, triggers, workspaces
+from ingress.api import deadletters, egress, executions, keys, queues, secrets, tokens, triggers, workspaces
 from ingress.api.access import scope_provider
 from ingress.api.health import health_routes
 from ingress.api.resources import MAX_BODY_BYTES, Resources
@@ -20,7 +20,7 @@ from ingress.problems import problem_response
 
 __all__ = ["Resources", "api_router", "health_routes", "openapi_config", "status_route"]
 
-MODULES = (workspaces, triggers, egress, keys, executions, deadletters, queues, tokens)
+MODULES = (workspaces, triggers, egress, keys, secrets, executions, deadletters, queues, tokens)
 
 
 def api_router(res: Resources) -> Router:

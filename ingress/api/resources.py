@@ -7,6 +7,7 @@ import asyncpg
 from ingress.hooks import Hooks
 from ingress.publishing import InvocationPublisher
 from ingress.registry import TriggerRegistry
+from shared.db.secrets import SecretCipher
 from shared.settings import Settings
 
 # The largest body the management API and the console read (a trigger definition, a form),
@@ -22,3 +23,4 @@ class Resources:
     publisher: InvocationPublisher
     registry: TriggerRegistry
     settings: Settings
+    cipher: SecretCipher | None  # workspace secrets; None when HOOKLINE_SECRETS_KEY is not set

@@ -28,7 +28,7 @@ from shared.db.triggers import (
     list_triggers,
     list_versions,
 )
-from shared.spec.egress import operator_allow
+from shared.spec.egress import AllowEntry, operator_allow
 
 
 class TriggerView(msgspec.Struct, kw_only=True):
@@ -72,15 +72,25 @@ def applied(change: Change) -> Applied:
     )
 
 
+def _author(res: Resources, access: Scope, egress_allow: tuple[AllowEntry, ...]) -> dict[str, Any]:
+    """Who defines a trigger: the admin token is the operator's, a workspace token the workspace's.
+
+    The workspace's `${env:NAME}` may name only what the operator allowed it, and its
+    definitions are held to the egress policy (`egress_allow` and its own list).
+    """
+    return {
+        "author": OPERATOR if access.admin else WORKSPACE,
+        "allowed_env": res.settings.allowed_env,
+        "cipher": res.cipher,
+        "egress_allow": egress_allow,
+    }
+
+
 def routes(res: Resources) -> list[Any]:
     """The trigger handlers."""
     base = "/workspaces/{workspace:str}/triggers"
     public = res.settings.public_url
     egress_allow = operator_allow(res.settings.egress_allow)
-
-    def writer(access: Scope) -> dict[str, Any]:
-        # Who writes the version: the admin token is the operator's, a workspace token a tenant's.
-        return {"written_by": OPERATOR if access.admin else WORKSPACE, "egress_allow": egress_allow}
 
     @get(base, summary="List a workspace's triggers")
     async def list_all(access: Scope, workspace: str, deleted: bool = False) -> list[TriggerView]:
@@ -92,7 +102,11 @@ def routes(res: Resources) -> list[Any]:
     async def create(access: Scope, workspace: str, data: dict[str, Any]) -> Applied:
         access.check(workspace)
         async with database(res) as connection:
-            return applied(await define_trigger(connection, workspace, data, create=True, **writer(access)))
+            return applied(
+                await define_trigger(
+                    connection, workspace, data, create=True, **_author(res, access, egress_allow)
+                )
+            )
 
     @get(base + "/{name:str}", summary="Show a trigger and its current definition")
     async def show(access: Scope, workspace: str, name: str) -> TriggerView:
@@ -106,7 +120,7 @@ def routes(res: Resources) -> list[Any]:
         access.check(workspace)
         async with database(res) as connection:
             change = await define_trigger(
-                connection, workspace, data, create=False, name=name, **writer(access)
+                connection, workspace, data, create=False, name=name, **_author(res, access, egress_allow)
             )
             return applied(change)
 

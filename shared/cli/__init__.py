@@ -15,6 +15,7 @@ from shared.cli.commands import (
     keys,
     lanes,
     registry,
+    secrets,
     status,
     tokens,
     triggers,
@@ -22,7 +23,7 @@ from shared.cli.commands import (
 from shared.errors import HooklineError
 
 SERVICES = ("ingress", "dispatcher", "worker")
-COMMANDS = (registry, triggers, egress, keys, tokens, executions, dlq, lanes, status, bench)
+COMMANDS = (registry, triggers, egress, keys, tokens, secrets, executions, dlq, lanes, status, bench)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,12 +27,12 @@ from shared.db.keys import create_key, revoke_keys_labelled
 from shared.db.migrate import migrate
 from shared.db.pool import connect
 from shared.db.registry import apply_workspace
-from shared.devstack.demo_erp import prepare_demo_erp
+from shared.devstack.demo_erp import demo_erp_names, prepare_demo_erp
 from shared.devstack.localservers import LocalPostgres, LocalRabbitMQ
 from shared.devstack.localservers.ports import free_port, port_is_free
 from shared.devstack.localservers.processes import _die_with_parent
 from shared.errors import HooklineError
-from shared.settings import STATE_DIR, Stack, write_stack
+from shared.settings import STATE_DIR, Stack, secrets_key_file, write_stack
 from shared.spec.loader import load_file
 from shared.spec.model import ApiKeyAuth
 
@@ -65,16 +65,20 @@ def run_stack(workers: int, examples: Path) -> int:
             LocalPostgres(state / "postgres"), servers
         )
         admin_token = os.environ.get("HOOKLINE_ADMIN_TOKEN") or _admin_token(state)
-        demo = _demo_env(database_url)
-        keys, triggers = asyncio.run(
-            _prepare(database_url, sorted(examples.glob("*.y*ml")), demo_erp="DEMO_ERP_DSN" not in os.environ)
-        )
+        secrets_key = os.environ.get("HOOKLINE_SECRETS_KEY") or secrets_key_file(state)
+        demo = _demo_env()
+        keys, triggers = asyncio.run(_prepare(database_url, sorted(examples.glob("*.y*ml"))))
+        if "DEMO_ERP_DSN" not in os.environ:
+            # The stock-at-hand example's `erp`: a database and read-only role of its own,
+            # never hookline's database nor its superuser (a workspace's SQL runs as that role).
+            demo["DEMO_ERP_DSN"] = asyncio.run(prepare_demo_erp(database_url, **demo_erp_names(database_url)))
         env = {
             **demo,  # what the examples' connections reference; the user's own variables win
             **os.environ,
             "HOOKLINE_AMQP_URL": amqp_url,
             "HOOKLINE_DATABASE_URL": database_url,
             "HOOKLINE_ADMIN_TOKEN": admin_token,
+            "HOOKLINE_SECRETS_KEY": secrets_key,
             "HOOKLINE_PORT": str(port),
             "HOOKLINE_LOG_JSON": os.environ.get("HOOKLINE_LOG_JSON", "false"),
         }
@@ -158,28 +162,23 @@ def _lock_folder(state: Path) -> int | None:
     return fd
 
 
-def _demo_env(database_url: str) -> dict[str, str]:
-    """The demo target's port, URL and key (fresh each run), and the demo ERP's DSN."""
+def _demo_env() -> dict[str, str]:
+    """The demo target's port, URL and key (fresh each run)."""
     # 8099 when nothing listens there, else any free port (the demo target is ours).
     port = os.environ.get("HOOKLINE_DEMO_TARGET_PORT") or str(8099 if port_is_free(8099) else free_port())
     return {
         "DEMO_TARGET_PORT": port,
         "DEMO_TARGET_URL": f"http://127.0.0.1:{port}",
         "DEMO_TARGET_KEY": secrets.token_urlsafe(16),
-        "DEMO_ERP_DSN": database_url,
     }
 
 
-async def _prepare(
-    database_url: str, files: list[Path], demo_erp: bool = True
-) -> tuple[dict[str, str], list[str]]:
+async def _prepare(database_url: str, files: list[Path]) -> tuple[dict[str, str], list[str]]:
     """Migrate, apply the examples, and make a fresh demo key for their API-key triggers."""
     workspaces = [ws for path in files for ws in load_file(path)]
     urls = []
     async with connect(database_url) as connection:
         await migrate(connection)
-        if demo_erp:
-            await prepare_demo_erp(connection)  # the stock-at-hand example's `erp` database
         async with connection.transaction():
             for workspace in workspaces:
                 await apply_workspace(connection, workspace)

@@ -6,6 +6,7 @@ defined over HTTP is validated and versioned exactly as one applied from a file.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,10 +17,12 @@ from shared.db.connections import load_connections
 from shared.db.egress import workspace_allow
 from shared.db.pool import Connection
 from shared.db.registry import OPERATOR, Change, apply_workspace
+from shared.db.secrets import SecretCipher
 from shared.errors import HooklineError, NotFound, SpecError
 from shared.spec.checks import check_egress
 from shared.spec.egress import AllowEntry, EgressPolicy
 from shared.spec.loader import load_document
+from shared.spec.secrets import AuthorKind
 from shared.spec.types import enc_hook
 
 _to_json = msgspec.json.Encoder(enc_hook=enc_hook).encode
@@ -70,7 +73,7 @@ class TriggerVersion:
     version: int
     created_at: datetime
     spec: Any
-    written_by: str  # operator (`hookline apply`, the admin token) or workspace (a workspace token)
+    author: str  # operator (hookline apply, the admin token) or workspace (its token)
 
 
 def public_spec(spec: Any) -> Any:
@@ -137,7 +140,7 @@ async def get_trigger(connection: Connection, workspace: str, name: str) -> tupl
 async def list_versions(connection: Connection, workspace: str, name: str) -> list[TriggerVersion]:
     """Every version ever applied, newest first (a deleted trigger's too)."""
     rows = await connection.fetch(
-        "select v.version, v.created_at, v.spec, v.written_by from trigger_versions v"
+        "select v.version, v.created_at, v.spec, v.author from trigger_versions v"
         " join triggers t on t.id = v.trigger_id where t.workspace = $1 and t.name = $2"
         " order by v.version desc",
         workspace,
@@ -145,9 +148,7 @@ async def list_versions(connection: Connection, workspace: str, name: str) -> li
     )
     if not rows:
         raise NotFound(f"no trigger {workspace}/{name}")
-    return [
-        TriggerVersion(r["version"], r["created_at"], public_spec(r["spec"]), r["written_by"]) for r in rows
-    ]
+    return [TriggerVersion(r["version"], r["created_at"], public_spec(r["spec"]), r["author"]) for r in rows]
 
 
 async def define_trigger(
@@ -157,15 +158,19 @@ async def define_trigger(
     *,
     create: bool,
     name: str | None = None,
-    written_by: str = OPERATOR,
+    author: AuthorKind = "workspace",
+    allowed_env: Mapping[str, frozenset[str]] | None = None,
+    cipher: SecretCipher | None = None,
     egress_allow: tuple[AllowEntry, ...] = (),
 ) -> Change:
     """Validate a trigger as written in a trigger file and apply it (a new version if changed).
 
     `create` refuses a name a live trigger has; otherwise the trigger must exist. The
     workspace's connections take part in the validation, as in a file that declares them.
-    A workspace token's definition (`written_by`) is held to the egress policy: the
-    operator's `egress_allow` and the workspace's own list.
+    `author` is who defines it (the admin token: the operator; a workspace token: the
+    workspace, whose `${env:NAME}` may name only `allowed_env[workspace]`).
+    It is held to the egress policy unless the operator wrote it: the operator's `egress_allow`
+    and the workspace's own list.
     """
     if not isinstance(definition, dict):
         raise SpecError("a trigger definition must be a JSON object")
@@ -200,14 +205,16 @@ async def define_trigger(
             "triggers": [definition],
         }
         (parsed,) = [load_document(document, "definition")]
-        if written_by != OPERATOR:
+        if author != OPERATOR:
             policy = EgressPolicy(egress_allow).with_allowed(await workspace_allow(connection, workspace))
             try:
                 for trigger in parsed.triggers:
                     check_egress(trigger, policy)
             except SpecError as exc:
                 raise SpecError(f"definition: {exc}") from None
-        changes = await apply_workspace(connection, parsed, written_by)
+        changes = await apply_workspace(
+            connection, parsed, author=author, allowed_env=allowed_env, cipher=cipher
+        )
     return next(c for c in changes if c.trigger is not None)
 
 

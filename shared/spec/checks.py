@@ -45,11 +45,11 @@ from shared.spec.steps import (
     walk_steps,
 )
 
-# `${env:NAME}` anywhere in a string (shared/spec/secrets.py resolves the same syntax).
-_REFERENCE = re.compile(r"\$\{env:[A-Za-z_][A-Za-z0-9_]*\}")
+# `${env:NAME}` or `${secret:NAME}` anywhere in a string (shared/spec/secrets.py resolves them).
+_REFERENCE = re.compile(r"\$\{(?:env|secret):[A-Za-z_][A-Za-z0-9_]*\}")
 # What a URL holds that is filled in only when it is used: a reference, or an expression
 # (closed by the first `}}`, as shared/expressions reads it).
-_FILLED_LATER = re.compile(r"(\$\{env:[A-Za-z_][A-Za-z0-9_]*\})|\{\{.*?\}\}", re.DOTALL)
+_FILLED_LATER = re.compile(r"(\$\{(?:env|secret):[A-Za-z_][A-Za-z0-9_]*\})|\{\{.*?\}\}", re.DOTALL)
 # Stand-ins while the URL's shape is checked: `0` passes as a host, a port, a user or a path,
 # so `http://${env:HOST}/`, `db:${env:PORT}` and `:{{ x }}` parse; the marks tell a password
 # that is exactly one reference from one written out (neither is a character a file's URL holds).
@@ -249,7 +249,7 @@ def _templates(
         for index, item in enumerate(value):
             _templates(where, f"{field}[{index}]", item, roots, order)
     elif isinstance(value, str):
-        if "${env:" in value:
+        if "${env:" in value or "${secret:" in value:
             raise SpecError(
                 f"{where}, field {field}: ${{env:...}} is read only in connections; "
                 "declare a connection that holds the secret and use it here"
@@ -300,7 +300,7 @@ def _check_connection(where: str, connection: Connection) -> None:
             _check_dsn(where, connection.dsn)
         return
     _references(where, "base_url", connection.base_url)
-    if not connection.base_url.startswith(("http://", "https://", "${env:")):
+    if not connection.base_url.startswith(("http://", "https://", "${env:", "${secret:")):
         raise SpecError(f"{where}, field base_url: must start with http:// or https://")
     if _literal_password(_split(where, "base_url", connection.base_url)):
         raise SpecError(
@@ -358,7 +358,7 @@ def _split(where: str, field: str, url: str) -> SplitResult:
         raise SpecError(f"{where}, field {field}: not a valid URL ({exc})") from None
 
 
-_IPV6_FILLED_LATER = re.compile(r"\[(?:\$\{env:[^}]*\}|\{\{.*?\}\})\]")
+_IPV6_FILLED_LATER = re.compile(r"\[(?:\$\{(?:env|secret):[^}]*\}|\{\{.*?\}\})\]")
 
 
 def _mark(match: re.Match[str]) -> str:

@@ -18,7 +18,7 @@ from shared.spec.types import Duration
 from shared.wire.ordering import compile_key
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
-_ENV_REFERENCE = re.compile(r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$")
+_REFERENCE = re.compile(r"^\$\{(?:env|secret):[A-Za-z_][A-Za-z0-9_]*\}$")
 
 
 # --- authentication -------------------------------------------------------------------
@@ -33,7 +33,7 @@ class ApiKeyAuth(Spec, tag="api_key", tag_field="type", frozen=True):
 
 
 class BasicAuth(Spec, tag="basic", tag_field="type", frozen=True):
-    """HTTP Basic: a username and a password (literal or `${env:NAME}`), stored hashed."""
+    """HTTP Basic: a username and a password (literal, `${env:NAME}` or `${secret:NAME}`), stored hashed."""
 
     username: Annotated[str, msgspec.Meta(min_length=1)]
     password: str | None = None
@@ -67,10 +67,10 @@ class HmacAuth(Spec, tag="hmac", tag_field="type", frozen=True):
         if not secrets:
             raise ValueError("hmac needs at least one secret")
         for secret in secrets:
-            if not _ENV_REFERENCE.match(secret):
+            if not _REFERENCE.match(secret):
                 raise ValueError(
-                    "an hmac secret must be a reference to an environment variable, such as "
-                    '"${env:GITHUB_SECRET}", so that it is never stored in plain text'
+                    "an hmac secret must be a reference to a secret of the workspace or an environment "
+                    'variable, such as "${secret:GITHUB_SECRET}", so that it is never stored in plain text'
                 )
 
 

@@ -193,13 +193,13 @@ async def test_an_operator_applying_a_workspace_written_trigger_adopts_it_as_a_n
     await apply_yaml(db, f"workspace: {workspace}\n{same}\n")
     await apply_yaml(db, f"workspace: {workspace}\n{same}\n")  # once adopted, unchanged
     rows = await db.fetch(
-        "select v.version, v.written_by from trigger_versions v join triggers t on t.id = v.trigger_id"
+        "select v.version, v.author from trigger_versions v join triggers t on t.id = v.trigger_id"
         " where t.workspace = $1 and t.name = 'probe' order by v.version",
         workspace,
     )
-    assert [(r["version"], r["written_by"]) for r in rows] == [(1, "workspace"), (2, "operator")]
+    assert [(r["version"], r["author"]) for r in rows] == [(1, "workspace"), (2, "operator")]
     versions = (await tenant.get(f"/workspaces/{workspace}/triggers/probe/versions")).json()
-    assert [(v["version"], v["written_by"]) for v in versions] == [(2, "operator"), (1, "workspace")]
+    assert [(v["version"], v["author"]) for v in versions] == [(2, "operator"), (1, "workspace")]
 
 
 async def test_the_operator_sets_a_workspace_egress_allow_list_from_the_command_line(

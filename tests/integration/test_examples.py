@@ -15,7 +15,6 @@ import pytest
 
 from shared.db.pool import Connection
 from shared.db.registry import apply_workspace
-from shared.devstack.demo_erp import prepare_demo_erp
 from shared.devstack.demo_target import DemoTarget
 from shared.spec.loader import load_file
 from tests.helpers import eventually, finished_execution, new_key
@@ -26,9 +25,8 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 @pytest.fixture
 async def key(db: Connection, stack: Services) -> str:
-    """Apply every example (idempotent), create the demo ERP, and a key for all demo triggers."""
+    """Apply every example (idempotent) and a key for all demo triggers (the demo ERP is the session's)."""
     workspaces = [w for path in EXAMPLES for w in load_file(path)]
-    await prepare_demo_erp(db)
     async with db.transaction():
         for workspace in workspaces:
             await apply_workspace(db, workspace)

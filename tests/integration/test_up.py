@@ -24,6 +24,7 @@ import asyncpg
 import httpx
 import pytest
 
+from shared.devstack.demo_erp import demo_erp_names, drop_demo_erp
 from shared.settings import Stack, read_stack
 from tests.cleanup import cleanup
 from tests.helpers import eventually
@@ -46,6 +47,7 @@ def up_database(postgres_server_url: str) -> Iterator[str]:
     asyncio.run(admin(f'create database "{name}"'))
     yield f"{base}/{name}"
     asyncio.run(admin(f'drop database if exists "{name}" with (force)'))
+    asyncio.run(drop_demo_erp(postgres_server_url, **demo_erp_names(f"{base}/{name}")))
 
 
 def _processes_with(marker: str) -> list[str]:
@@ -171,6 +173,8 @@ async def test_up_answers_the_readme_calls_keeps_no_secret_and_stops_on_ctrl_c(
         assert read_stack(state) == Stack(
             amqp_url=amqp_url, database_url=up_database, port=port, amqp_prefix=prefix
         )
+        # The secrets key outlives the run (the secrets it encrypts do), readable by its owner only.
+        assert (state / "secrets.key").stat().st_mode & 0o777 == 0o600
         for path in state.rglob("*"):
             if path.is_file():
                 data = path.read_bytes()

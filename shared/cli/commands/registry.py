@@ -10,6 +10,7 @@ from shared.cli.commands import runs
 from shared.db.migrate import migrate
 from shared.db.pool import connect
 from shared.db.registry import apply_workspace
+from shared.db.secrets import cipher_from
 from shared.settings import Settings
 from shared.spec.loader import load_file
 
@@ -41,8 +42,9 @@ async def _migrate(settings: Settings, _: argparse.Namespace) -> int:
 async def _apply(settings: Settings, ns: argparse.Namespace) -> int:
     workspaces = [ws for path in ns.files for ws in load_file(path)]  # all valid, or nothing changes
     changes = []
+    cipher = cipher_from(settings.secrets_key)  # a Basic password may be a ${secret:NAME}
     async with connect(settings.database_url) as connection, connection.transaction():
         for workspace in workspaces:
-            changes.extend(await apply_workspace(connection, workspace))
+            changes.extend(await apply_workspace(connection, workspace, author="operator", cipher=cipher))
     print("\n".join(str(change) for change in changes))  # once committed: a refused apply changed nothing
     return 0

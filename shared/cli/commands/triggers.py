@@ -88,7 +88,7 @@ async def _versions(settings: Settings, ns: argparse.Namespace) -> int:
     if ns.json:
         print_json(versions)
         return 0
-    rows = ((str(v.version), when(v.created_at), v.written_by) for v in versions)
+    rows = ((str(v.version), when(v.created_at), v.author) for v in versions)
     print_table([("VERSION", "CREATED", "WRITTEN BY"), *rows])
     return 0
 

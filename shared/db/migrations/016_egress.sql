@@ -1,11 +1,6 @@
--- Who wrote each trigger version: the operator (`hookline apply`, the admin token) or a
--- workspace token. An http step's literal `url` in an operator's version is called as
--- written; in a workspace's version it is held to the egress policy, as is every target
--- that comes from an expression. Versions written before this was recorded count as a
--- workspace's: the safe side (an operator re-applying the file adopts them).
-alter table trigger_versions
-    add column written_by text not null default 'workspace'
-        check (written_by in ('operator', 'workspace'));
+-- Who wrote each trigger version is trigger_versions.author (migration 011): an http step's
+-- literal `url` in an operator's version is called as written; in a workspace's version it is
+-- held to the egress policy, as is every target that comes from an expression.
 
 -- Networks a workspace's http steps may reach beyond the public internet, set by the admin
 -- only (HOOKLINE_EGRESS_ALLOW opens networks to every workspace). Entries as in the
