@@ -142,6 +142,11 @@ class Delivery:
     def type(self) -> str | None:
         return self._properties.message_type
 
+    @property
+    def settled(self) -> bool:
+        """Whether this worker acked, rejected or nacked it already."""
+        return self._settled
+
     def _take(self) -> int:
         # Settling twice would make the broker close the channel (unknown delivery tag).
         if self._settled or self.delivery_tag is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import aiormq
@@ -14,7 +15,7 @@ from shared.broker.publishers import ReplyPublisher
 from shared.db.executions import ExecutionRecord, Status, recorded_state
 from shared.db.lanes import mark_dead
 from shared.db.pool import DB_ERRORS
-from shared.errors import BrokerUnavailable
+from shared.errors import BrokerUnavailable, RecordRefused
 from shared.wire.messages import Invocation, Reply, reply_encoder
 from worker import metrics
 from worker.deliveries import Delivery
@@ -50,30 +51,85 @@ class Reporter:
         self._output_limit = output_limit  # bytes of JSON kept, as for each step's output
 
     async def record(self, invocation: Invocation, finished: Finished, status: Status) -> None:
-        """Return once the record is committed (waits out a database outage)."""
+        """Return once the record is committed (waits out a database outage).
+
+        A record the database refuses (or that cannot be encoded: a body nested too deep)
+        is replaced by a minimal failed one, and RecordRefused tells the caller to
+        dead-letter the message: it would be refused again on every delivery.
+        """
+        try:
+            await self._recorder.record(self._record_of(invocation, finished, status))
+        except Exception as exc:  # noqa: BLE001 - any refusal; an outage never gets here
+            await self._record_refused(invocation, finished, exc)
+            raise RecordRefused(f"the execution could not be recorded ({type(exc).__name__})") from None
+        self._observe(invocation, finished, status)
+
+    async def _record_refused(self, invocation: Invocation, finished: Finished, exc: Exception) -> None:
+        error = (
+            f"the execution could not be recorded ({type(exc).__name__}); this minimal record"
+            " stands in for it and the message was dead-lettered"
+        )
+        await self.record_lost(invocation, error, finished)
+
+    async def record_lost(self, invocation: Invocation, error: str, finished: Finished | None = None) -> None:
+        """A minimal dead record (id, trigger, error) for a run whose own record is not to be
+        had; it replaces what was recorded before. Logged, not raised, when refused too."""
+        if finished is None:
+            # Counted on from the record: an upsert with fewer runs than recorded is ignored.
+            runs, _ = await self.recorded(invocation)
+            now = time.time()
+            finished = Finished(Outcome(False, error=error), max(runs, 1), now, now)
+        minimal = ExecutionRecord(
+            id=invocation.id,
+            workspace=invocation.workspace,
+            trigger=invocation.trigger,
+            version=invocation.version,
+            status="dead",
+            attempts=finished.runs,
+            received_at=invocation.received_at,
+            started_at=finished.started,
+            finished_at=finished.finished,
+            request=None,
+            error=error,
+            replay_of=invocation.replay_of,
+            caller=invocation.caller,
+        )
+        try:
+            await self._recorder.record(minimal)
+        except Exception as again:  # noqa: BLE001 - the dead letter queue still holds the call
+            log.error(
+                "not even a minimal record of execution %s (%s)",
+                invocation.id,
+                type(again).__name__,
+                extra={"execution_id": invocation.id},
+            )
+            return
+        self._observe(invocation, finished, "dead")
+
+    def _record_of(self, invocation: Invocation, finished: Finished, status: Status) -> ExecutionRecord:
         outcome = finished.outcome
         reply = reply_for(invocation, outcome)
-        await self._recorder.record(
-            ExecutionRecord(
-                id=invocation.id,
-                workspace=invocation.workspace,
-                trigger=invocation.trigger,
-                version=invocation.version,
-                status=status,
-                attempts=finished.runs,
-                received_at=invocation.received_at,
-                started_at=finished.started,
-                finished_at=finished.finished,
-                request=invocation.request,
-                output=truncated(outcome.output_to_record, self._output_limit),
-                # Whole, as the caller got it: a repeated idempotency key is answered from it.
-                response=msgspec.to_builtins(reply) if reply is not None else None,
-                steps=outcome.steps,
-                error=outcome.error,
-                replay_of=invocation.replay_of,
-                caller=invocation.caller,
-            )
+        return ExecutionRecord(
+            id=invocation.id,
+            workspace=invocation.workspace,
+            trigger=invocation.trigger,
+            version=invocation.version,
+            status=status,
+            attempts=finished.runs,
+            received_at=invocation.received_at,
+            started_at=finished.started,
+            finished_at=finished.finished,
+            request=invocation.request,
+            output=truncated(outcome.output_to_record, self._output_limit),
+            # Whole, as the caller got it: a repeated idempotency key is answered from it.
+            response=msgspec.to_builtins(reply) if reply is not None else None,
+            steps=outcome.steps,
+            error=outcome.error,
+            replay_of=invocation.replay_of,
+            caller=invocation.caller,
         )
+
+    def _observe(self, invocation: Invocation, finished: Finished, status: Status) -> None:
         metrics.observe(
             invocation.workspace,
             invocation.trigger,
@@ -124,7 +180,16 @@ class Reporter:
             correlation_id=message.correlation_id, message_id=invocation.id, delivery_mode=1
         )
         try:
-            await self._replies.publish(reply_encoder.encode(reply), properties, str(message.reply_to))
+            body = reply_encoder.encode(reply)
+        except (RecursionError, OverflowError, TypeError, ValueError) as exc:
+            # An answer nested past msgpack's depth: the caller gets a problem, not a timeout.
+            failed = reply_for(
+                invocation, Outcome(False, error=f"the answer cannot be sent ({type(exc).__name__})")
+            )
+            assert failed is not None
+            body = reply_encoder.encode(failed)
+        try:
+            await self._replies.publish(body, properties, str(message.reply_to))
         except BrokerUnavailable as exc:
             # The caller can read the record from the status URL.
             log.warning("reply not sent (%s)", exc, extra={"execution_id": reply.execution_id})

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 
+import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
@@ -19,7 +20,7 @@ from shared.broker.publishers import ReplyPublisher, open_confirm_channel
 from shared.db.lanes import LANES_CHANNEL, load_layouts
 from shared.db.notify import follow
 from shared.db.pauses import paused_triggers
-from shared.db.pool import create_pool
+from shared.db.pool import DB_ERRORS, create_pool
 from shared.runtime.heartbeats import Heartbeat
 from shared.runtime.probes import database_ready, start_probes
 from shared.settings import Settings
@@ -31,6 +32,7 @@ from worker.holds import LaneHolds
 from worker.lanes import LaneSet
 from worker.recorder import Recorder
 from worker.resources import Connections
+from worker.watchdog import Watchdog
 from worker.workflows import WorkflowCache
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class Worker:
         self._lanes: LaneSet | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._paused: set[tuple[str, str]] = set()  # shared with the runner, updated in place
+        self._watchdog = Watchdog(settings.watchdog_margin, settings.watchdog_limit, self._database_away)
 
     async def run(self) -> None:
         """Consume until `stop()`."""
@@ -72,16 +75,39 @@ class Worker:
         self._broker.on_connect(self._on_connect)
         await self._broker.start()
         follower = asyncio.create_task(self._follow_lanes(), name="lanes")
+        watchdog = asyncio.create_task(self._watchdog.run(), name="watchdog")
         await self._stop.wait()
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
+        for task in (follower, watchdog):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self._shutdown(heartbeat)
         if probes is not None:
             await probes.stop()
 
     async def _checks(self) -> dict[str, bool]:
-        return {"broker": self._broker.ready, "database": await database_ready(self._pool)}
+        return {
+            "broker": self._broker.ready,
+            "database": await database_ready(self._pool),
+            # False once the watchdog had to settle a delivery a run held too long: something
+            # in this process hangs; restart it.
+            "deliveries": self._watchdog.healthy,
+        }
+
+    async def _database_away(self) -> bool:
+        # A connection of its own: the pool may be what hangs.
+        try:
+            connection = await asyncpg.connect(self.settings.database_url, timeout=2)
+        except (*DB_ERRORS, asyncpg.PostgresError):  # type: ignore[misc]
+            return True
+        try:
+            await connection.execute("select 1", timeout=2)
+        except (*DB_ERRORS, asyncpg.PostgresError):  # type: ignore[misc]
+            return True
+        finally:
+            with contextlib.suppress(*DB_ERRORS):
+                await connection.close(timeout=2)
+        return False
 
     def stop(self) -> None:
         """Ask `run()` to finish (safe from a signal handler)."""
@@ -106,6 +132,7 @@ class Worker:
             publish_timeout=self.settings.publish_timeout,
             stopping=self._stop,
             paused=self._paused,
+            watchdog=self._watchdog,
         )
         self._lanes = LaneSet(connection, self.settings.amqp_prefix, self._run_ordered)
         channel = await connection.channel()
