@@ -17,6 +17,7 @@ import enum
 import logging
 import time
 import traceback
+import uuid
 from collections.abc import Container
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ from shared.errors import BrokerUnavailable, HooklineError, NotFound, RecordRefu
 from shared.logs import run_context
 from shared.spec.model import Retry
 from shared.wire import topology
-from shared.wire.messages import Invocation, invocation_decoder
+from shared.wire.messages import Invocation, RequestData, invocation_decoder
 from worker.deliveries import Delivery
 from worker.engine import Outcome
 from worker.execution import Finished, Reporter
@@ -112,6 +113,28 @@ def decide(ok: bool, attempt: int, retry: Retry, answered: bool) -> Verdict:
     return Verdict.HOLD if retry.on_exhausted == "stop" else Verdict.GIVE_UP
 
 
+def undecodable_stub(message: Delivery) -> Invocation | None:
+    """What is known of a message that does not decode: its id and, from its routing key
+    (`workspace.trigger`, see topology.routing_key), its trigger. None when either is missing."""
+    workspace, dot, trigger = (message.routing_key or "").partition(".")
+    try:
+        execution_id = str(uuid.UUID(message.message_id or ""))
+    except ValueError:
+        return None
+    if not (dot and workspace and trigger) or "." in trigger:
+        return None
+    request = RequestData(method="", path="")
+    return Invocation(
+        id=execution_id,
+        workspace=workspace,
+        trigger=trigger,
+        version=0,
+        mode="async",
+        received_at=time.time(),
+        request=request,
+    )
+
+
 @dataclass(frozen=True)
 class Delay:
     """Where a shared run waits before its next attempt."""
@@ -190,6 +213,9 @@ class Runner:
             invocation = invocation_decoder.decode(message.body)
         except (msgspec.DecodeError, RecursionError):
             log.error("undecodable message dead-lettered", extra={"queue": queue})
+            # Nested past what msgpack decodes here: still a call the run log should show.
+            if (stub := undecodable_stub(message)) is not None:
+                await self._reporter.record_lost(stub, "the message could not be decoded; dead-lettered")
             await settle(message, Verdict.GIVE_UP, lane)
             return
         with run_context(
@@ -219,7 +245,10 @@ class Runner:
                 return False
             await self._handle(message, invocation, lane, queue)
         except Abandoned:
-            log.info("stopping: execution handed back unsettled", extra={"execution_id": invocation.id})
+            log.info(
+                "execution handed back unsettled (stopping, or taken back by the broker)",
+                extra={"execution_id": invocation.id},
+            )
         except RecordRefused as exc:
             await self._refused(message, invocation, lane, queue, str(exc))
         except Exception as exc:  # noqa: BLE001 - every failure maps to a verdict, see _broken
@@ -273,8 +302,7 @@ class Runner:
             verdict = decide(finished.outcome.ok, attempt, retry, bool(message.reply_to))
             if verdict is Verdict.RETRY and lane is Lane.ORDERED:
                 await self._reporter.record(invocation, finished, "retrying")
-                self._unwatch(message)  # waiting on purpose
-                await pause(self._stopping, backoff_delay(retry, attempt))
+                await self._backoff(message, backoff_delay(retry, attempt))
                 attempt, runs = attempt + 1, runs + 1
                 continue
             if verdict is Verdict.HOLD and lane is Lane.ORDERED:
@@ -382,10 +410,19 @@ class Runner:
         await settle(message, Verdict.GIVE_UP, Lane.ORDERED)
         await self._holds.release(queue)
 
+    async def _backoff(self, message: Delivery, seconds: float) -> None:
+        """Wait before retrying in place; no deadline while it waits."""
+        self._unwatch(message)
+        await pause(self._stopping, seconds)
+        if message.orphaned:
+            # The broker took it back during the backoff (consumer_timeout): its redelivery
+            # counts on from the record; two runs of it must not go on at once.
+            raise Abandoned
+
     async def _answer(self, message: Delivery, queue: str) -> str:
         """The operator's answer to a stopped lane; no deadline while it waits."""
         self._unwatch(message)
-        return await self._holds.answer(queue)
+        return await self._holds.answer(queue, lambda: message.orphaned)
 
     def _watch(self, message: Delivery, lane: Lane, invocation: Invocation, seconds: float) -> None:
         if self._watchdog is not None:
