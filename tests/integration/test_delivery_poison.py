@@ -472,3 +472,46 @@ async def test_a_delivery_whose_record_hangs_is_settled_by_the_watchdog_and_the_
     # The lock gone, the requeued delivery runs and is recorded; nothing stays unacknowledged.
     await final_runs(db, [execution_id], timeout=30)
     await assert_healthy_afterwards(broker, poison_stack, db, ws)
+
+
+async def test_a_sample_the_database_refuses_is_dropped_alone_and_the_others_are_written(
+    poison_stack: Services, db: Connection, database_url: str, workspace: str
+) -> None:
+    good, bad = f"{workspace}-good", f"{workspace}-bad"
+    for ws in (good, bad):
+        await apply_yaml(db, TRIGGERS.format(ws=ws))
+        await _until_echo_answers(poison_stack, ws)
+    name = f"refuse_{uuid.uuid4().hex[:8]}"
+    await db.execute(
+        f"""create function {name}() returns trigger language plpgsql as $$
+        begin
+            if new.workspace = '{bad}' then raise exception 'injected: this sample is refused'; end if;
+            return new;
+        end $$;
+        create trigger {name} before insert or update on trigger_samples
+            for each row execute function {name}();"""
+    )
+    try:
+        async with httpx.AsyncClient(timeout=15) as client:
+            # In the same second, so in the same batch of the sample writer.
+            answers = await asyncio.gather(
+                *(
+                    client.post(f"{poison_stack.base_url}/hooks/{ws}/inbox", json={"ws": ws})
+                    for ws in (bad, good)
+                )
+            )
+        good_id = answers[1].json()["execution_id"]
+
+        async def sampled() -> bool | None:
+            row = await db.fetchrow(
+                "select execution_id::text from trigger_samples where workspace = $1 and trigger = 'inbox'",
+                good,
+            )
+            return (row is not None and row["execution_id"] == good_id) or None
+
+        await eventually(sampled, timeout=10, every=0.2)
+        await asyncio.sleep(3)  # the writer runs each second: a refused sample is not tried again
+        log = poison_stack.log("ingress")
+        assert log.count(f"sample of {bad}/inbox dropped (RaiseError)") == 1
+    finally:
+        await db.execute(f"drop trigger {name} on trigger_samples; drop function {name}();")
