@@ -245,7 +245,9 @@ async def test_seventy_poison_calls_nested_600_deep_are_recorded_and_settled_whi
         poison_stack, ws, poison_calls(poison_stack, ws, [deep_json(600)] * 70)
     )
     assert len(accepted) + len(refused) == 70
-    await final_runs(db, accepted)
+    outcomes = await final_runs(db, accepted)
+    # Recorded as it ran: the NUL stored as U+FFFD, no Python recursion over the body.
+    assert set(outcomes.values()) == {("succeeded", None)}
     await assert_healthy_afterwards(broker, poison_stack, db, ws)
 
 
@@ -257,7 +259,9 @@ async def test_a_sweep_of_depths_500_to_990_with_a_nul_at_the_bottom_is_refused_
         poison_stack, ws, poison_calls(poison_stack, ws, [deep_json(d) for d in depths])
     )
     assert len(accepted) + len(refused) == len(depths)
-    await final_runs(db, accepted)
+    outcomes = await final_runs(db, accepted)
+    # Recorded as it ran: the NUL stored as U+FFFD, no Python recursion over the body.
+    assert set(outcomes.values()) == {("succeeded", None)}
     await assert_healthy_afterwards(broker, poison_stack, db, ws)
 
 
@@ -304,7 +308,11 @@ async def test_poison_invocations_published_straight_to_the_exchange_are_recorde
 ) -> None:
     depths = [600] * 20 + list(range(500, 991, 10))
     ids = await with_echo(poison_stack, ws, publish_straight(broker, poison_stack, ws, depths))
-    await final_runs(db, ids)
+    outcomes = await final_runs(db, ids)
+    # Past what msgpack decodes in the worker: dead-lettered, with a record saying so.
+    undecodable = ("dead", "the message could not be decoded; dead-lettered")
+    assert set(outcomes.values()) <= {("succeeded", None), undecodable}
+    assert outcomes[ids[0]] == ("succeeded", None)  # 600 deep
     await assert_healthy_afterwards(broker, poison_stack, db, ws)
 
 
