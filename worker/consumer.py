@@ -225,6 +225,14 @@ class Runner:
             try:
                 while await self._settled_whatever_fails(message, invocation, lane, queue):
                     pass  # an operator answered `retry` on a lane stopped by a broken run
+            except Abandoned:  # out of a failure's handling (a stopped lane's wait)
+                log.info("stopping: execution handed back unsettled", extra={"execution_id": invocation.id})
+            except Exception as exc:  # noqa: BLE001 - the failure's own handling failed: settle anyway
+                log.error(
+                    "settled as broken after %s", type(exc).__name__, extra={"execution_id": invocation.id}
+                )
+                if not message.settled:
+                    await settle(message, Verdict.BROKEN, lane)
             finally:
                 self._unwatch(message)
 

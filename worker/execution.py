@@ -74,28 +74,29 @@ class Reporter:
     async def record_lost(self, invocation: Invocation, error: str, finished: Finished | None = None) -> None:
         """A minimal dead record (id, trigger, error) for a run whose own record is not to be
         had; it replaces what was recorded before. Logged, not raised, when refused too."""
-        if finished is None:
-            # Counted on from the record: an upsert with fewer runs than recorded is ignored.
-            runs, _ = await self.recorded(invocation)
-            now = time.time()
-            finished = Finished(Outcome(False, error=error), max(runs, 1), now, now)
-        minimal = ExecutionRecord(
-            id=invocation.id,
-            workspace=invocation.workspace,
-            trigger=invocation.trigger,
-            version=invocation.version,
-            status="dead",
-            attempts=finished.runs,
-            received_at=invocation.received_at,
-            started_at=finished.started,
-            finished_at=finished.finished,
-            request=None,
-            error=error,
-            replay_of=invocation.replay_of,
-            caller=invocation.caller,
-        )
         try:
-            await self._recorder.record(minimal)
+            if finished is None:
+                # Counted on from the record: an upsert with fewer runs than recorded is ignored.
+                runs, _ = await self.recorded(invocation)
+                now = time.time()
+                finished = Finished(Outcome(False, error=error), max(runs, 1), now, now)
+            await self._recorder.record(
+                ExecutionRecord(
+                    id=invocation.id,
+                    workspace=invocation.workspace,
+                    trigger=invocation.trigger,
+                    version=invocation.version,
+                    status="dead",
+                    attempts=finished.runs,
+                    received_at=invocation.received_at,
+                    started_at=finished.started,
+                    finished_at=finished.finished,
+                    request=None,
+                    error=error,
+                    replay_of=invocation.replay_of,
+                    caller=invocation.caller,
+                )
+            )
         except Exception as again:  # noqa: BLE001 - the dead letter queue still holds the call
             log.error(
                 "not even a minimal record of execution %s (%s)",

@@ -21,6 +21,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 1.0
+OVERDUE_SECONDS = 10.0
 
 
 @dataclass
@@ -77,6 +78,8 @@ class Watchdog:
                 self.overdue += 1
                 watched.task.cancel()
                 try:
-                    await watched.overdue()
+                    # Settling comes first and takes no time; the rest (a minimal record) may
+                    # not hold up the next overdue delivery for long.
+                    await asyncio.wait_for(watched.overdue(), OVERDUE_SECONDS)
                 except Exception as exc:  # noqa: BLE001 - the next overdue delivery still gets its turn
                     log.error("watchdog could not settle a delivery (%s)", type(exc).__name__)
