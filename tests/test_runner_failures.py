@@ -216,3 +216,34 @@ async def test_the_watchdog_waits_while_the_database_is_away() -> None:
     held.cancel()
     assert settled == []
     assert watchdog.healthy
+
+
+class HangingReporter(FakeReporter):
+    """A record that never commits (a lock held elsewhere, a bug)."""
+
+    async def record(self, invocation: Invocation, finished: Any, status: str) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_an_ordered_delivery_whose_record_hangs_is_dead_lettered_by_the_watchdog_with_a_minimal_record() -> (
+    None
+):
+    async def up() -> bool:
+        return False
+
+    watchdog = Watchdog(margin=0.05, longest=10, outage=up, every=0.01)
+    reporter = HangingReporter()
+    runner, _ = _runner(reporter)
+    runner._watchdog = watchdog  # what Worker passes in
+    runner._workflows.workflow.trigger.workflow_timeout = 0.05  # type: ignore[attr-defined]
+    checking = asyncio.create_task(watchdog.run())
+    message = FakeDelivery(_invocation())
+    run = asyncio.create_task(runner.handle(message, Lane.ORDERED, "p.lane"))  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(asyncio.gather(run, return_exceptions=True), 2)
+    finally:
+        checking.cancel()
+    assert run.cancelled()
+    assert message.calls == ["reject(requeue=False)"]
+    assert reporter.lost == ["held past its deadline; dead-lettered by the watchdog"]
+    assert not watchdog.healthy
