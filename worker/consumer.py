@@ -283,16 +283,7 @@ class Runner:
             ):
                 return
         if redeliveries >= self._delivery_limit:
-            # The broker dead-letters it after this delivery anyway; do it knowingly.
-            error = f"delivered {redeliveries + 1} times without being settled (did a worker crash?)"
-            now = time.time()
-            await self._finish(
-                message,
-                lane,
-                invocation,
-                Verdict.GIVE_UP,
-                Finished(Outcome(False, error=error), runs, now, now),
-            )
+            await self._delivered_too_often(message, lane, queue, invocation, redeliveries, runs)
             return
         held = (
             lane is Lane.ORDERED
@@ -417,6 +408,18 @@ class Runner:
         await self._reporter.mark_dead(invocation, "dead-lettered by an operator from a stopped lane")
         await settle(message, Verdict.GIVE_UP, Lane.ORDERED)
         await self._holds.release(queue)
+
+    async def _delivered_too_often(
+        self, message: Delivery, lane: Lane, queue: str, invocation: Invocation, redeliveries: int, runs: int
+    ) -> None:
+        # The broker dead-letters it after this delivery anyway; do it knowingly.
+        error = f"delivered {redeliveries + 1} times without being settled (did a worker crash?)"
+        now = time.time()
+        finished = Finished(Outcome(False, error=error), runs, now, now)
+        await self._finish(message, lane, invocation, Verdict.GIVE_UP, finished)
+        if lane is Lane.ORDERED and await self._holds.held(queue, invocation.id) is not None:
+            # A lane stopped for longer than consumer_timeout x x-delivery-limit: it moves on.
+            await self._holds.release(queue)
 
     async def _backoff(self, message: Delivery, seconds: float) -> None:
         """Wait before retrying in place; no deadline while it waits."""
