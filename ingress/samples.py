@@ -3,6 +3,7 @@ the console's "sample"), as the variables a workflow sees under `request`.
 
 The hot path only puts the confirmed invocation in a dict; a background task writes the
 newest per trigger every second, so a burst costs one upsert per trigger, not one per call.
+A sample the database refuses is dropped alone; the others of its batch are written.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import datetime
 import logging
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from shared.db.pool import DB_ERRORS
-from shared.wire.messages import Invocation
+from shared.wire.messages import Invocation, RequestData
 
 log = logging.getLogger(__name__)
 
@@ -62,20 +64,18 @@ class Samples:
             raise
 
     async def _write(self, batch: dict[tuple[str, str], Invocation]) -> None:
-        rows = [
-            (
-                x.workspace,
-                x.trigger,
-                x.id,
-                datetime.datetime.fromtimestamp(x.received_at, datetime.UTC),
-                x.request,  # the pool's jsonb codec encodes it (NUL made U+FFFD)
-            )
-            for x in batch.values()
-        ]
+        rows = [_row(x) for x in batch.values()]
         try:
             async with self._pool.acquire(timeout=5) as connection:
-                await connection.executemany(_UPSERT, rows)
-        except (*DB_ERRORS, asyncpg.PostgresError) as exc:  # type: ignore[misc]
+                try:
+                    await connection.executemany(_UPSERT, rows)
+                except DB_ERRORS:
+                    raise
+                except (asyncpg.PostgresError, ValueError, TypeError, RecursionError):
+                    # Refused, not an outage: one tenant's odd sample must not keep the
+                    # others out. Each is written on its own; one refused again is dropped.
+                    await _write_each(connection, rows)
+        except DB_ERRORS as exc:
             log.warning("samples not written (%s)", type(exc).__name__)
             self._latest = {**batch, **self._latest}
 
@@ -85,3 +85,32 @@ class Samples:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.write()
+
+
+Row = tuple[str, str, str, datetime.datetime, RequestData]
+
+
+def _row(x: Invocation) -> Row:
+    return (
+        x.workspace,
+        x.trigger,
+        x.id,
+        datetime.datetime.fromtimestamp(x.received_at, datetime.UTC),
+        x.request,  # the pool's jsonb codec encodes it (NUL made U+FFFD)
+    )
+
+
+async def _write_each(connection: PoolConnectionProxy[asyncpg.Record], rows: list[Row]) -> None:
+    for row in rows:
+        try:
+            await connection.execute(_UPSERT, *row)
+        except DB_ERRORS:
+            raise
+        except (asyncpg.PostgresError, ValueError, TypeError, RecursionError) as exc:
+            log.warning(
+                "sample of %s/%s dropped (%s)",
+                row[0],
+                row[1],
+                type(exc).__name__,
+                extra={"workspace": row[0], "trigger": row[1], "execution_id": row[2]},
+            )

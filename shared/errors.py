@@ -39,6 +39,13 @@ class DatabaseUnavailable(HooklineError):
     problem_type = "database-unavailable"
 
 
+class RecordRefused(HooklineError):
+    """Raised when the database refuses an execution record (not an outage); a minimal
+    failed record stands in for it and the message is dead-lettered."""
+
+    problem_type = "record-refused"
+
+
 class WorkflowError(HooklineError):
     """Raised when a workflow step fails; the message names the step."""
 

@@ -43,6 +43,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     retry_after: int = 5
     work_queue_max_length: int = 1_000_000
     delivery_limit: int = 10
+    # The worker's watchdog settles a delivery still unsettled this long after its run's
+    # workflow_timeout, and never lets a run hold one longer than `watchdog_limit` (keep it
+    # below the broker's consumer_timeout, 1 h in deploy/; see docs/delivery.md).
+    watchdog_margin: float = 30.0
+    watchdog_limit: float = 3000.0
     heartbeat: int = 15
     metrics_port: int | None = None  # worker and dispatcher probes; None: off, 0: a free port
     metrics_token: str | None = None  # when set, /metrics answers only `Authorization: Bearer <it>`

@@ -23,6 +23,8 @@ def test_the_settlement_table_covers_every_case_and_never_requeues_an_ordered_la
         (Verdict.GIVE_UP, Lane.ORDERED): "dead-letter",
         (Verdict.HOLD, Lane.SHARED): "dead-letter",
         (Verdict.HOLD, Lane.ORDERED): "keep",
+        (Verdict.BROKEN, Lane.SHARED): "requeue",
+        (Verdict.BROKEN, Lane.ORDERED): "dead-letter",
     }
 
 
@@ -78,6 +80,8 @@ class FakeMessage:
         (Verdict.GIVE_UP, Lane.SHARED, ["reject(requeue=False)"]),
         (Verdict.RETRY, Lane.ORDERED, []),
         (Verdict.HOLD, Lane.ORDERED, []),
+        (Verdict.BROKEN, Lane.SHARED, ["nack(requeue=True)"]),
+        (Verdict.BROKEN, Lane.ORDERED, ["reject(requeue=False)"]),
     ],
 )
 async def test_settle_does_what_the_table_says(verdict: Verdict, lane: Lane, calls: list[str]) -> None:

@@ -3,7 +3,11 @@
 Acknowledgement is decided only in `settle()`, from the table `SETTLEMENT`. A run that is
 abandoned (the worker is stopping) settles nothing: closing the channel hands the message
 back to the broker, to the head of its queue. `message.process()` is never used: it rejects
-on any exception, CancelledError too.
+on any exception, CancelledError too. Every other failure after decoding is settled: a
+workflow that raises is a failed run; a record the database refuses is replaced by a
+minimal one and dead-lettered; anything else is BROKEN; a delivery held past its deadline
+is settled by the watchdog (worker/watchdog.py). An unsettled delivery would hold a
+prefetch slot until the channel closes, and stall the worker again after a restart.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import asyncio
 import enum
 import logging
 import time
+import traceback
+import uuid
 from collections.abc import Container
 from dataclasses import dataclass
 
@@ -21,11 +27,11 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS, AMQPError
 
 from shared.broker.publishers import publish_confirmed
 from shared.db.executions import Status
-from shared.errors import BrokerUnavailable, HooklineError, NotFound
+from shared.errors import BrokerUnavailable, HooklineError, NotFound, RecordRefused
 from shared.logs import run_context
 from shared.spec.model import Retry
 from shared.wire import topology
-from shared.wire.messages import Invocation, invocation_decoder
+from shared.wire.messages import Invocation, RequestData, invocation_decoder
 from worker.deliveries import Delivery
 from worker.engine import Outcome
 from worker.execution import Finished, Reporter, reply_for
@@ -39,6 +45,7 @@ from worker.retries import (
     retry_copy,
     runs_before,
 )
+from worker.watchdog import Watchdog
 from worker.workflows import WorkflowCache
 
 log = logging.getLogger(__name__)
@@ -61,6 +68,7 @@ class Verdict(enum.Enum):
     RETRY = "retry"  # failed, attempts left
     GIVE_UP = "give_up"  # out of attempts, undecodable, or delivered too often
     HOLD = "hold"  # out of attempts where `on_exhausted: stop`
+    BROKEN = "broken"  # the worker's own machinery raised or hung (not the workflow: that fails)
 
 
 class Action(enum.Enum):
@@ -69,6 +77,7 @@ class Action(enum.Enum):
     ACK = "ack"
     DELAY_THEN_ACK = "delay-then-ack"  # confirmed publish to a delay queue, then ack
     DEAD_LETTER = "dead-letter"  # reject without requeue: the queue's dead-letter exchange
+    REQUEUE = "requeue"  # nack with requeue: redelivered, counted toward x-delivery-limit
     KEEP = "keep"  # nothing: the runner runs it again in place, or holds the lane
 
 
@@ -86,6 +95,12 @@ SETTLEMENT: dict[tuple[Verdict, Lane], Action] = {
     (Verdict.HOLD, Lane.SHARED): Action.DEAD_LETTER,
     # Unacknowledged with prefetch 1: nothing behind it runs until an operator answers.
     (Verdict.HOLD, Lane.ORDERED): Action.KEEP,
+    # Maybe this worker only: again, on any worker; past x-delivery-limit the worker records
+    # it dead (see `Runner._handle`) and the broker dead-letters it.
+    (Verdict.BROKEN, Lane.SHARED): Action.REQUEUE,
+    # Never requeue on an ordered lane (the back of the queue). `on_exhausted: stop` holds
+    # the lane first (see `Runner._broken`); this is `skip`, or a stop that was answered so.
+    (Verdict.BROKEN, Lane.ORDERED): Action.DEAD_LETTER,
 }
 
 
@@ -96,6 +111,28 @@ def decide(ok: bool, attempt: int, retry: Retry, answered: bool) -> Verdict:
     if attempt < retry.max_attempts:
         return Verdict.RETRY
     return Verdict.HOLD if retry.on_exhausted == "stop" else Verdict.GIVE_UP
+
+
+def undecodable_stub(message: Delivery) -> Invocation | None:
+    """What is known of a message that does not decode: its id and, from its routing key
+    (`workspace.trigger`, see topology.routing_key), its trigger. None when either is missing."""
+    workspace, dot, trigger = (message.routing_key or "").partition(".")
+    try:
+        execution_id = str(uuid.UUID(message.message_id or ""))
+    except ValueError:
+        return None
+    if not (dot and workspace and trigger) or "." in trigger:
+        return None
+    request = RequestData(method="", path="")
+    return Invocation(
+        id=execution_id,
+        workspace=workspace,
+        trigger=trigger,
+        version=0,
+        mode="async",
+        received_at=time.time(),
+        request=request,
+    )
 
 
 @dataclass(frozen=True)
@@ -132,6 +169,8 @@ async def settle(message: Delivery, verdict: Verdict, lane: Lane, delay: Delay |
             await message.ack()
         elif action is Action.DEAD_LETTER:
             await message.reject(requeue=False)
+        elif action is Action.REQUEUE:
+            await message.nack(requeue=True)
     except (*CONNECTION_EXCEPTIONS, AMQPError) as exc:
         # The channel is gone (broker restart): the broker redelivers it; the record upserts.
         log.warning("delivery not settled (%s); it will be redelivered", type(exc).__name__)
@@ -154,6 +193,7 @@ class Runner:
         publish_timeout: float,
         stopping: asyncio.Event,
         paused: Container[tuple[str, str]] = frozenset(),
+        watchdog: Watchdog | None = None,
     ) -> None:
         self._workflows = workflows
         self._reporter = reporter
@@ -165,6 +205,7 @@ class Runner:
         self._publish_timeout = publish_timeout
         self._stopping = stopping
         self._paused = paused  # (workspace, trigger) paused now, kept current by the worker
+        self._watchdog = watchdog
 
     async def handle(self, message: Delivery, lane: Lane, queue: str) -> None:
         """The consume callback: run (again, while attempts are left in place), then settle."""
@@ -172,25 +213,55 @@ class Runner:
             invocation = invocation_decoder.decode(message.body)
         except (msgspec.DecodeError, RecursionError):
             log.error("undecodable message dead-lettered", extra={"queue": queue})
+            # Nested past what msgpack decodes here: still a call the run log should show.
+            if (stub := undecodable_stub(message)) is not None:
+                await self._reporter.record_lost(stub, "the message could not be decoded; dead-lettered")
             await settle(message, Verdict.GIVE_UP, lane)
             return
+        with run_context(
+            workspace=invocation.workspace, trigger=invocation.trigger, execution_id=invocation.id
+        ):
+            self._watch(message, lane, invocation, 0)
+            try:
+                while await self._settled_whatever_fails(message, invocation, lane, queue):
+                    pass  # an operator answered `retry` on a lane stopped by a broken run
+            except Abandoned:  # out of a failure's handling (a stopped lane's wait)
+                log.info("stopping: execution handed back unsettled", extra={"execution_id": invocation.id})
+            except Exception as exc:  # noqa: BLE001 - the failure's own handling failed: settle anyway
+                log.error(
+                    "settled as broken after %s", type(exc).__name__, extra={"execution_id": invocation.id}
+                )
+                if not message.settled:
+                    await settle(message, Verdict.BROKEN, lane)
+            finally:
+                self._unwatch(message)
+
+    async def _settled_whatever_fails(
+        self, message: Delivery, invocation: Invocation, lane: Lane, queue: str
+    ) -> bool:
+        """Run and settle; True when it must run again (see `_broken`)."""
         try:
-            with run_context(
-                workspace=invocation.workspace, trigger=invocation.trigger, execution_id=invocation.id
+            if (
+                lane is Lane.SHARED
+                and not message.reply_to  # its caller is waiting: accepted, so answered
+                and (invocation.workspace, invocation.trigger) in self._paused
+                and not parked(message)
+                # A redelivery may have been run and recorded already: settle it as usual.
+                and not redeliveries_of(message)
+                and await self._park(message, invocation)
             ):
-                if (
-                    lane is Lane.SHARED
-                    and not message.reply_to  # its caller is waiting: accepted, so answered
-                    and (invocation.workspace, invocation.trigger) in self._paused
-                    and not parked(message)
-                    # A redelivery may have been run and recorded already: settle it as usual.
-                    and not redeliveries_of(message)
-                    and await self._park(message, invocation)
-                ):
-                    return
-                await self._handle(message, invocation, lane, queue)
+                return False
+            await self._handle(message, invocation, lane, queue)
         except Abandoned:
-            log.info("stopping: execution handed back unsettled", extra={"execution_id": invocation.id})
+            log.info(
+                "execution handed back unsettled (stopping, or taken back by the broker)",
+                extra={"execution_id": invocation.id},
+            )
+        except RecordRefused as exc:
+            await self._refused(message, invocation, lane, queue, str(exc))
+        except Exception as exc:  # noqa: BLE001 - every failure maps to a verdict, see _broken
+            return await self._broken(message, invocation, lane, queue, exc)
+        return False
 
     async def _handle(self, message: Delivery, invocation: Invocation, lane: Lane, queue: str) -> None:
         redeliveries = redeliveries_of(message)
@@ -212,16 +283,7 @@ class Runner:
             ):
                 return
         if redeliveries >= self._delivery_limit:
-            # The broker dead-letters it after this delivery anyway; do it knowingly.
-            error = f"delivered {redeliveries + 1} times without being settled (did a worker crash?)"
-            now = time.time()
-            await self._finish(
-                message,
-                lane,
-                invocation,
-                Verdict.GIVE_UP,
-                Finished(Outcome(False, error=error), runs, now, now),
-            )
+            await self._delivered_too_often(message, lane, queue, invocation, redeliveries, runs)
             return
         held = (
             lane is Lane.ORDERED
@@ -230,18 +292,18 @@ class Runner:
         )
         if held:
             # Held before a restart: wait for the operator again rather than run it again.
-            if await self._holds.answer(queue) == "skip":
+            if await self._answer(message, queue) == "skip":
                 await self._skip_held(message, invocation, queue)
                 return
             attempt = 1
         while True:
-            finished, retry = await self._run(invocation, attempt, runs)
+            finished, retry = await self._run(message, lane, invocation, attempt, runs)
             verdict = decide(finished.outcome.ok, attempt, retry, bool(message.reply_to))
             if verdict is Verdict.RETRY and lane is Lane.ORDERED:
                 await self._reporter.record(
                     invocation, finished, "retrying", reply_for(invocation, finished.outcome)
                 )
-                await pause(self._stopping, backoff_delay(retry, attempt))
+                await self._backoff(message, backoff_delay(retry, attempt))
                 attempt, runs = attempt + 1, runs + 1
                 continue
             if verdict is Verdict.HOLD and lane is Lane.ORDERED:
@@ -251,7 +313,7 @@ class Runner:
                 await self._holds.hold(
                     queue, invocation.workspace, invocation.trigger, invocation.id, finished.outcome.error
                 )
-                if await self._holds.answer(queue) == "skip":
+                if await self._answer(message, queue) == "skip":
                     await self._skip_held(message, invocation, queue)
                     return
                 attempt, runs, held = 1, runs + 1, True
@@ -299,16 +361,23 @@ class Runner:
         await settle(message, Verdict.GIVE_UP if status == "dead" else Verdict.DONE, lane)
         return True
 
-    async def _run(self, invocation: Invocation, attempt: int, runs: int) -> tuple[Finished, Retry]:
+    async def _run(
+        self, message: Delivery, lane: Lane, invocation: Invocation, attempt: int, runs: int
+    ) -> tuple[Finished, Retry]:
         started = time.time()
         try:
             workflow = await self._workflows.get(invocation.workspace, invocation.trigger, invocation.version)
         except NotFound as exc:
             return Finished(Outcome(False, error=str(exc)), runs, started, time.time()), _NO_RETRY
+        # From now on the run is bounded by its own timeout; the record and reply by the margin.
+        self._watch(message, lane, invocation, workflow.trigger.workflow_timeout)
         try:
             outcome = await workflow.run(invocation, attempt)
-        except HooklineError as exc:
-            outcome = Outcome(False, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - a failed run, retried as the trigger says
+            # HooklineError says what went wrong; anything else (RecursionError over a body
+            # nested too deep) by its type only: its message may quote the caller's data.
+            error = str(exc) if isinstance(exc, HooklineError) else f"internal error: {type(exc).__name__}"
+            outcome = Outcome(False, error=error)
         return Finished(outcome, runs, started, time.time()), workflow.trigger.retry
 
     def _delay(self, retry: Retry, attempt: int, runs: int) -> Delay:
@@ -344,3 +413,97 @@ class Runner:
         await self._reporter.mark_dead(invocation, "dead-lettered by an operator from a stopped lane")
         await settle(message, Verdict.GIVE_UP, Lane.ORDERED)
         await self._holds.release(queue)
+
+    async def _delivered_too_often(
+        self, message: Delivery, lane: Lane, queue: str, invocation: Invocation, redeliveries: int, runs: int
+    ) -> None:
+        # The broker dead-letters it after this delivery anyway; do it knowingly.
+        error = f"delivered {redeliveries + 1} times without being settled (did a worker crash?)"
+        now = time.time()
+        finished = Finished(Outcome(False, error=error), runs, now, now)
+        await self._finish(message, lane, invocation, Verdict.GIVE_UP, finished)
+        if lane is Lane.ORDERED and await self._holds.held(queue, invocation.id) is not None:
+            # A lane stopped for longer than consumer_timeout x x-delivery-limit: it moves on.
+            await self._holds.release(queue)
+
+    async def _backoff(self, message: Delivery, seconds: float) -> None:
+        """Wait before retrying in place; no deadline while it waits."""
+        self._unwatch(message)
+        await pause(self._stopping, seconds)
+        if message.orphaned:
+            # The broker took it back during the backoff (consumer_timeout): its redelivery
+            # counts on from the record; two runs of it must not go on at once.
+            raise Abandoned
+
+    async def _answer(self, message: Delivery, queue: str) -> str:
+        """The operator's answer to a stopped lane; no deadline while it waits."""
+        self._unwatch(message)
+        return await self._holds.answer(queue, lambda: message.orphaned)
+
+    def _watch(self, message: Delivery, lane: Lane, invocation: Invocation, seconds: float) -> None:
+        if self._watchdog is not None:
+            self._watchdog.watch(message, seconds, lambda: self._overdue(message, lane, invocation))
+
+    def _unwatch(self, message: Delivery) -> None:
+        if self._watchdog is not None:
+            self._watchdog.release(message)
+
+    async def _overdue(self, message: Delivery, lane: Lane, invocation: Invocation) -> None:
+        """The watchdog cancelled a run held past its deadline: settle its delivery."""
+        log.error(
+            "delivery held past its deadline: settled by the watchdog; this worker is not ready",
+            extra={"execution_id": invocation.id},
+        )
+        if message.settled:
+            return
+        await settle(message, Verdict.BROKEN, lane)  # first: nothing else may settle it now
+        if lane is Lane.ORDERED:
+            await self._reporter.record_lost(
+                invocation, "held past its deadline; dead-lettered by the watchdog"
+            )
+
+    async def _refused(
+        self, message: Delivery, invocation: Invocation, lane: Lane, queue: str, error: str
+    ) -> None:
+        """The record was refused (a minimal one stands in for it): dead-letter the message."""
+        if message.settled:
+            return
+        failed = reply_for(invocation, Outcome(False, error=error))
+        if message.reply_to and failed is not None:
+            await self._reporter.reply(message, failed)
+        await settle(message, Verdict.GIVE_UP, lane)
+        if lane is Lane.ORDERED and await self._holds.held(queue, invocation.id) is not None:
+            await self._holds.release(queue)
+
+    async def _broken(
+        self, message: Delivery, invocation: Invocation, lane: Lane, queue: str, exc: Exception
+    ) -> bool:
+        """Settle after an unexpected exception; True when an operator asks to run it again."""
+        # The frames without the message: it may quote the data being handled.
+        frames = "".join(traceback.format_tb(exc.__traceback__)).rstrip()
+        log.error(
+            "run broken by %s\nTraceback (most recent call last):\n%s",
+            type(exc).__name__,
+            frames,
+            extra={"execution_id": invocation.id},
+        )
+        if message.settled:
+            return False
+        error = f"internal error: {type(exc).__name__}"
+        if lane is Lane.ORDERED and await self._on_exhausted(invocation) == "stop":
+            await self._holds.hold(queue, invocation.workspace, invocation.trigger, invocation.id, error)
+            if await self._answer(message, queue) != "skip":
+                await self._holds.release(queue)
+                return True
+            await self._holds.release(queue)
+        if lane is Lane.ORDERED:
+            await self._reporter.record_lost(invocation, f"{error}; dead-lettered")
+        await settle(message, Verdict.BROKEN, lane)
+        return False
+
+    async def _on_exhausted(self, invocation: Invocation) -> str:
+        try:
+            workflow = await self._workflows.get(invocation.workspace, invocation.trigger, invocation.version)
+        except Exception:  # noqa: BLE001 - no policy to be had: the default, skip
+            return "skip"
+        return workflow.trigger.retry.on_exhausted

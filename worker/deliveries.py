@@ -51,6 +51,10 @@ class Acks:
         self._flushing = False
         self._lock = asyncio.Lock()
 
+    @property
+    def channel_closed(self) -> bool:
+        return bool(self._channel.is_closed)
+
     def delivered(self, tag: int) -> None:
         self._unsettled.add(tag)
 
@@ -107,13 +111,14 @@ def _log_failure(task: asyncio.Future[None]) -> None:
 class Delivery:
     """One delivered message: its body, the properties hookline reads, and its settlement."""
 
-    __slots__ = ("_acks", "_properties", "_settled", "body", "delivery_tag")
+    __slots__ = ("_acks", "_properties", "_settled", "body", "delivery_tag", "routing_key")
 
     def __init__(self, message: DeliveredMessage, acks: Acks) -> None:
         self.body: bytes = message.body
         self._properties = message.header.properties
         self._acks = acks
         self.delivery_tag: int | None = message.delivery_tag
+        self.routing_key: str | None = message.routing_key
         self._settled = False
         if self.delivery_tag is not None:
             acks.delivered(self.delivery_tag)
@@ -141,6 +146,17 @@ class Delivery:
     @property
     def type(self) -> str | None:
         return self._properties.message_type
+
+    @property
+    def orphaned(self) -> bool:
+        """Whether its channel closed: the broker took it back (a `consumer_timeout`, a
+        channel error) and delivers it again; this copy can no longer be settled."""
+        return self._acks.channel_closed
+
+    @property
+    def settled(self) -> bool:
+        """Whether this worker acked, rejected or nacked it already."""
+        return self._settled
 
     def _take(self) -> int:
         # Settling twice would make the broker close the channel (unknown delivery tag).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import aiormq
@@ -12,7 +13,7 @@ from shared.broker.publishers import ReplyPublisher
 from shared.db.executions import ExecutionRecord, Status, recorded_state
 from shared.db.lanes import mark_dead
 from shared.db.retry import retry_db
-from shared.errors import BrokerUnavailable
+from shared.errors import BrokerUnavailable, RecordRefused
 from shared.wire.messages import Invocation, Reply, answer, reply_encoder
 from worker import metrics
 from worker.deliveries import Delivery
@@ -53,29 +54,86 @@ class Reporter:
         """Return once the record is committed (waits out a database outage).
 
         `reply` is the run's answer (`reply_for`), recorded as the caller gets it.
+
+        A record the database refuses (or that cannot be encoded: a body nested too deep)
+        is replaced by a minimal failed one, and RecordRefused tells the caller to
+        dead-letter the message: it would be refused again on every delivery.
         """
-        outcome = finished.outcome
-        await self._recorder.record(
-            ExecutionRecord(
-                id=invocation.id,
-                workspace=invocation.workspace,
-                trigger=invocation.trigger,
-                version=invocation.version,
-                status=status,
-                attempts=finished.runs,
-                received_at=invocation.received_at,
-                started_at=finished.started,
-                finished_at=finished.finished,
-                request=invocation.request,
-                output=truncated(outcome.output_to_record, self._output_limit),
-                # Whole, as the caller got it: a repeated idempotency key is answered from it.
-                response=reply,
-                steps=outcome.steps,
-                error=outcome.error,
-                replay_of=invocation.replay_of,
-                caller=invocation.caller,
-            )
+        try:
+            await self._recorder.record(self._record_of(invocation, finished, status, reply))
+        except Exception as exc:  # noqa: BLE001 - any refusal; an outage never gets here
+            await self._record_refused(invocation, finished, exc)
+            raise RecordRefused(f"the execution could not be recorded ({type(exc).__name__})") from None
+        self._observe(invocation, finished, status)
+
+    async def _record_refused(self, invocation: Invocation, finished: Finished, exc: Exception) -> None:
+        error = (
+            f"the execution could not be recorded ({type(exc).__name__}); this minimal record"
+            " stands in for it and the message was dead-lettered"
         )
+        await self.record_lost(invocation, error, finished)
+
+    async def record_lost(self, invocation: Invocation, error: str, finished: Finished | None = None) -> None:
+        """A minimal dead record (id, trigger, error) for a run whose own record is not to be
+        had; it replaces what was recorded before. Logged, not raised, when refused too."""
+        try:
+            if finished is None:
+                # Counted on from the record: an upsert with fewer runs than recorded is ignored.
+                runs, _ = await self.recorded(invocation)
+                now = time.time()
+                finished = Finished(Outcome(False, error=error), max(runs, 1), now, now)
+            await self._recorder.record(
+                ExecutionRecord(
+                    id=invocation.id,
+                    workspace=invocation.workspace,
+                    trigger=invocation.trigger,
+                    version=invocation.version,
+                    status="dead",
+                    attempts=finished.runs,
+                    received_at=invocation.received_at,
+                    started_at=finished.started,
+                    finished_at=finished.finished,
+                    request=None,
+                    error=error,
+                    replay_of=invocation.replay_of,
+                    caller=invocation.caller,
+                )
+            )
+        except Exception as again:  # noqa: BLE001 - the dead letter queue still holds the call
+            log.error(
+                "not even a minimal record of execution %s (%s)",
+                invocation.id,
+                type(again).__name__,
+                extra={"execution_id": invocation.id},
+            )
+            return
+        self._observe(invocation, finished, "dead")
+
+    def _record_of(
+        self, invocation: Invocation, finished: Finished, status: Status, reply: Reply | None
+    ) -> ExecutionRecord:
+        outcome = finished.outcome
+        return ExecutionRecord(
+            id=invocation.id,
+            workspace=invocation.workspace,
+            trigger=invocation.trigger,
+            version=invocation.version,
+            status=status,
+            attempts=finished.runs,
+            received_at=invocation.received_at,
+            started_at=finished.started,
+            finished_at=finished.finished,
+            request=invocation.request,
+            output=truncated(outcome.output_to_record, self._output_limit),
+            # Whole, as the caller got it: a repeated idempotency key is answered from it.
+            response=reply,
+            steps=outcome.steps,
+            error=outcome.error,
+            replay_of=invocation.replay_of,
+            caller=invocation.caller,
+        )
+
+    def _observe(self, invocation: Invocation, finished: Finished, status: Status) -> None:
         metrics.observe(
             invocation.workspace,
             invocation.trigger,
@@ -122,6 +180,7 @@ class Reporter:
             correlation_id=message.correlation_id, message_id=reply.execution_id, delivery_mode=1
         )
         try:
+            # The body is bytes already (reply_for encoded it): nothing here can fail to encode.
             await self._replies.publish(reply_encoder.encode(reply), properties, str(message.reply_to))
         except BrokerUnavailable as exc:
             # The caller can read the record from the status URL.
@@ -159,6 +218,12 @@ def reply_for(invocation: Invocation, outcome: Outcome) -> Reply | None:
             },
             failed=True,
         )
-    if outcome.answer is not None:
-        return answer(invocation.id, outcome.answer.status, outcome.answer.headers, outcome.answer.body)
-    return answer(invocation.id, 200, {}, outcome.output)
+    try:
+        if outcome.answer is not None:
+            return answer(invocation.id, outcome.answer.status, outcome.answer.headers, outcome.answer.body)
+        return answer(invocation.id, 200, {}, outcome.output)
+    except (RecursionError, OverflowError, TypeError, ValueError) as exc:
+        # An answer JSON cannot carry (nested past msgspec's depth): a problem, not a timeout.
+        return reply_for(
+            invocation, Outcome(False, error=f"the answer cannot be sent ({type(exc).__name__})")
+        )

@@ -54,12 +54,15 @@ class LaneHolds:
             extra={"queue": queue, "execution_id": execution_id},
         )
 
-    async def answer(self, queue: str) -> Resume:
-        """Wait until an operator answers the hold on `queue`; Abandoned if stopping first."""
+    async def answer(self, queue: str, gone: Callable[[], bool] = lambda: False) -> Resume:
+        """Wait until an operator answers the hold on `queue`; Abandoned if stopping first,
+        or once `gone()` says the message was taken back (its redelivery waits instead)."""
         while True:
             hold = await self._retrying(lambda c: get_hold(c, queue))
             if hold is not None and hold.resume is not None:
                 return hold.resume
+            if gone():
+                raise Abandoned
             await pause(self._stopping, POLL_SECONDS)
 
     async def release(self, queue: str) -> None:

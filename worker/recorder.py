@@ -68,10 +68,16 @@ class Recorder:
 
     @staticmethod
     def _fail(entry: tuple[ExecutionRecord, asyncio.Future[None]], exc: Exception) -> None:
-        # Its caller leaves the message unacknowledged (never acks unrecorded work), and the
-        # recorder goes on: one that died here would leave every later run waiting forever.
+        # Its caller writes a minimal record in its place and dead-letters the message, and
+        # the recorder goes on: one that died here would leave every later run waiting
+        # forever. The type only: asyncpg's message quotes the value it could not encode.
         record, future = entry
-        log.error("cannot record execution %s: %s", record.id, exc, exc_info=exc)
+        log.error(
+            "cannot record execution %s (%s)",
+            record.id,
+            type(exc).__name__,
+            extra={"execution_id": record.id, "workspace": record.workspace, "trigger": record.trigger},
+        )
         if not future.done():
             future.set_exception(exc)
 

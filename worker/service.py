@@ -13,6 +13,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
@@ -21,7 +22,7 @@ from shared.broker.publishers import ReplyPublisher, open_confirm_channel
 from shared.db.lanes import LANES_CHANNEL, load_layouts
 from shared.db.notify import follow
 from shared.db.pauses import paused_triggers
-from shared.db.pool import open_pool
+from shared.db.pool import DB_ERRORS, open_pool
 from shared.db.retry import retry_db
 from shared.db.secrets import cipher_from
 from shared.runtime.heartbeats import Heartbeat
@@ -36,6 +37,7 @@ from worker.holds import LaneHolds
 from worker.lanes import LaneSet
 from worker.recorder import Recorder
 from worker.resources import Connections
+from worker.watchdog import Watchdog
 from worker.workflows import WorkflowCache
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ class Worker:
         self._lanes: LaneSet | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._paused: set[tuple[str, str]] = set()  # shared with the runner, updated in place
+        self._watchdog = Watchdog(settings.watchdog_margin, settings.watchdog_limit, self._database_away)
 
     async def run(self) -> None:
         """Consume until `stop()`.
@@ -102,6 +105,8 @@ class Worker:
                 return
             follower = asyncio.create_task(self._follow_lanes(), name="lanes")
             resources.push_async_callback(_cancelled, follower)
+            watchdog = asyncio.create_task(self._watchdog.run(), name="watchdog")
+            resources.push_async_callback(_cancelled, watchdog)
             await self._stop.wait()
 
     async def _unless_stopped(self, work: Coroutine[Any, Any, object]) -> bool:
@@ -117,7 +122,28 @@ class Worker:
         return False
 
     async def _checks(self) -> dict[str, bool]:
-        return {"broker": self._broker.ready, "database": await database_ready(self._pool)}
+        return {
+            "broker": self._broker.ready,
+            "database": await database_ready(self._pool),
+            # False once the watchdog had to settle a delivery a run held too long: something
+            # in this process hangs; restart it.
+            "deliveries": self._watchdog.healthy,
+        }
+
+    async def _database_away(self) -> bool:
+        # A connection of its own: the pool may be what hangs.
+        try:
+            connection = await asyncpg.connect(self.settings.database_url, timeout=2)
+        except (*DB_ERRORS, asyncpg.PostgresError):  # type: ignore[misc]
+            return True
+        try:
+            await connection.execute("select 1", timeout=2)
+        except (*DB_ERRORS, asyncpg.PostgresError):  # type: ignore[misc]
+            return True
+        finally:
+            with contextlib.suppress(*DB_ERRORS):
+                await connection.close(timeout=2)
+        return False
 
     def stop(self) -> None:
         """Ask `run()` to finish (safe from a signal handler)."""
@@ -142,6 +168,7 @@ class Worker:
             publish_timeout=self.settings.publish_timeout,
             stopping=self._stop,
             paused=self._paused,
+            watchdog=self._watchdog,
         )
         self._lanes = LaneSet(connection, self.settings.amqp_prefix, self._run_ordered)
         channel = await connection.channel()

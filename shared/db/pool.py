@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
@@ -34,33 +35,28 @@ Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProx
 
 _json_encode = msgspec.json.Encoder().encode
 _NUL_ESCAPE = b"\\u0000"
+# msgspec writes U+0000 as the escape `\u0000`. One preceded by an odd number of
+# backslashes is not one: `\\u0000` is a backslash followed by the text "u0000".
+_NUL_ESCAPES = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 def json_text(value: Any) -> str:
     """`value` as JSON text that jsonb accepts.
 
     jsonb cannot hold U+0000 (a caller may send `"\\u0000"` in a JSON body or `%00` in a
-    query string), so it is stored as U+FFFD; the workflow still got the call as sent.
+    query string), so it is stored as U+FFFD; the workflow still got the call as sent. The
+    escape is replaced in the encoded bytes, without walking the value: a body nested
+    hundreds deep would exhaust Python's recursion limit (a poison message).
     """
     encoded = _json_encode(value)
     if _NUL_ESCAPE in encoded:
-        encoded = _json_encode(_without_nul(msgspec.json.decode(encoded)))
+        encoded = _NUL_ESCAPES.sub(rb"\1\\ufffd", encoded)
     return encoded.decode()
 
 
 def pg_text(value: str | None) -> str | None:
     """Text that a text column accepts: U+0000 becomes U+FFFD."""
     return None if value is None else value.replace("\x00", "\ufffd")
-
-
-def _without_nul(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, list):
-        return [_without_nul(v) for v in value]
-    if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
-    return value
 
 
 def _encode_json(value: Any) -> str:

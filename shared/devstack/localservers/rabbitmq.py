@@ -48,9 +48,10 @@ _CONFIG = """\
 # Written by hookline's LocalRabbitMQ at every start; edits are lost.
 log.console = false
 log.file.level = info
-# A stopped ordered lane keeps its message unacknowledged until an operator answers: 24 h
-# before the broker takes it back (the default, 30 minutes, would count as a redelivery).
-consumer_timeout = 86400000
+# The broker's last word on a delivery left unsettled: 1 h. A worker's watchdog settles one
+# a run holds past its workflow_timeout first (HOOKLINE_WATCHDOG_LIMIT, 50 min at most); a
+# stopped ordered lane's message comes back each hour and is held again (docs/delivery.md).
+consumer_timeout = 3600000
 """
 
 # `+B i` ignores SIGINT, as RabbitMQ's own wrapper does; distribution on loopback only.
