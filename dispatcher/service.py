@@ -2,7 +2,8 @@
 
 It reconciles on start, on every registry notification and after every reconnect to the
 broker (a broker that lost its definitions gets them back), and every second while an old
-lane layout drains, to delete it once empty. It never touches messages.
+lane layout drains, to delete it once empty. It never runs messages; it moves dead letters
+from their queue into PostgreSQL (dispatcher/deadletters.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from aio_pika.abc import AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
+from dispatcher.deadletters import move_forever
 from dispatcher.holds import delete_if_empty, release_held
 from dispatcher.metrics import sample_forever
 from dispatcher.reconcile import Reconciler, desired_topology, layout_changes
@@ -52,7 +54,7 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Reconcile until `stop()`."""
-        self._pool = await create_pool(self.settings.database_url, min_size=1, max_size=2)
+        self._pool = await create_pool(self.settings.database_url, min_size=1, max_size=4)
         probes = await start_probes(
             "dispatcher",
             self.settings.host,
@@ -67,6 +69,9 @@ class Dispatcher:
         tasks = [
             asyncio.create_task(self._follow(), name="registry"),
             asyncio.create_task(self._drain_loop(), name="drain"),
+            asyncio.create_task(
+                move_forever(self._broker, self._pool, self.settings.amqp_prefix), name="dead-letters"
+            ),
         ]
         if probes is not None:
             tasks.append(asyncio.create_task(self._sample_queues(), name="queue-depths"))

@@ -143,7 +143,7 @@ def trigger_pages(res: Resources) -> list[Any]:
     @get("/dead-letters", include_in_schema=False)
     async def dead(request: Request[Any, Any, Any]) -> Template:
         scope, csrf = await signed_in(res, request)
-        letters = await dead_letters(res, scope, None, None)
+        letters = (await dead_letters(res, scope, None, None)).items
         return Template(
             template_name="dead_letters.html", context={"scope": scope, "csrf": csrf, "letters": letters}
         )
