@@ -19,6 +19,7 @@ from dispatcher.deadletters import move_forever
 from dispatcher.holds import delete_if_empty, release_held
 from dispatcher.metrics import sample_forever
 from dispatcher.reconcile import Reconciler, desired_topology, layout_changes
+from dispatcher.retention import sweep_forever
 from shared.broker.link import BrokerLink
 from shared.db import locks
 from shared.db.lanes import delete_layout, load_layouts, save_layouts, trigger_shapes
@@ -72,6 +73,7 @@ class Dispatcher:
             asyncio.create_task(
                 move_forever(self._broker, self._pool, self.settings.amqp_prefix), name="dead-letters"
             ),
+            asyncio.create_task(sweep_forever(self._pool, self.settings), name="retention"),
         ]
         if probes is not None:
             tasks.append(asyncio.create_task(self._sample_queues(), name="queue-depths"))

@@ -28,3 +28,6 @@ create table retention_sweeps (
     deleted       bigint not null,          -- by the last sweep
     deleted_total bigint not null default 0 -- since the row was created
 );
+
+-- Retention deletes rejected calls by age (the ingress's writer caps them per trigger by count).
+create index rejected_calls_by_time on rejected_calls (at);
