@@ -22,10 +22,11 @@ from shared.ops.deadletters import move_dead_letters
 
 log = logging.getLogger(__name__)
 
-# Outages that only skip a look; the letters wait in the queue.
+# Outages (and refusals) that only skip a look; the letters wait in the queue.
 OUTAGES: tuple[type[BaseException], ...] = (
     *CONNECTION_EXCEPTIONS,
     *DB_ERRORS,
+    asyncpg.PostgresError,
     aiormq.exceptions.AMQPError,
     BrokerUnavailable,
 )

@@ -77,3 +77,8 @@ def test_a_letter_with_no_id_is_named_by_its_body_so_a_redelivery_finds_its_row(
         "unknown",
         MOVED,
     )
+
+
+def test_a_nul_in_a_letters_id_is_replaced_so_postgresql_can_store_it() -> None:
+    letter = _stored(Taken(b"x", message_id="a\x00b"))
+    assert letter.id == "a\ufffdb"

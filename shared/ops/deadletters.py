@@ -93,18 +93,23 @@ def stored_letter(message: AbstractIncomingMessage, moved_at: datetime) -> NewLe
         head.id if head else message.message_id or "sha256:" + hashlib.sha256(message.body).hexdigest()
     )
     return NewLetter(
-        id=str(letter_id),
+        id=_text(str(letter_id)),
         execution_id=as_uuid(head.id) if head else None,
-        workspace=head.workspace if head else None,
-        trigger=head.trigger if head else None,
-        reason=str(last.get("reason", "unknown")),
-        queue=str(last.get("queue", "")),
+        workspace=_text(head.workspace) if head else None,
+        trigger=_text(head.trigger) if head else None,
+        reason=_text(str(last.get("reason", "unknown"))),
+        queue=_text(str(last.get("queue", ""))),
         died_at=died_at.replace(tzinfo=died_at.tzinfo or UTC) if isinstance(died_at, datetime) else moved_at,
         body=message.body,
         headers=_headers_encoder.encode(_plain(republished_headers(message.headers))),
-        content_type=message.content_type,
-        type=message.type,
+        content_type=_text(message.content_type) if message.content_type else None,
+        type=_text(message.type) if message.type else None,
     )
+
+
+def _text(value: str) -> str:
+    """PostgreSQL text cannot hold NUL: a letter carrying one must still be stored, not block the queue."""
+    return value.replace("\x00", "\ufffd")
 
 
 def _plain(headers: dict[str, Any]) -> dict[str, Any]:
