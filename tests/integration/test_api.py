@@ -424,6 +424,12 @@ async def test_a_workspace_token_cannot_reach_another_workspace_by_its_ids(
     await apply_yaml(db, TRIGGERS.format(ws=other))
     theirs = (await accepted(stack, f"/hooks/{other}/broken", json={"x": 1})).json()["execution_id"]
     await finished_execution(db, theirs)  # dead: a dead letter of the other workspace
+
+    async def filed() -> bool | None:  # the dispatcher moves it from the queue into the table
+        letters = (await api.get("/dead-letters", params={"workspace": other})).json()
+        return True if theirs in {x["id"] for x in letters} else None
+
+    await eventually(filed)
     their_key = (
         await api.post(f"/workspaces/{other}/keys", json={"label": "b", "triggers": ["inbox"]})
     ).json()
