@@ -185,3 +185,12 @@ def as_uuid(text: str) -> str | None:
         return str(uuid.UUID(text))
     except ValueError:
         return None
+
+
+async def letter_counts(connection: Connection) -> dict[tuple[str, str], int]:
+    """How many dead letters each trigger has (("", "") for letters that are not invocations)."""
+    rows = await connection.fetch(
+        "select coalesce(workspace, '') as workspace, coalesce(trigger, '') as trigger, count(*) as n"
+        " from dead_letters group by 1, 2"
+    )
+    return {(r["workspace"], r["trigger"]): r["n"] for r in rows}

@@ -11,6 +11,7 @@ import httpx
 from shared.broker.link import connect_once
 from shared.cli.commands import runs
 from shared.cli.commands.output import print_json, print_table
+from shared.db.deadletters import letter_counts
 from shared.db.pool import connect
 from shared.db.retention import LastSweep, last_sweeps
 from shared.db.runlog import FailureRate, failure_rate
@@ -46,11 +47,13 @@ async def _status(settings: Settings, ns: argparse.Namespace) -> int:
     rate: FailureRate | None = None
     queues: list[QueueDepth] | None = None
     sweeps: list[LastSweep] = []
+    dead = 0
     try:
         async with connect(settings.database_url) as db:
             services = await service_beats(db)
             rate = await failure_rate(db, ns.minutes)
             sweeps = await last_sweeps(db)
+            dead = sum((await letter_counts(db)).values())
             try:
                 async with connect_once(settings.amqp_url, "hookline-status") as broker:
                     queues = await queue_depths(broker, db, settings.amqp_prefix)
@@ -68,6 +71,7 @@ async def _status(settings: Settings, ns: argparse.Namespace) -> int:
                 "services": [{**vars(x), "state": x.state} for x in services or []],
                 "queues": queues,
                 "failures": {**vars(rate), "rate": rate.rate} if rate else None,
+                "dead_letters": dead,
                 "retention": [vars(x) for x in sweeps],
             }
         )
@@ -89,6 +93,7 @@ async def _status(settings: Settings, ns: argparse.Namespace) -> int:
                 (q.name, q.kind, trigger, str(q.messages), str(q.consumers) if q.exists else "missing")
             )
         print_table(rows)
+    print(f"dead letters: {dead} waiting (hookline dlq list)")
     assert rate is not None
     share = f" ({rate.rate:.1%})" if rate.rate is not None else ""
     print(f"last {rate.minutes} min: {rate.finished} runs finished, {rate.failed} failed{share}")
