@@ -27,7 +27,10 @@ async def sweep_once(pool: asyncpg.Pool, settings: Settings) -> Sweep | None:
     """One sweep if this process is the leader now; None if another one is sweeping."""
     async with pool.acquire() as connection:
         result = await sweep_as_leader(
-            connection, datetime.timedelta(days=settings.retention_days), settings.retention_batch
+            connection,
+            datetime.timedelta(days=settings.retention_days),
+            settings.retention_batch,
+            datetime.timedelta(days=settings.retention_max_days),
         )
     if result is None:
         return None

@@ -44,6 +44,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     metrics_port: int | None = None  # worker and dispatcher probes; None: off, 0: a free port
     metrics_token: str | None = None  # when set, /metrics answers only `Authorization: Bearer <it>`
     retention_days: float = 30.0  # executions (unless a trigger sets `retention`), samples, rejected calls
+    retention_max_days: float = 365.0  # the longest `retention` a trigger may set (tenants' cap)
     retention_batch: int = 1000  # rows per delete statement
     retention_every: float = 300.0  # seconds between sweeps (the dispatcher holding the lock runs them)
     log_level: str = "INFO"

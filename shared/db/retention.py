@@ -51,10 +51,21 @@ async def _batches(
             return
 
 
-async def sweep(connection: Connection, default: datetime.timedelta, batch: int) -> Sweep:
-    """Delete what is past its age, `batch` rows a statement; what was deleted."""
+async def sweep(
+    connection: Connection,
+    default: datetime.timedelta,
+    batch: int,
+    longest: datetime.timedelta | None = None,
+) -> Sweep:
+    """Delete what is past its age, `batch` rows a statement; what was deleted.
+
+    A trigger's own `retention` counts up to `longest` (the deployment's cap: a tenant may
+    keep its runs for less time than the default, or longer, but not without bound).
+    """
     result = Sweep()
     custom = await trigger_retentions(connection)
+    if longest is not None:
+        custom = {trigger: min(keep, longest) for trigger, keep in custom.items()}
     for (workspace, trigger), keep in custom.items():
         await _batches(
             connection,
@@ -120,12 +131,17 @@ async def sweep(connection: Connection, default: datetime.timedelta, batch: int)
     return result
 
 
-async def sweep_as_leader(connection: Connection, default: datetime.timedelta, batch: int) -> Sweep | None:
+async def sweep_as_leader(
+    connection: Connection,
+    default: datetime.timedelta,
+    batch: int,
+    longest: datetime.timedelta | None = None,
+) -> Sweep | None:
     """Sweep and record it if no other process is sweeping; None when one is."""
     if not await connection.fetchval("select pg_try_advisory_lock($1)", locks.RETENTION):
         return None
     try:
-        result = await sweep(connection, default, batch)
+        result = await sweep(connection, default, batch, longest)
         await connection.executemany(
             "insert into retention_sweeps (family, swept_at, deleted, deleted_total) values ($1, now(), $2, $2)"
             " on conflict (family) do update set swept_at = now(), deleted = $2,"
