@@ -151,8 +151,8 @@ async def letter_page(
 
 
 async def letters_to_replay(connection: Connection, where: LetterFilter, limit: int) -> list[StoredLetter]:
-    """Up to `limit` letters matching `where`, newest first, locked for this transaction
-    (a concurrent replay skips them rather than publishing them twice)."""
+    """Up to `limit` letters matching `where`, newest first (each is locked by
+    `lock_letter` as it is replayed)."""
     rows = await connection.fetch(
         "select d.seq, d.id, d.workspace, d.trigger, d.body, d.headers, d.content_type, d.type"  # noqa: S608 (constant text, values bound)
         " from dead_letters d" + _WHERE + " order by d.seq desc limit $7 for update skip locked",
@@ -172,6 +172,15 @@ async def letters_to_replay(connection: Connection, where: LetterFilter, limit: 
         )
         for r in rows
     ]
+
+
+async def lock_letter(connection: Connection, letter_id: str, seq: int) -> bool:
+    """Lock this version of a letter for the transaction; False when another replay holds it
+    or it is gone or changed (replayed meanwhile, or died again)."""
+    found = await connection.fetchval(
+        "select 1 from dead_letters where id = $1 and seq = $2 for update skip locked", letter_id, seq
+    )
+    return found is not None
 
 
 async def delete_letter(connection: Connection, letter_id: str, seq: int) -> None:

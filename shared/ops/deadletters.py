@@ -28,14 +28,15 @@ from shared.db.deadletters import (
     delete_letter,
     letter_page,
     letters_to_replay,
+    lock_letter,
     store_letters,
 )
 from shared.db.pool import Connection
-from shared.errors import HooklineError
+from shared.errors import BrokerUnavailable, HooklineError
 from shared.wire import topology
 from shared.wire.amqp import republished_headers
 
-REPLAY_BATCH = 50  # rows locked and published per transaction
+REPLAY_BATCH = 50  # rows read per page of a replay
 
 
 class NotReplayable(HooklineError):
@@ -181,8 +182,12 @@ async def replay(
 ) -> ReplayOutcome:
     """Replay every letter matching `where`: publish (confirmed), then delete its row.
 
-    A letter that cannot be put back (not an invocation, its trigger gone or not routed)
-    stays and is reported; `stop_on_failure(error)` true re-raises it instead.
+    Each letter is locked, published and deleted in a transaction of its own, so two replays
+    never publish the same row and a failure undoes nothing already replayed. A letter that
+    cannot be put back (not an invocation, its trigger gone or not routed, its queue full)
+    stays and is reported; `stop_on_failure(error)` true re-raises it instead. A broker that
+    does not answer at all (BrokerUnavailable itself) ends the replay: the rest would wait
+    out the same deadline one by one.
     """
     outcome = ReplayOutcome([], [])
     channel = await broker.channel(publisher_confirms=True, on_return_raises=True)
@@ -190,18 +195,20 @@ async def replay(
         exchange = await channel.get_exchange(topology.invocations_exchange(prefix), ensure=False)
         cursor = where.before
         while True:
-            async with database.transaction():
-                batch = await letters_to_replay(database, _after(where, cursor), REPLAY_BATCH)
-                for letter in batch:
+            batch = await letters_to_replay(database, _after(where, cursor), REPLAY_BATCH)
+            for letter in batch:
+                async with database.transaction():
+                    if not await lock_letter(database, letter.id, letter.seq):
+                        continue
                     try:
                         path = await _publish(exchange, letter, deadline)
                     except HooklineError as exc:
-                        if stop_on_failure(exc):
+                        if stop_on_failure(exc) or type(exc) is BrokerUnavailable:
                             raise
                         outcome.failed.append((letter.id, str(exc)))
                         continue
                     await delete_letter(database, letter.id, letter.seq)
-                    outcome.replayed.append((letter.id, path))
+                outcome.replayed.append((letter.id, path))
             if len(batch) < REPLAY_BATCH:
                 return outcome
             cursor = str(batch[-1].seq)
