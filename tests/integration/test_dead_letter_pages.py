@@ -7,6 +7,7 @@ moves them from the dead-letter queue into PostgreSQL, and the API pages over th
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -250,3 +251,25 @@ async def test_a_dead_letter_delivered_twice_is_listed_once(
         assert await db.fetchval("select count(*) from dead_letters where id = $1", letter_id) == 1
     finally:
         await db.execute("delete from dead_letters where id = $1", letter_id)
+
+
+async def test_two_replays_at_once_put_each_letter_back_once(
+    api: httpx.AsyncClient, stack: Services, db: Connection, workspace: str, target: Target
+) -> None:
+    await _applied(db, stack, target, workspace)
+    ids = await _dead(db, stack, workspace, "flaky", 20)
+    await _listed(api, 20, workspace=workspace)
+    target.failing.discard(workspace)
+    body = {"all": True, "workspace": workspace}
+    first, second = await asyncio.gather(
+        api.post("/dead-letters/replay", json=body), api.post("/dead-letters/replay", json=body)
+    )
+    one, other = first.json()["replayed"], second.json()["replayed"]
+    assert not set(one) & set(other)
+    assert sorted(one + other) == sorted(ids)
+
+    async def ran_once_more() -> bool | None:
+        rows = await db.fetch("select status, attempts from executions where id = any($1::uuid[])", ids)
+        return True if {(r["status"], r["attempts"]) for r in rows} == {("succeeded", 2)} else None
+
+    await eventually(ran_once_more, timeout=30)
