@@ -52,6 +52,7 @@ class Dispatcher:
         self._reconciler: Reconciler | None = None
         self._draining: dict[LaneLayout, float] = {}  # layout -> when first seen draining
         self._resumed: dict[tuple[str, str], float] = {}  # trigger -> when its key left the hold queue
+        self._reconciled = asyncio.Event()  # set once the topology (the dead-letter queue too) exists
 
     async def run(self) -> None:
         """Reconcile until `stop()`."""
@@ -70,9 +71,7 @@ class Dispatcher:
         tasks = [
             asyncio.create_task(self._follow(), name="registry"),
             asyncio.create_task(self._drain_loop(), name="drain"),
-            asyncio.create_task(
-                move_forever(self._broker, self._pool, self.settings.amqp_prefix), name="dead-letters"
-            ),
+            asyncio.create_task(self._move_dead_letters(), name="dead-letters"),
             asyncio.create_task(sweep_forever(self._pool, self.settings), name="retention"),
         ]
         if probes is not None:
@@ -91,6 +90,10 @@ class Dispatcher:
         await self._broker.wait_ready()
         assert self._broker.connection is not None
         await sample_forever(self._broker.connection, self._pool, self.settings.amqp_prefix)
+
+    async def _move_dead_letters(self) -> None:
+        await self._reconciled.wait()
+        await move_forever(self._broker, self._pool, self.settings.amqp_prefix)
 
     async def _checks(self) -> dict[str, bool]:
         return {"broker": self._broker.ready, "database": await database_ready(self._pool)}
@@ -145,6 +148,7 @@ class Dispatcher:
                     return
                 try:
                     await self._reconciler.apply(desired)
+                    self._reconciled.set()
                     self._track_resumed(pauses)
                 except (*CONNECTION_EXCEPTIONS, BrokerUnavailable) as exc:
                     # The broker went away mid-way; the reconnect callback runs us again.
