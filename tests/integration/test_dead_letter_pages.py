@@ -22,6 +22,7 @@ from shared.db.pool import Connection
 from shared.db.tokens import create_token
 from shared.wire import topology
 from tests.helpers import apply_yaml, eventually, finished_execution
+from tests.integration.calls import cli_json
 from tests.integration.target import Target, running_target
 from tests.stack import Services
 
@@ -152,6 +153,14 @@ async def test_dead_letters_are_listed_page_by_page_newest_first_and_filtered_by
     at = datetime.fromtimestamp(split, UTC).isoformat()
     assert {x["id"] for x in await _listed(api, 4, workspace=workspace, since=at)} == set(late)
     assert {x["id"] for x in await _listed(api, 3, workspace=workspace, until=at)} == set(early)
+
+    # The CLI pages the same table with the same filters.
+    since = await asyncio.to_thread(cli_json, stack, "dlq", "list", "--workspace", workspace, "--since", at)
+    assert [x["id"] for x in since] == [x["id"] for x in whole if x["id"] in late]
+    one = await asyncio.to_thread(
+        cli_json, stack, "dlq", "list", "--trigger", f"{workspace}/other", "--limit", "1"
+    )
+    assert [x["id"] for x in one] == [by_trigger[0]["id"]]
 
     bad = await api.get("/dead-letters", params={"workspace": workspace, "cursor": "x'; drop table"})
     assert (bad.status_code, bad.headers["content-type"]) == (400, "application/problem+json")
