@@ -1,4 +1,5 @@
-"""Queue depths as Prometheus gauges, sampled by the dispatcher (passive declares, no plugin)."""
+"""Queue depths and stored dead letters as Prometheus gauges, sampled by the dispatcher
+(passive declares, no plugin; one grouped count of the dead_letters table)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aio_pika.abc import AbstractConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from prometheus_client import Gauge
 
+from shared.db.deadletters import letter_counts
 from shared.db.pool import DB_ERRORS
 from shared.errors import BrokerUnavailable
 from shared.ops.queues import queue_depths
@@ -23,12 +25,20 @@ MESSAGES = Gauge("hookline_queue_messages", "Messages ready in a queue (not thos
 CONSUMERS = Gauge(
     "hookline_queue_consumers", "Consumers of a queue (a single-active lane counts one)", LABELS
 )
+# The dead-letter queue is emptied into PostgreSQL within a second; this is what waits there.
+DEAD_LETTERS = Gauge(
+    "hookline_dead_letters", "Dead letters waiting for an operator", ["workspace", "trigger"]
+)
 
 
 async def sample(broker: AbstractConnection, pool: asyncpg.Pool, prefix: str) -> None:
     """Set the gauges from one look at every queue (queues gone since are dropped)."""
     async with pool.acquire() as connection:
         depths = await queue_depths(broker, connection, prefix)
+        dead = await letter_counts(connection)
+    DEAD_LETTERS.clear()
+    for (workspace, trigger), count in dead.items():
+        DEAD_LETTERS.labels(workspace, trigger).set(count)
     MESSAGES.clear()
     CONSUMERS.clear()
     for q in depths:

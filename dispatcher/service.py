@@ -2,7 +2,8 @@
 
 It reconciles on start, on every registry notification and after every reconnect to the
 broker (a broker that lost its definitions gets them back), and every second while an old
-lane layout drains, to delete it once empty. It never touches messages.
+lane layout drains, to delete it once empty. It never runs messages; it moves dead letters
+from their queue into PostgreSQL (dispatcher/deadletters.py).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import time
 from aio_pika.abc import AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
+from dispatcher.deadletters import move_forever
 from dispatcher.holds import delete_if_empty, release_held
 from dispatcher.metrics import sample_forever
 from dispatcher.reconcile import Reconciler, desired_topology, layout_changes
+from dispatcher.retention import sweep_forever
 from shared.broker.link import BrokerLink
 from shared.db import locks
 from shared.db.lanes import delete_layout, load_layouts, save_layouts, trigger_shapes
@@ -50,12 +53,13 @@ class Dispatcher:
         self._reconciler: Reconciler | None = None
         self._draining: dict[LaneLayout, float] = {}  # layout -> when first seen draining
         self._resumed: dict[tuple[str, str], float] = {}  # trigger -> when its key left the hold queue
+        self._reconciled = asyncio.Event()  # set once the topology (the dead-letter queue too) exists
 
     async def run(self) -> None:
         """Reconcile until `stop()`; what opened closes in reverse order, also on a failed start."""
         async with contextlib.AsyncExitStack() as resources:
             self._pool = await resources.enter_async_context(
-                open_pool(self.settings.database_url, min_size=1, max_size=2)
+                open_pool(self.settings.database_url, min_size=1, max_size=4)
             )
             probes = await start_probes(
                 "dispatcher",
@@ -77,6 +81,8 @@ class Dispatcher:
             tasks = [
                 asyncio.create_task(self._follow(), name="registry"),
                 asyncio.create_task(self._drain_loop(), name="drain"),
+                asyncio.create_task(self._move_dead_letters(), name="dead-letters"),
+                asyncio.create_task(sweep_forever(self._pool, self.settings), name="retention"),
             ]
             if probes is not None:
                 tasks.append(asyncio.create_task(self._sample_queues(), name="queue-depths"))
@@ -87,6 +93,10 @@ class Dispatcher:
         await self._broker.wait_ready()
         assert self._broker.connection is not None
         await sample_forever(self._broker.connection, self._pool, self.settings.amqp_prefix)
+
+    async def _move_dead_letters(self) -> None:
+        await self._reconciled.wait()
+        await move_forever(self._broker, self._pool, self.settings.amqp_prefix)
 
     async def _checks(self) -> dict[str, bool]:
         return {"broker": self._broker.ready, "database": await database_ready(self._pool)}
@@ -141,6 +151,7 @@ class Dispatcher:
                     return
                 try:
                     await self._reconciler.apply(desired)
+                    self._reconciled.set()
                     self._track_resumed(pauses)
                 except (*CONNECTION_EXCEPTIONS, BrokerUnavailable) as exc:
                     # The broker went away mid-way; the reconnect callback runs us again.

@@ -56,6 +56,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Comma-separated addresses or networks whose X-Forwarded-For/-Proto the ingress believes
     # (a TLS-terminating proxy in front of it); empty: none, the connection is what it is.
     trusted_proxies: str = ""
+    retention_days: float = 30.0  # executions (unless a trigger sets `retention`), samples, rejected calls
+    retention_max_days: float = 365.0  # the longest `retention` a trigger may set (tenants' cap)
+    retention_batch: int = 1000  # rows per delete statement
+    retention_every: float = 300.0  # seconds between sweeps (the dispatcher holding the lock runs them)
     log_level: str = "INFO"
     log_json: bool = True
     # `${env:NAME}` a definition made with a workspace token may resolve: "demo=A,B;beta=C".

@@ -54,3 +54,13 @@ async def finished_execution(connection: Connection, execution_id: str, timeout:
         return execution if execution.status in ("succeeded", "failed", "dead") else None
 
     return await eventually(probe, timeout)
+
+
+async def filed_as_dead_letters(connection: Connection, *ids: str, timeout: float = 10) -> None:
+    """Wait until the dispatcher has moved these letters from the dead-letter queue into its table."""
+
+    async def probe() -> bool | None:
+        found = await connection.fetchval("select count(*) from dead_letters where id = any($1::text[])", ids)
+        return True if found == len(set(ids)) else None
+
+    await eventually(probe, timeout)

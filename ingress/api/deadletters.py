@@ -1,7 +1,7 @@
 """`/api/dead-letters`: what ran out of attempts, with its execution's error, and replay.
 
-Reading takes the dead letters unacknowledged and hands back every one not replayed
-(shared/ops/deadletters.py): nothing is lost by looking.
+Letters are read from the `dead_letters` table (the dispatcher moves them out of the queue),
+a page at a time, and only the token's workspace's (shared/ops/deadletters.py).
 """
 
 from __future__ import annotations
@@ -10,33 +10,30 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import get, post
+from litestar import Response, get, post
+from litestar.params import Parameter
 
 from ingress.api.access import Scope, database
 from ingress.api.resources import Resources
+from shared.db.deadletters import LetterFilter
+from shared.db.runlog import BadFilter
 from shared.errors import HooklineError, NotFound
-from shared.ids import is_uuid
-from shared.ops.deadletters import DeadLetter, DeadLetters
+from shared.ops import deadletters
+from shared.ops.deadletters import DeadLetterView
+
+Limit = Annotated[int, Parameter(ge=1, le=1000, description="dead letters per page")]
+NEXT_CURSOR_HEADER = "X-Next-Cursor"  # the `cursor` of the next page; absent on the last
 
 
-class DeadLetterView(msgspec.Struct, kw_only=True):
-    """A dead letter and its execution's last state (None: never recorded)."""
+class ReplayRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Dead letters to replay: by execution id, or `all` of those matching the filters."""
 
-    id: str
-    workspace: str | None
-    trigger: str | None
-    reason: str
-    queue: str
-    died_at: datetime | None
-    status: str | None = None
-    attempts: int | None = None
-    error: str | None = None
-
-
-class ReplayRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """Dead letters to replay, by execution id."""
-
-    ids: Annotated[list[str], msgspec.Meta(min_length=1, max_length=1000)]
+    ids: Annotated[list[str], msgspec.Meta(min_length=1, max_length=1000)] | None = None
+    all: bool = False
+    workspace: str | None = None
+    trigger: str | None = None
+    since: datetime | None = None  # died at or after
+    until: datetime | None = None  # died before
 
 
 class NotReplayed(msgspec.Struct, kw_only=True):
@@ -55,80 +52,79 @@ class ReplayResult(msgspec.Struct, kw_only=True):
     failed: list[NotReplayed] = msgspec.field(default_factory=list)
 
 
-async def describe(res: Resources, letters: list[DeadLetter]) -> list[DeadLetterView]:
-    """Dead letters with their executions' status, attempts and error."""
-    ids = [x.id for x in letters if is_uuid(x.id)]
-    async with database(res) as connection:
-        rows = await connection.fetch(
-            "select id::text, status, attempts, error from executions where id = any($1::uuid[])", ids
-        )
-    found = {r["id"]: r for r in rows}
-    views = []
-    for x in letters:
-        row = found.get(x.id)
-        views.append(
-            DeadLetterView(
-                id=x.id,
-                workspace=x.workspace,
-                trigger=x.trigger,
-                reason=x.reason,
-                queue=x.queue,
-                died_at=x.died_at,
-                status=row["status"] if row else None,
-                attempts=row["attempts"] if row else None,
-                error=row["error"] if row else None,
-            )
-        )
-    return views
-
-
 async def dead_letters(
-    res: Resources, access: Scope, workspace: str | None, trigger: str | None
-) -> list[DeadLetterView]:
-    """The dead letters this token may see."""
-    workspace = access.narrow(workspace)
-    async with (
-        database(res) as lock,
-        DeadLetters.opened(res.publisher.connection, res.settings.amqp_prefix, lock) as letters,
-    ):
-        selected = letters.select(None, workspace, trigger)
-    return await describe(res, selected)
+    res: Resources,
+    access: Scope,
+    workspace: str | None,
+    trigger: str | None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 100,
+) -> deadletters.DeadLetterPage:
+    """A page of the dead letters this token may see, newest first."""
+    where = LetterFilter(access.narrow(workspace), trigger, since, until, None, cursor)
+    async with database(res) as connection:
+        return await deadletters.page(connection, where, limit)
 
 
 async def replay_letters(res: Resources, access: Scope, ids: list[str]) -> ReplayResult:
-    """Replay these dead letters (confirmed publish, then ack); the rest stay. One that
-    cannot be put back is reported in `failed` and does not stop the others."""
-    replayed: list[str] = []
-    failed: list[NotReplayed] = []
-    async with (
-        database(res) as lock,
-        DeadLetters.opened(res.publisher.connection, res.settings.amqp_prefix, lock) as letters,
-    ):
-        for letter in letters.select(set(ids), access.workspace, None):
-            try:
-                await letters.replay(letter)
-            except HooklineError as exc:
-                failed.append(NotReplayed(id=letter.id, error=str(exc)))
-                if len(ids) == 1:
-                    raise  # one asked for: its error is the answer (409, 503)
-                continue
-            replayed.append(letter.id)
-    found = set(replayed) | {x.id for x in failed}
-    return ReplayResult(replayed=replayed, missing=sorted(set(ids) - found), failed=failed)
+    """Replay these dead letters (confirmed publish, then delete); the rest stay."""
+    return await replay_matching(res, access, ReplayRequest(ids=ids))
+
+
+async def replay_matching(res: Resources, access: Scope, data: ReplayRequest) -> ReplayResult:
+    """Replay the letters asked for, within the token's workspace. One that cannot be put
+    back is reported in `failed` and does not stop the others; when a single id was asked
+    for, its error is the answer (409, 503)."""
+    if (data.ids is None) == (not data.all):
+        raise BadFilter("give `ids` or `all: true`, not both and not neither")
+    where = LetterFilter(access.narrow(data.workspace), data.trigger, data.since, data.until, data.ids)
+    single = data.ids is not None and len(data.ids) == 1
+
+    def stop(_: HooklineError) -> bool:
+        return single
+
+    async with database(res) as connection:
+        outcome = await deadletters.replay(
+            connection,
+            res.publisher.connection,
+            res.settings.amqp_prefix,
+            where,
+            res.settings.publish_timeout,
+            stop,
+        )
+    missing = sorted(set(data.ids or ()) - outcome.found)
+    return ReplayResult(
+        replayed=[x for x, _ in outcome.replayed],
+        missing=missing,
+        failed=[NotReplayed(id=x, error=e) for x, e in outcome.failed],
+    )
 
 
 def routes(res: Resources) -> list[Any]:
     """The dead-letter handlers."""
 
-    @get("/dead-letters", summary="Dead letters, with their executions' errors")
+    @get(
+        "/dead-letters",
+        summary=f"Dead letters, newest first, with their executions' errors; `{NEXT_CURSOR_HEADER}` pages on",
+    )
     async def list_all(
-        access: Scope, workspace: str | None = None, trigger: str | None = None
-    ) -> list[DeadLetterView]:
-        return await dead_letters(res, access, workspace, trigger)
+        access: Scope,
+        workspace: str | None = None,
+        trigger: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cursor: str | None = None,
+        limit: Limit = 100,
+    ) -> Response[list[DeadLetterView]]:
+        found = await dead_letters(res, access, workspace, trigger, since, until, cursor, limit)
+        headers = {NEXT_CURSOR_HEADER: found.next_cursor} if found.next_cursor else {}
+        return Response(found.items, headers=headers)
 
-    @post("/dead-letters/replay", summary="Replay dead letters by execution id", status_code=200)
+    @post("/dead-letters/replay", summary="Replay dead letters by execution id or by filter", status_code=200)
     async def replay_many(access: Scope, data: ReplayRequest) -> ReplayResult:
-        return await replay_letters(res, access, data.ids)
+        return await replay_matching(res, access, data)
 
     @post("/dead-letters/{execution_id:str}/replay", summary="Replay one dead letter", status_code=200)
     async def replay_one(access: Scope, execution_id: str) -> ReplayResult:

@@ -151,11 +151,10 @@ def trigger_pages(res: Resources) -> list[Any]:
         return Template(template_name="trigger.html", context=context)
 
     @get("/dead-letters", include_in_schema=False)
-    async def dead(request: Request[Any, Any, Any]) -> Template:
+    async def dead(request: Request[Any, Any, Any], cursor: Text = None) -> Template:
         scope, csrf = await signed_in(res, request)
-        letters = await dead_letters(res, scope, None, None)
-        return Template(
-            template_name="dead_letters.html", context={"scope": scope, "csrf": csrf, "letters": letters}
-        )
+        page = await dead_letters(res, scope, None, None, cursor=cursor or None, limit=PAGE)
+        context = {"scope": scope, "csrf": csrf, "letters": page.items, "next_cursor": page.next_cursor}
+        return Template(template_name="dead_letters.html", context=context)
 
     return [triggers, trigger, dead]

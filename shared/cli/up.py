@@ -3,9 +3,10 @@
 Uses HOOKLINE_AMQP_URL / HOOKLINE_DATABASE_URL when set; otherwise starts RabbitMQ and
 PostgreSQL as local processes with their data under `.hookline/` (kept between runs).
 Then it migrates, applies the example triggers, creates a demo API key, starts the
-dispatcher, the workers and the ingress, and waits. Ctrl-C stops everything it started,
-in order: ingress first (no new calls), then workers (finish in-flight runs), dispatcher,
-and the servers last.
+dispatcher, the workers and the ingress, and waits. A service that exits on its own is
+started again after a backoff (shared/cli/supervision.py); a crash loop stops the stack.
+Ctrl-C stops everything it started, in order: ingress first (no new calls), then workers
+(finish in-flight runs), dispatcher, and the servers last.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
+from shared.cli.supervision import CrashLoop, Supervisor
 from shared.db.keys import create_key, revoke_keys_labelled
 from shared.db.migrate import migrate
 from shared.db.pool import connect
@@ -49,7 +51,7 @@ def run_stack(workers: int, examples: Path) -> int:
     state.mkdir(parents=True, exist_ok=True)
     port = int(os.environ.get("HOOKLINE_PORT", "8080"))
     servers: list[LocalRabbitMQ | LocalPostgres] = []
-    services: list[tuple[str, subprocess.Popen[bytes]]] = []
+    supervisor = Supervisor()
 
     def on_signal(signum: int, _: FrameType | None) -> None:
         raise Stopping(signal.Signals(signum).name)
@@ -82,32 +84,29 @@ def run_stack(workers: int, examples: Path) -> int:
             "HOOKLINE_PORT": str(port),
             "HOOKLINE_LOG_JSON": os.environ.get("HOOKLINE_LOG_JSON", "false"),
         }
-        services.append(
-            (
-                "demo-target",
-                _service(["shared.devstack.demo_target", "--port", demo["DEMO_TARGET_PORT"]], env),
-            )
+        supervisor.add(
+            "demo-target",
+            functools.partial(
+                _service, ["shared.devstack.demo_target", "--port", demo["DEMO_TARGET_PORT"]], env
+            ),
         )
-        services.append(("dispatcher", _service(["dispatcher"], env)))
+        supervisor.add("dispatcher", functools.partial(_service, ["dispatcher"], env))
         for _ in range(workers):
-            services.append(("worker", _service(["worker"], env)))
-        services.append(("ingress", _service(["ingress"], env)))
-        _wait_until_ready(port, services)
+            supervisor.add("worker", functools.partial(_service, ["worker"], env))
+        supervisor.add("ingress", functools.partial(_service, ["ingress"], env))
+        _wait_until_ready(port, supervisor.processes())
         prefix = os.environ.get("HOOKLINE_AMQP_PREFIX") or "hookline"
         write_stack(Stack(amqp_url=amqp_url, database_url=database_url, port=port, amqp_prefix=prefix))
         _banner(port, keys, triggers, admin_token)
         while True:
-            for name, process in services:
-                if process.poll() is not None:
-                    print(
-                        f"hookline up: {name} exited with code {process.returncode}; stopping",
-                        file=sys.stderr,
-                    )
-                    return 1
+            supervisor.check()
             time.sleep(0.5)
     except Stopping:
         print("\nhookline up: stopping...", file=sys.stderr)
         return 0
+    except CrashLoop as exc:
+        print(f"hookline up: {exc}; stopping", file=sys.stderr)
+        return 1
     except HooklineError as exc:
         print(f"hookline up: {exc}", file=sys.stderr)
         return 1
@@ -116,7 +115,7 @@ def run_stack(workers: int, examples: Path) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         (state / "stack.json").unlink(missing_ok=True)
-        _stop_services(services)
+        _stop_services(supervisor.processes())
         for server in reversed(servers):
             server.stop()
         os.close(lock)

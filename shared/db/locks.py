@@ -4,4 +4,4 @@ from __future__ import annotations
 
 MIGRATE = 0x686F6F6B  # "hook": one migrator at a time across processes
 RECONCILE = 0x686F6F6C  # "hool": one dispatcher reconciles at a time
-DEAD_LETTER_LOOK = 0x686F6F64  # "hood": one look at the dead-letter queue at a time
+RETENTION = 0x686F6F72  # "hoor": one retention leader at a time

@@ -1,42 +1,42 @@
-"""The dead-letter queue for operators: read it without losing anything, replay from it.
+"""Dead letters for operators: moved from the dead-letter queue into PostgreSQL, listed in
+pages with their executions' errors, replayed by id or by filter.
 
-Reading is `basic.get` without ack until the queue has given what it held: taken messages
-stay unacknowledged (so they are not handed out twice), and closing the reading channel
-hands back every one not replayed. Replaying is at least once: publish to the invocations
-exchange, wait for the broker's confirm, only then ack the dead letter.
+Moving is at least once: a batch is inserted, then acknowledged; a letter redelivered after
+a crash in between lands on its own row again (keyed by message id). Replaying is at least
+once too: publish to the invocations exchange, wait for the broker's confirm, only then
+delete the row. The API, the console and the CLI all go through here: one join, one view.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+import hashlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
 import msgspec
-from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractIncomingMessage, DeliveryMode
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, DeliveryMode
 
 from shared.broker.publishers import publish_confirmed
-from shared.db import locks
+from shared.db.deadletters import (
+    LetterFilter,
+    NewLetter,
+    StoredLetter,
+    as_uuid,
+    delete_letter,
+    letter_page,
+    letters_to_replay,
+    lock_letter,
+    store_letters,
+)
 from shared.db.pool import Connection
 from shared.errors import BrokerUnavailable, HooklineError
 from shared.wire import topology
 from shared.wire.amqp import republished_headers
-from shared.wire.messages import Invocation, invocation_decoder
 
-# One look at the dead-letter queue at a time, across processes: a look takes every letter
-# (unacknowledged), so a second look at the same time would see none of them. A look waits
-# this long for another to end.
-LOOK_WAIT_SECONDS = 15.0
-
-
-class DeadLettersBusy(BrokerUnavailable):
-    """Raised when another look at the dead-letter queue does not end in time (503)."""
-
-    problem_type = "dead-letters-busy"
+REPLAY_BATCH = 50  # rows read per page of a replay
 
 
 class NotReplayable(HooklineError):
@@ -45,126 +45,214 @@ class NotReplayable(HooklineError):
     problem_type = "not-replayable"
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    """One dead letter as an operator sees it."""
+class InvocationHead(msgspec.Struct):
+    """The three fields of an invocation a dead letter is filed under (the body is skipped)."""
+
+    id: str
+    workspace: str
+    trigger: str
+
+
+_head_decoder = msgspec.msgpack.Decoder(InvocationHead)
+_headers_encoder = msgspec.msgpack.Encoder()
+_headers_decoder = msgspec.msgpack.Decoder(dict[str, Any])
+
+
+class DeadLetterView(msgspec.Struct, kw_only=True):
+    """A dead letter and its execution's last state (None: never recorded)."""
 
     id: str
     workspace: str | None
     trigger: str | None
-    reason: str  # rejected (out of attempts), delivery_limit (never settled), ...
-    queue: str  # where it died
+    reason: str
+    queue: str
     died_at: datetime | None
+    status: str | None = None
+    attempts: int | None = None
+    error: str | None = None
 
-    @property
-    def trigger_path(self) -> str:
-        return f"{self.workspace}/{self.trigger}"
+
+class DeadLetterPage(msgspec.Struct, kw_only=True):
+    """A page of dead letters, newest first, and the cursor of the next (None: the last)."""
+
+    items: list[DeadLetterView]
+    next_cursor: str | None
 
 
-def describe(message: AbstractIncomingMessage) -> tuple[DeadLetter, Invocation | None]:
-    """What a dead letter is, from its body and the broker's `x-death` header."""
+def stored_letter(message: AbstractIncomingMessage, moved_at: datetime) -> NewLetter:
+    """What to store of a message taken from the dead-letter queue (its `x-death` says where
+    and why it died; `moved_at` stands in when it has none)."""
     try:
-        invocation: Invocation | None = invocation_decoder.decode(message.body)
+        head: InvocationHead | None = _head_decoder.decode(message.body)
     except (msgspec.DecodeError, RecursionError):
-        invocation = None
+        head = None
     deaths: Any = (message.headers or {}).get("x-death") or [{}]
     last = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
     died_at = last.get("time")
-    letter = DeadLetter(
-        id=invocation.id if invocation else str(message.message_id),
-        workspace=invocation.workspace if invocation else None,
-        trigger=invocation.trigger if invocation else None,
-        reason=str(last.get("reason", "unknown")),
-        queue=str(last.get("queue", "")),
-        died_at=died_at if isinstance(died_at, datetime) else None,
+    # A letter with no id of its own is named by its body, so a redelivery finds its row.
+    letter_id = (
+        head.id if head else message.message_id or "sha256:" + hashlib.sha256(message.body).hexdigest()
     )
-    return letter, invocation
+    return NewLetter(
+        id=_text(str(letter_id)),
+        execution_id=as_uuid(head.id) if head else None,
+        workspace=_text(head.workspace) if head else None,
+        trigger=_text(head.trigger) if head else None,
+        reason=_text(str(last.get("reason", "unknown"))),
+        queue=_text(str(last.get("queue", ""))),
+        died_at=died_at.replace(tzinfo=died_at.tzinfo or UTC) if isinstance(died_at, datetime) else moved_at,
+        body=message.body,
+        headers=_headers_encoder.encode(_plain(republished_headers(message.headers))),
+        content_type=_text(message.content_type) if message.content_type else None,
+        type=_text(message.type) if message.type else None,
+    )
 
 
-class DeadLetters:
-    """An open look at the dead-letter queue; what is not replayed goes back on exit."""
+def _text(value: str) -> str:
+    """PostgreSQL text cannot hold NUL: a letter carrying one must still be stored, not block the queue."""
+    return value.replace("\x00", "\ufffd")
 
-    def __init__(self, connection: AbstractConnection, prefix: str, publish_timeout: float = 10.0) -> None:
-        self._connection = connection
-        self._prefix = prefix
-        self._timeout = publish_timeout
-        self.taken: list[tuple[DeadLetter, AbstractIncomingMessage]] = []
 
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def opened(
-        cls, connection: AbstractConnection, prefix: str, database: Connection
-    ) -> AsyncIterator[DeadLetters]:
-        """Take every dead letter (unacknowledged); hand back the rest on exit. `database`
-        holds the lock that makes looks (API, console, CLI) take turns."""
-        try:
-            async with asyncio.timeout(LOOK_WAIT_SECONDS):
-                await database.execute("select pg_advisory_lock($1)", locks.DEAD_LETTER_LOOK)
-        except TimeoutError:
-            raise DeadLettersBusy("another look at the dead letters is taking long; try again") from None
-        try:
-            async with cls._taken(connection, prefix) as letters:
-                yield letters
-        finally:
-            await database.execute("select pg_advisory_unlock($1)", locks.DEAD_LETTER_LOOK)
+def _plain(headers: dict[str, Any]) -> dict[str, Any]:
+    """Headers as msgpack can hold them (AMQP decimals become text)."""
+    return {
+        k: v if isinstance(v, str | int | float | bool | bytes | None) else str(v) for k, v in headers.items()
+    }
 
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def _taken(cls, connection: AbstractConnection, prefix: str) -> AsyncIterator[DeadLetters]:
-        letters = cls(connection, prefix)
-        reader = await connection.channel()
-        # Confirms, and returns raised: an unroutable replay must not ack its dead letter.
-        publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        try:
-            letters._exchange = await publisher.get_exchange(
-                topology.invocations_exchange(prefix), ensure=False
+
+async def page(connection: Connection, where: LetterFilter, limit: int) -> DeadLetterPage:
+    """One page of dead letters with their executions' status, attempts and error."""
+    rows, cursor = await letter_page(connection, where, limit)
+    return DeadLetterPage(
+        items=[
+            DeadLetterView(
+                id=r.id,
+                workspace=r.workspace,
+                trigger=r.trigger,
+                reason=r.reason,
+                queue=r.queue,
+                died_at=r.died_at,
+                status=r.status,
+                attempts=r.attempts,
+                error=r.error,
             )
-            queue = await reader.get_queue(topology.dead_letter_queue_name(prefix), ensure=True)
-            # Bounded by what was there at the start: returned letters never come round again.
-            count = queue.declaration_result.message_count or 0
-            for _ in range(count):
-                message = await queue.get(no_ack=False, fail=False)
-                if message is None:
-                    break
-                letters.taken.append((describe(message)[0], message))
-            yield letters
-        finally:
-            await reader.close()
-            await publisher.close()
+            for r in rows
+        ],
+        next_cursor=cursor,
+    )
 
-    _exchange: AbstractExchange
 
-    def select(self, ids: set[str] | None, workspace: str | None, trigger: str | None) -> list[DeadLetter]:
-        """The taken letters with one of `ids` (all if None) of the trigger (any if None)."""
-        return [
-            letter
-            for letter, _ in self.taken
-            if (ids is None or letter.id in ids)
-            and (workspace is None or letter.workspace == workspace)
-            and (trigger is None or letter.trigger == trigger)
-        ]
+async def every_letter(
+    connection: Connection, where: LetterFilter, per_page: int = 500
+) -> AsyncIterator[DeadLetterView]:
+    """Every dead letter matching `where`, newest first, a page in memory at a time."""
+    cursor = where.before
+    while True:
+        found = await page(connection, _after(where, cursor), per_page)
+        for item in found.items:
+            yield item
+        if found.next_cursor is None:
+            return
+        cursor = found.next_cursor
 
-    async def replay(self, letter: DeadLetter) -> None:
-        """Publish it to its trigger's route (confirmed), then ack the dead letter.
 
-        Raises BrokerUnavailable (NotRouted when the trigger no longer routes anywhere) or
-        NotReplayable; the dead letter then stays where it is.
-        """
-        message = next(m for x, m in self.taken if x == letter)
-        if letter.workspace is None or letter.trigger is None:
-            raise NotReplayable(f"dead letter {letter.id} is not an invocation; it cannot be replayed")
-        copy = aio_pika.Message(
-            message.body,
-            # A fresh budget of attempts; the ordering key header (if any) stays.
-            headers=republished_headers(
-                message.headers,
-                **{topology.ATTEMPT_HEADER: None, topology.RUNS_HEADER: None, topology.REPLAYED_HEADER: True},
-            ),
-            delivery_mode=DeliveryMode.PERSISTENT,
-            message_id=message.message_id,
-            content_type=message.content_type,
-            type=message.type,
-        )
-        key = topology.routing_key(letter.workspace, letter.trigger)
-        await publish_confirmed(self._exchange, copy, key, self._timeout)
-        await message.ack()
+def _after(where: LetterFilter, cursor: str | None) -> LetterFilter:
+    return LetterFilter(where.workspace, where.trigger, where.since, where.until, where.ids, cursor)
+
+
+@dataclass
+class ReplayOutcome:
+    """Which letters were put back on their triggers' routes, and which could not be (why)."""
+
+    replayed: list[tuple[str, str]]  # (id, workspace/trigger)
+    failed: list[tuple[str, str]]  # (id, error)
+
+    @property
+    def found(self) -> set[str]:
+        return {x for x, _ in self.replayed} | {x for x, _ in self.failed}
+
+
+async def replay(
+    database: Connection,
+    broker: AbstractConnection,
+    prefix: str,
+    where: LetterFilter,
+    deadline: float,
+    stop_on_failure: Callable[[HooklineError], bool] = lambda _: False,
+) -> ReplayOutcome:
+    """Replay every letter matching `where`: publish (confirmed), then delete its row.
+
+    Each letter is locked, published and deleted in a transaction of its own, so two replays
+    never publish the same row and a failure undoes nothing already replayed. A letter that
+    cannot be put back (not an invocation, its trigger gone or not routed, its queue full)
+    stays and is reported; `stop_on_failure(error)` true re-raises it instead. A broker that
+    does not answer at all (BrokerUnavailable itself) ends the replay: the rest would wait
+    out the same deadline one by one.
+    """
+    outcome = ReplayOutcome([], [])
+    channel = await broker.channel(publisher_confirms=True, on_return_raises=True)
+    try:
+        exchange = await channel.get_exchange(topology.invocations_exchange(prefix), ensure=False)
+        cursor = where.before
+        while True:
+            batch = await letters_to_replay(database, _after(where, cursor), REPLAY_BATCH)
+            for letter in batch:
+                async with database.transaction():
+                    if not await lock_letter(database, letter.id, letter.seq):
+                        continue
+                    try:
+                        path = await _publish(exchange, letter, deadline)
+                    except HooklineError as exc:
+                        if stop_on_failure(exc) or type(exc) is BrokerUnavailable:
+                            raise
+                        outcome.failed.append((letter.id, str(exc)))
+                        continue
+                    await delete_letter(database, letter.id, letter.seq)
+                outcome.replayed.append((letter.id, path))
+            if len(batch) < REPLAY_BATCH:
+                return outcome
+            cursor = str(batch[-1].seq)
+    finally:
+        await channel.close()
+
+
+async def _publish(exchange: aio_pika.abc.AbstractExchange, letter: StoredLetter, deadline: float) -> str:
+    if letter.workspace is None or letter.trigger is None:
+        raise NotReplayable(f"dead letter {letter.id} is not an invocation; it cannot be replayed")
+    copy = aio_pika.Message(
+        letter.body,
+        # A fresh budget of attempts; the ordering key header (if any) stays.
+        headers=republished_headers(
+            _headers_decoder.decode(letter.headers),
+            **{topology.ATTEMPT_HEADER: None, topology.RUNS_HEADER: None, topology.REPLAYED_HEADER: True},
+        ),
+        delivery_mode=DeliveryMode.PERSISTENT,
+        message_id=letter.id,
+        content_type=letter.content_type,
+        type=letter.type,
+    )
+    await publish_confirmed(exchange, copy, topology.routing_key(letter.workspace, letter.trigger), deadline)
+    return f"{letter.workspace}/{letter.trigger}"
+
+
+async def move_dead_letters(
+    broker: AbstractConnection, database: Connection, prefix: str, batch: int = 100
+) -> int:
+    """Move what the dead-letter queue holds into the table, a batch at a time: insert, then
+    ack the batch (a crash in between redelivers it onto the same rows). The count moved."""
+    channel = await broker.channel()
+    try:
+        queue = await channel.get_queue(topology.dead_letter_queue_name(prefix), ensure=False)
+        moved = 0
+        while True:
+            messages: list[AbstractIncomingMessage] = []
+            while len(messages) < batch and (message := await queue.get(no_ack=False, fail=False)):
+                messages.append(message)
+            if not messages:
+                return moved
+            now = datetime.now(UTC)
+            await store_letters(database, [stored_letter(m, now) for m in messages])
+            await messages[-1].ack(multiple=True)
+            moved += len(messages)
+    finally:
+        await channel.close()

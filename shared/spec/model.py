@@ -172,9 +172,12 @@ class Trigger(Spec, frozen=True):
     keep_rejected_bodies: bool = False
     workflow: list[Step] = []
     workflow_timeout: Duration = Duration(60)
+    retention: Duration | None = None  # how long its executions are kept; None: HOOKLINE_RETENTION_DAYS
     description: str = ""
 
     def __post_init__(self) -> None:
+        if self.retention is not None and self.retention < 60:
+            raise ValueError("`retention` must be at least 1m")
         if not self.methods:
             raise ValueError("`methods` must list at least one method")
         if len(set(self.methods)) != len(self.methods):

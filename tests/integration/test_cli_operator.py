@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import httpx
@@ -187,4 +188,14 @@ async def test_status_reports_services_readiness_queues_and_failure_rate(stack: 
     assert human[1].split() == ["SERVICE", "INSTANCE", "STATE", "UP", "SINCE", "METRICS"]
     worker = next(line.split() for line in human if f":{stack.processes['worker-1'].pid} " in line)
     assert (worker[0], worker[2], worker[-1]) == ("worker", "up", "-")
-    assert human[-1].startswith("last 15 min: ")
+    assert re.fullmatch(r"dead letters: \d+ waiting \(hookline dlq list\)", human[-3]), human[-3]
+    assert isinstance(status["dead_letters"], int)
+    assert human[-2].startswith("last 15 min: ")
+    assert human[-1].startswith("retention: last sweep ")  # the dispatcher swept as it started
+    assert {x["family"] for x in status["retention"]} == {
+        "executions",
+        "idempotency_keys",
+        "rate_limits",
+        "rejected_calls",
+        "samples",
+    }

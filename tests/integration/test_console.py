@@ -16,7 +16,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from shared.db.pool import Connection
-from tests.helpers import apply_yaml, eventually, finished_execution
+from tests.helpers import apply_yaml, eventually, filed_as_dead_letters, finished_execution
 from tests.integration.console_browser import csrf_of
 from tests.stack import Services
 
@@ -181,6 +181,7 @@ async def test_an_operator_pauses_and_resumes_a_trigger_replays_a_dead_letter_an
     assert await page.locator(f'tr[data-trigger="{workspace}/invoices"] .badge').text_content() == "running"
 
     # The dead letter, replayed from its page: the run counts on (a second attempt).
+    await filed_as_dead_letters(db, dead_id)
     await page.goto(f"{stack.base_url}/console/dead-letters")
     letter = page.locator("table.dead tr", has=page.locator(f'a[href="/console/executions/{dead_id}"]'))
     await letter.get_by_role("button", name="Replay").click()

@@ -13,7 +13,7 @@ import pytest
 from shared.db.executions import get_execution
 from shared.db.pool import Connection
 from shared.errors import NotFound
-from tests.helpers import apply_yaml, eventually, finished_execution
+from tests.helpers import apply_yaml, eventually, filed_as_dead_letters, finished_execution
 from tests.integration.calls import (
     all_finished,
     cli,
@@ -119,6 +119,7 @@ async def test_a_failing_run_retries_with_backoff_without_blocking_others_then_i
     assert {(r.status, r.attempts) for r in crowd} == {("dead", 3)}
     assert max(r.finished_at for r in fine) < min(r.started_at for r in crowd), "the retries blocked nobody"
 
+    await filed_as_dead_letters(db, failing_id, *crowd_ids)
     [letter] = cli_json(retry_stack, "dlq", "list", "--trigger", f"{workspace}/flaky")
     assert letter | {"died_at": None} == {
         "id": failing_id,
@@ -241,6 +242,7 @@ async def test_an_ordered_lane_retries_in_place_then_skips_or_stops_until_resume
         # Tried three times in place (backoff 0.25 s, 0.5 s), dead-lettered, then the lane went on.
         assert (third.status, third.attempts) == ("dead", 3)
         assert third.finished_at - third.started_at < 1  # the record keeps the last attempt
+        await filed_as_dead_letters(db, ids[2])
         assert [x["id"] for x in cli_json(retry_stack, "dlq", "list", "--trigger", f"{workspace}/lane")] == [
             ids[2]
         ]

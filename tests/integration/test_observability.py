@@ -89,7 +89,9 @@ async def test_worker_and_dispatcher_serve_health_readiness_and_metrics(
             text = (await client.get(f"http://127.0.0.1:{probed['dispatcher-probed']}/metrics")).text
         return text if 'hookline_queue_consumers{kind="work",' in text and work in text else None
 
-    await eventually(sampled, timeout=20)
+    dispatcher = await eventually(sampled, timeout=20)
+    assert "# TYPE hookline_dead_letters gauge" in dispatcher
+    assert 'hookline_retention_deleted_total{family="executions"}' in dispatcher  # it swept as it started
 
 
 async def test_a_worker_reports_itself_while_it_runs_and_removes_its_heartbeat_when_stopped(

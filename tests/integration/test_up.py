@@ -1,5 +1,6 @@
 """`hookline up` as a newcomer runs it: the banner's key answers, a second terminal reaches
-the stack with no configuration, nothing secret is left on disk, Ctrl-C stops everything.
+the stack with no configuration, nothing secret is left on disk, a killed worker is started
+again, Ctrl-C stops everything.
 
 The servers are the session's (through HOOKLINE_AMQP_URL / HOOKLINE_DATABASE_URL, which `up`
 honours); starting private ones is what tests/test_localservers.py and the fresh-clone check
@@ -187,4 +188,136 @@ async def test_up_answers_the_readme_calls_keeps_no_secret_and_stops_on_ctrl_c(
             cleanup(amqp_url, up_database, prefix)
     assert code == 0, log.read_text(errors="replace")[-3000:]
     assert not (tmp_path / ".hookline" / "stack.json").exists()
+    assert not _processes_with(f"HOOKLINE_AMQP_PREFIX={prefix}"), "Ctrl-C left services running"
+
+
+def _children(parent: int, module: str) -> set[int]:
+    """Pids of `python -m MODULE` processes whose parent is `parent`."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rpartition(")")[2].split()[1])
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and argv[1:3] == [b"-m", module.encode()]:
+            found.add(int(proc.name))
+    return found
+
+
+async def test_a_worker_killed_with_sigkill_is_started_again_and_every_accepted_call_runs(
+    amqp_url: str, up_database: str, tmp_path: Path
+) -> None:
+    prefix = f"up-{uuid.uuid4().hex[:6]}"
+    port = free_port()
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
+    env = {
+        **base_env,
+        "HOOKLINE_AMQP_URL": amqp_url,
+        "HOOKLINE_DATABASE_URL": up_database,
+        "HOOKLINE_AMQP_PREFIX": prefix,
+        "HOOKLINE_PORT": str(port),
+        "HOOKLINE_DEMO_TARGET_PORT": str(free_port()),
+    }
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "up", "--examples", str(ROOT / "examples")],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        key_match = re.search(r"API key for workspace demo \(shown once\): (\S+)", _banner(log))
+        assert key_match
+        headers = {"X-API-Key": key_match.group(1)}
+        workers = _children(up.pid, "worker")
+        assert len(workers) == 2, workers
+        accepted: list[str] = []
+        answers: list[int] = []
+        stop = asyncio.Event()
+
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+
+            async def routed() -> bool | None:
+                answer = await client.post("/hooks/demo/inbox", json={"n": -1}, headers=headers)
+                return None if answer.status_code == 503 else True
+
+            await eventually(routed, timeout=10)
+
+            async def send() -> None:
+                n = 0
+                while not stop.is_set():
+                    answer = await client.post("/hooks/demo/inbox", json={"n": n}, headers=headers)
+                    answers.append(answer.status_code)
+                    if answer.status_code == 202:
+                        accepted.append(answer.json()["execution_id"])
+                    n += 1
+
+            sender = asyncio.create_task(send())
+            await eventually(lambda: asyncio.sleep(0, True if len(accepted) >= 20 else None), timeout=20)
+            victim = min(workers)
+            os.kill(victim, signal.SIGKILL)
+            killed_at = len(accepted)
+
+            async def replaced() -> int | None:
+                fresh = _children(up.pid, "worker") - workers
+                return fresh.pop() if fresh else None
+
+            newcomer = await eventually(replaced, timeout=10)
+            # Calls go on arriving after the new worker is up.
+            await eventually(
+                lambda: asyncio.sleep(0, True if len(accepted) >= killed_at + 40 else None), timeout=30
+            )
+            stop.set()
+            await sender
+        assert up.poll() is None, "the stack stopped"
+        assert set(answers) == {202}
+        assert (
+            f"hookline up: worker (pid {victim}) exited with code -9; restarting in 0.5 s" in log.read_text()
+        )
+
+        connection = await asyncpg.connect(up_database)
+        try:
+
+            async def all_ran() -> int | None:
+                done = await connection.fetchval(
+                    "select count(*) from executions where id = any($1::uuid[]) and status = 'succeeded'",
+                    accepted,
+                )
+                return done if done == len(accepted) else None
+
+            await eventually(all_ran, timeout=60, every=0.5)
+        finally:
+            await connection.close()
+
+        # `hookline status` in a second terminal shows the new worker.
+        async def shown() -> dict[str, str] | None:
+            done = subprocess.run(
+                [sys.executable, "-m", "shared.cli", "status", "--json"],
+                cwd=tmp_path,
+                env=base_env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            services = json.loads(done.stdout)["services"] if done.stdout else []
+            states = {
+                x["instance"].rpartition(":")[2]: x["state"] for x in services if x["service"] == "worker"
+            }
+            return states if states.get(str(newcomer)) == "up" else None
+
+        states = await eventually(shown, timeout=30, every=1)
+        assert states[str(newcomer)] == "up"
+    finally:
+        up.send_signal(signal.SIGINT)
+        code = up.wait(60)
+        if os.environ.get("HOOKLINE_TEST_AMQP_URL"):
+            cleanup(amqp_url, up_database, prefix)
+    assert code == 0, log.read_text(errors="replace")[-3000:]
     assert not _processes_with(f"HOOKLINE_AMQP_PREFIX={prefix}"), "Ctrl-C left services running"

@@ -1,5 +1,5 @@
 """`hookline status`: is the stack up (ingress readiness, every service process's heartbeat),
-what waits where, how much fails."""
+what waits where, how much fails, what retention deleted last."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import httpx
 from shared.broker.link import connect_once
 from shared.cli.commands import runs
 from shared.cli.commands.output import print_json, print_table
+from shared.db.deadletters import letter_counts
 from shared.db.pool import connect
+from shared.db.retention import LastSweep, last_sweeps
 from shared.db.runlog import FailureRate, failure_rate
 from shared.errors import BrokerUnavailable, DatabaseUnavailable
 from shared.ops.queues import QueueDepth, queue_depths
@@ -44,10 +46,14 @@ async def _status(settings: Settings, ns: argparse.Namespace) -> int:
     services: list[ServiceBeat] | None = None
     rate: FailureRate | None = None
     queues: list[QueueDepth] | None = None
+    sweeps: list[LastSweep] = []
+    dead = 0
     try:
         async with connect(settings.database_url) as db:
             services = await service_beats(db)
             rate = await failure_rate(db, ns.minutes)
+            sweeps = await last_sweeps(db)
+            dead = sum((await letter_counts(db)).values())
             try:
                 async with connect_once(settings.amqp_url, "hookline-status") as broker:
                     queues = await queue_depths(broker, db, settings.amqp_prefix)
@@ -65,6 +71,8 @@ async def _status(settings: Settings, ns: argparse.Namespace) -> int:
                 "services": [{**vars(x), "state": x.state} for x in services or []],
                 "queues": queues,
                 "failures": {**vars(rate), "rate": rate.rate} if rate else None,
+                "dead_letters": dead,
+                "retention": [vars(x) for x in sweeps],
             }
         )
         return 0 if healthy else 1
@@ -85,10 +93,22 @@ async def _status(settings: Settings, ns: argparse.Namespace) -> int:
                 (q.name, q.kind, trigger, str(q.messages), str(q.consumers) if q.exists else "missing")
             )
         print_table(rows)
+    print(f"dead letters: {dead} waiting (hookline dlq list)")
     assert rate is not None
     share = f" ({rate.rate:.1%})" if rate.rate is not None else ""
     print(f"last {rate.minutes} min: {rate.finished} runs finished, {rate.failed} failed{share}")
+    print(retention_line(sweeps))
     return 0 if healthy else 1
+
+
+def retention_line(sweeps: list[LastSweep]) -> str:
+    """One line: when retention last swept and what it deleted."""
+    if not sweeps:
+        return "retention: no sweep yet"
+    at = max(x.swept_at for x in sweeps).isoformat(timespec="seconds")
+    deleted = ", ".join(f"{x.deleted} {x.family.replace('_', ' ')}" for x in sweeps)
+    total = sum(x.deleted_total for x in sweeps)
+    return f"retention: last sweep {at} deleted {deleted} ({total} rows in all)"
 
 
 def _print_services(services: list[ServiceBeat]) -> None:
