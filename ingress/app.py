@@ -15,6 +15,7 @@ from ingress.api.health import readiness
 from ingress.console import console_router, console_templates
 from ingress.hooks import Hooks
 from ingress.idempotency import IdempotencyStore
+from ingress.limits import HttpLimits, use_limits
 from ingress.problems import make_handlers
 from ingress.publishing import InvocationPublisher
 from ingress.ratelimit import RateLimiter
@@ -58,7 +59,15 @@ def create_app(settings: Settings) -> Litestar:
         samples = Samples(res.pool)
         samples.start()
         res.hooks = Hooks(
-            res.registry, res.publisher, waiter, idempotency, RateLimiter(res.pool), rejections, samples
+            res.registry,
+            res.publisher,
+            waiter,
+            idempotency,
+            RateLimiter(res.pool),
+            rejections,
+            samples,
+            max_body_bytes=settings.max_body_bytes,
+            max_json_depth=settings.max_json_depth,
         )
         housekeeping = asyncio.create_task(_purge_expired_keys(idempotency), name="idempotency-purge")
         heartbeat = Heartbeat(res.pool, "ingress", lambda: readiness(res), lambda: settings.port)
@@ -108,4 +117,5 @@ def app_from_env() -> Litestar:
     """Factory for uvicorn: each server process reads its settings once here."""
     settings = load_settings()
     setup_logging("ingress", settings.log_level, settings.log_json)
+    use_limits(HttpLimits.of(settings))  # this process's connections (ingress/limits.py)
     return create_app(settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import math
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -19,6 +20,18 @@ _INTEGER = re.compile(r"-?[0-9]+")
 _NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
+# What the msgpack wire format carries (a larger JSON or query integer cannot be published).
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+# A run of 19 digits: the shortest JSON integer that may be out of that range.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# Text charsets a body may name (by Python's codec name). Others are refused rather than
+# tried: `punycode` and `idna` raise UnicodeError, and some codecs are quadratic in time.
+_CHARSETS = frozenset(
+    {"utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be", "ascii"}
+    | {f"iso8859-{n}" for n in range(1, 17)}
+    | {f"cp{n}" for n in range(1250, 1259)}
+    | {"koi8-r", "koi8-u", "shift_jis", "euc_jp", "iso2022_jp", "gb2312", "gbk", "gb18030", "big5", "euc_kr"}
+)
 
 
 async def read_body(stream: AsyncIterator[bytes], content_length: str | None, limit: int) -> bytes:
@@ -57,17 +70,24 @@ def check_content_type(rules: BodyRules, mtype: str, has_body: bool) -> None:
         )
 
 
-def parse_body(body: bytes, mtype: str, content_type: str | None) -> tuple[BodyKind, Any]:
+def parse_body(
+    body: bytes, mtype: str, content_type: str | None, max_depth: int = 128
+) -> tuple[BodyKind, Any]:
     """JSON parsed, forms parsed, XML and text kept as text, anything else as bytes."""
     if not body:
         return "empty", None
     if mtype == "application/json" or mtype.endswith("+json"):
         try:
-            return "json", _json_decode(body)
+            value = _json_decode(body)
         except msgspec.DecodeError as exc:
             raise MalformedBody(f"the body is not valid JSON: {exc}") from None
         except RecursionError:
-            raise MalformedBody("the body is not valid JSON: nested too deeply") from None
+            raise MalformedBody(f"the body is nested deeper than {max_depth} levels") from None
+        # Cheap tests first: a body with fewer brackets than the limit cannot be too deep,
+        # one without 19 digits in a row has no integer out of range.
+        if body.count(b"[") + body.count(b"{") > max_depth or _LONG_DIGITS.search(body):
+            check_json_bounds(value, max_depth)
+        return "json", value
     if mtype == "application/x-www-form-urlencoded":
         try:
             text = body.decode("utf-8")
@@ -77,17 +97,44 @@ def parse_body(body: bytes, mtype: str, content_type: str | None) -> tuple[BodyK
     if mtype.startswith("text/") or mtype.endswith("/xml") or mtype.endswith("+xml"):
         try:
             return "text", body.decode(_charset(content_type))
-        except (UnicodeDecodeError, LookupError):
+        except UnicodeDecodeError:
             return "bytes", body
     return "bytes", body
+
+
+def check_json_bounds(value: Any, max_depth: int) -> None:
+    """400 for a JSON value nested deeper than `max_depth` or holding an integer msgpack cannot carry.
+
+    A loop over an explicit stack: Python recursion over caller data would raise RecursionError.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > max_depth:
+                raise MalformedBody(f"the body is nested deeper than {max_depth} levels")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | int))
+        elif isinstance(item, int) and not isinstance(item, bool) and not _INT_MIN <= item <= _INT_MAX:
+            raise MalformedBody(f"the body holds an integer out of range ({_INT_MIN} to {_INT_MAX})")
 
 
 def _charset(content_type: str | None) -> str:
     for part in (content_type or "").split(";")[1:]:
         name, _, value = part.strip().partition("=")
         if name.lower() == "charset" and value:
-            return value.strip('"')
+            return _known_charset(value.strip('"'))
     return "utf-8"
+
+
+def _known_charset(name: str) -> str:
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError:
+        codec = None
+    if codec not in _CHARSETS:
+        raise UnsupportedMediaType(f"charset {name[:40]!r} is not supported; use utf-8")
+    return codec
 
 
 def _multi(pairs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -133,9 +180,12 @@ def _typed(name: str, value: Any, param: QueryParam) -> Any:
     # Written as JSON writes numbers, ASCII digits only: Python's int() and float() also take
     # `1_000`, `+7`, padding spaces, other scripts' digits, `nan` and `inf`.
     if param.type == "integer":
-        if not _INTEGER.fullmatch(text):
-            raise InvalidParameter(f"query parameter {name!r} must be an integer, got {text!r}", name)
-        return int(text)
+        # At most 21 characters: int() refuses over 4,300 digits with a ValueError.
+        if not (
+            _INTEGER.fullmatch(text) and len(text) <= 21 and _INT_MIN <= (integer := int(text)) <= _INT_MAX
+        ):
+            raise InvalidParameter(f"query parameter {name!r} must be an integer, got {text[:40]!r}", name)
+        return integer
     if param.type == "number":
         if not _NUMBER.fullmatch(text) or math.isinf(number := float(text)):
             raise InvalidParameter(f"query parameter {name!r} must be a number, got {text!r}", name)

@@ -75,6 +75,7 @@ def routes(res: Resources) -> list[Any]:
     """The trigger handlers."""
     base = "/workspaces/{workspace:str}/triggers"
     public = res.settings.public_url
+    cap = res.settings.max_body_bytes
 
     @get(base, summary="List a workspace's triggers")
     async def list_all(access: Scope, workspace: str, deleted: bool = False) -> list[TriggerView]:
@@ -86,7 +87,7 @@ def routes(res: Resources) -> list[Any]:
     async def create(access: Scope, workspace: str, data: dict[str, Any]) -> Applied:
         access.check(workspace)
         async with database(res) as connection:
-            return applied(await define_trigger(connection, workspace, data, create=True))
+            return applied(await define_trigger(connection, workspace, data, create=True, max_body_bytes=cap))
 
     @get(base + "/{name:str}", summary="Show a trigger and its current definition")
     async def show(access: Scope, workspace: str, name: str) -> TriggerView:
@@ -99,7 +100,9 @@ def routes(res: Resources) -> list[Any]:
     async def update(access: Scope, workspace: str, name: str, data: dict[str, Any]) -> Applied:
         access.check(workspace)
         async with database(res) as connection:
-            return applied(await define_trigger(connection, workspace, data, create=False, name=name))
+            return applied(
+                await define_trigger(connection, workspace, data, create=False, name=name, max_body_bytes=cap)
+            )
 
     @delete(base + "/{name:str}", summary="Delete a trigger (its runs and versions are kept)")
     async def remove(access: Scope, workspace: str, name: str) -> None:

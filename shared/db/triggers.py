@@ -16,6 +16,7 @@ from shared.db.connections import load_connections
 from shared.db.pool import Connection
 from shared.db.registry import Change, apply_workspace
 from shared.errors import HooklineError, NotFound, SpecError
+from shared.spec.checks import check_caps
 from shared.spec.loader import load_document
 from shared.spec.types import enc_hook
 
@@ -145,7 +146,13 @@ async def list_versions(connection: Connection, workspace: str, name: str) -> li
 
 
 async def define_trigger(
-    connection: Connection, workspace: str, definition: Any, *, create: bool, name: str | None = None
+    connection: Connection,
+    workspace: str,
+    definition: Any,
+    *,
+    create: bool,
+    name: str | None = None,
+    max_body_bytes: int,
 ) -> Change:
     """Validate a trigger as written in a trigger file and apply it (a new version if changed).
 
@@ -185,6 +192,10 @@ async def define_trigger(
             "triggers": [definition],
         }
         (parsed,) = [load_document(document, "definition")]
+        try:
+            check_caps(parsed, max_body_bytes)  # the deployment's caps (HOOKLINE_MAX_BODY_BYTES)
+        except SpecError as exc:
+            raise SpecError(f"definition: {exc}") from None
         changes = await apply_workspace(connection, parsed)
     return next(c for c in changes if c.trigger is not None)
 

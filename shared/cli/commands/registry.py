@@ -10,7 +10,9 @@ from shared.cli.commands import runs
 from shared.db.migrate import migrate
 from shared.db.pool import connect
 from shared.db.registry import apply_workspace
+from shared.errors import SpecError
 from shared.settings import Settings
+from shared.spec.checks import check_caps
 from shared.spec.loader import load_file
 
 
@@ -39,7 +41,14 @@ async def _migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 
 async def _apply(settings: Settings, ns: argparse.Namespace) -> int:
-    workspaces = [ws for path in ns.files for ws in load_file(path)]  # all valid, or nothing changes
+    workspaces = []  # all valid, or nothing changes
+    for path in ns.files:
+        for workspace in load_file(path):
+            try:
+                check_caps(workspace, settings.max_body_bytes)
+            except SpecError as exc:
+                raise SpecError(f"{path}: {exc}") from None
+            workspaces.append(workspace)
     changes = []
     async with connect(settings.database_url) as connection, connection.transaction():
         for workspace in workspaces:
