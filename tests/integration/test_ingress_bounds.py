@@ -31,6 +31,7 @@ from tests.stack import Services, services
 
 HEADER_TIMEOUT = 1.0
 BODY_CAP = 131_072
+CONCURRENCY = 8
 
 TRIGGERS = """
 workspace: {ws}
@@ -66,8 +67,12 @@ triggers:
 
 @pytest.fixture(scope="module")
 def bounded(amqp_url: str, database_url: str, log_dir: Path, amqp_prefix: str) -> Iterator[Services]:
-    """A stack whose ingress has a 1 s header timeout and a 128 KiB body cap."""
-    env = {"HOOKLINE_HEADER_TIMEOUT": str(HEADER_TIMEOUT), "HOOKLINE_MAX_BODY_BYTES": str(BODY_CAP)}
+    """A stack whose ingress has a 1 s header timeout, a 128 KiB body cap and 8 connections at most."""
+    env = {
+        "HOOKLINE_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+        "HOOKLINE_MAX_BODY_BYTES": str(BODY_CAP),
+        "HOOKLINE_LIMIT_CONCURRENCY": str(CONCURRENCY),
+    }
     with services(
         amqp_url, database_url, log_dir, workers=1, prefix=f"{amqp_prefix}b", extra_env=env
     ) as stack:
@@ -207,6 +212,27 @@ async def test_a_silent_connection_and_a_slow_second_head_are_closed_within_the_
         assert time.monotonic() - started < HEADER_TIMEOUT + 1
     finally:
         writer.close()
+
+
+async def test_connections_beyond_the_concurrency_limit_are_answered_503(bounded: Services, ws: str) -> None:
+    idle = [await asyncio.open_connection("127.0.0.1", bounded.port) for _ in range(CONCURRENCY - 1)]
+    try:
+        answer = await _raw(bounded.port, _post(ws, b"{}", b"Content-Length: 2", b"Connection: close"))
+    finally:
+        for _, writer in idle:
+            writer.close()
+    assert _statuses(answer) == [503]
+    # The idle ones are closed within the header timeout, and calls go through again.
+    async with httpx.AsyncClient() as client:
+        again = await eventually(
+            lambda: _accepted(client, _url(bounded, ws, "inbox")), timeout=HEADER_TIMEOUT + 5
+        )
+    assert again == 202
+
+
+async def _accepted(client: httpx.AsyncClient, url: str) -> int | None:
+    answer = await client.post(url, json={})
+    return answer.status_code if answer.status_code == 202 else None
 
 
 # 8: the body limit is the tenant's, under the deployment's cap
