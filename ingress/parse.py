@@ -6,6 +6,7 @@ import codecs
 import math
 import re
 from collections.abc import AsyncIterator, Mapping
+from itertools import accumulate
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -20,10 +21,13 @@ _INTEGER = re.compile(r"-?[0-9]+")
 _NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
-# What the msgpack wire format carries (a larger JSON or query integer cannot be published).
+# What the msgpack wire format carries (a larger query integer cannot be published; a JSON
+# body's integers are checked where the call is encoded, ingress/publishing.py, at no cost).
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
-# A run of 19 digits: the shortest JSON integer that may be out of that range.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# For `json_depth`: a JSON string (with escapes), the bytes that are not brackets, a bracket's step.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(range(256)).translate(None, b"[]{}")
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 # Text charsets a body may name (by Python's codec name). Others are refused rather than
 # tried: `punycode` and `idna` raise UnicodeError, and some codecs are quadratic in time.
 _CHARSETS = frozenset(
@@ -83,10 +87,9 @@ def parse_body(
             raise MalformedBody(f"the body is not valid JSON: {exc}") from None
         except RecursionError:
             raise MalformedBody(f"the body is nested deeper than {max_depth} levels") from None
-        # Cheap tests first: a body with fewer brackets than the limit cannot be too deep,
-        # one without 19 digits in a row has no integer out of range.
-        if body.count(b"[") + body.count(b"{") > max_depth or _LONG_DIGITS.search(body):
-            check_json_bounds(value, max_depth)
+        # A body with fewer brackets than the limit cannot be too deep (the usual case).
+        if body.count(b"[") + body.count(b"{") > max_depth and json_depth(body) > max_depth:
+            raise MalformedBody(f"the body is nested deeper than {max_depth} levels")
         return "json", value
     if mtype == "application/x-www-form-urlencoded":
         try:
@@ -102,21 +105,15 @@ def parse_body(
     return "bytes", body
 
 
-def check_json_bounds(value: Any, max_depth: int) -> None:
-    """400 for a JSON value nested deeper than `max_depth` or holding an integer msgpack cannot carry.
+def json_depth(body: bytes) -> int:
+    """How deeply a valid JSON text nests, at C speed and without recursion.
 
-    A loop over an explicit stack: Python recursion over caller data would raise RecursionError.
+    Strings are cut out (a bracket in a string does not count), then the running sum of
+    the brackets left (+1 opening, -1 closing) peaks at the depth. Measured on 6.6 MB:
+    about as long as decoding it, a third of a walk over the decoded value.
     """
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth > max_depth:
-                raise MalformedBody(f"the body is nested deeper than {max_depth} levels")
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | int))
-        elif isinstance(item, int) and not isinstance(item, bool) and not _INT_MIN <= item <= _INT_MAX:
-            raise MalformedBody(f"the body holds an integer out of range ({_INT_MIN} to {_INT_MAX})")
+    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
 
 
 def _charset(content_type: str | None) -> str:
