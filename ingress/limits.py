@@ -4,7 +4,8 @@ uvicorn with httptools reads headers of any size and waits for them forever
 (`timeout_keep_alive` starts only after the first answer), so one connection can hold
 megabytes or stay open for good before the app sees a request. `LimitedHttpToolsProtocol`
 answers 431 past `max_header_bytes` or `max_header_count`, and closes a connection whose
-headers do not arrive within `header_timeout` seconds of its start or of its last answer.
+headers do not arrive within `header_timeout` seconds of its start or of the first byte of
+its next request (uvicorn's keep-alive timeout covers the idle time between requests).
 
 A malformed request pipelined behind valid ones is answered 400 only once those are
 answered: uvicorn would answer 400 at once and close, dropping the answers of requests that
@@ -21,8 +22,7 @@ from typing import ClassVar
 
 import httptools
 import msgspec
-from uvicorn._types import ASGI3Application
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from shared.settings import Settings
 
@@ -68,33 +68,38 @@ def problem_bytes(status: int, slug: str, detail: str) -> bytes:
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with bounded request heads (see the module docstring)."""
+    """uvicorn's httptools protocol with bounded request heads (see the module docstring).
+
+    Kept cheap per request: counters in the parser callbacks, and one timer per connection
+    that checks when the pending head started (no timer armed and cancelled per request).
+    """
 
     limits: ClassVar[HttpLimits] = HttpLimits()
 
-    # Per connection: set in connection_made, reset for each request head.
+    # Per connection, reset for each request head.
     _head_timer: asyncio.TimerHandle | None = None
-    _reading_head = True  # between a request's end (or the connection's start) and its headers
-    _unparsed = 0  # bytes received while reading a head (the parser holds a partial header)
+    _head_started: float | None = None  # loop time a head began arriving; None once it is read
+    _unparsed = 0  # bytes received while a head arrives (the parser holds a partial header)
     _head_bytes = 0
     _head_count = 0
     _too_large = False
     _refusal: bytes | None = None  # the answer owed to a malformed request, after those before it
-    _running: RequestResponseCycle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm_head_timer()
+        self._head_started = self.loop.time()
+        self._head_timer = self.loop.call_later(self.limits.header_timeout, self._check_head)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
             return  # nothing after a malformed request is read
         self._unset_keepalive_if_required()
-        if self._reading_head:
+        if self._head_started is not None:
             self._unparsed += len(data)
         try:
             self.parser.feed_data(data)
@@ -111,22 +116,22 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self.logger.warning("Invalid HTTP request received.")
                 self._refuse(problem_bytes(400, "bad-request", "the request is not valid HTTP/1.1"))
             return
-        if self._reading_head and self._unparsed > self.limits.max_header_bytes:
+        if self._head_started is not None and self._unparsed > self.limits.max_header_bytes:
             self._refuse_head_too_large()
 
     # Parser callbacks
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_bytes = self._head_count = 0
-        if self._head_timer is None:
-            self._arm_head_timer()
+        if self._head_started is None:
+            self._head_started = self.loop.time()
 
     def on_url(self, url: bytes) -> None:
         self._head_bytes += len(url)
         if self._head_bytes > self.limits.max_header_bytes:
             self._too_large = True
             raise _HeadTooLarge
-        super().on_url(url)
+        self.url += url  # as uvicorn's on_url (inlined: this runs for every request)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_count += 1
@@ -134,25 +139,20 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_count > self.limits.max_header_count or self._head_bytes > self.limits.max_header_bytes:
             self._too_large = True
             raise _HeadTooLarge
-        super().on_header(name, value)
+        # As uvicorn's on_header (inlined: this runs for every header).
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self._cancel_head_timer()
-        self._reading_head = False
+        self._head_started = None
         self._unparsed = 0
         super().on_headers_complete()
 
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._reading_head = True
-
-    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
-        self._running = cycle
-        super()._start_asgi_task(cycle, app)
-
     def on_response_complete(self) -> None:
         if self._refusal is not None and not self.pipeline and not self.transport.is_closing():
-            # Every request before the malformed one is answered: now its 400.
+            # Every request before the malformed one is answered: now its refusal.
             self.server_state.total_requests += 1
             self._send_and_close(self._refusal)
             return
@@ -169,13 +169,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, answer: bytes) -> None:
         """Answer now, or once the requests before this one are answered."""
-        self._cancel_head_timer()
-        cycle = self.cycle
-        if cycle is not None and cycle is not self._running and cycle.more_body:
-            # The malformed request itself was queued behind another: it never runs.
-            self.pipeline = deque(queued for queued in self.pipeline if queued[0] is not cycle)
-        running = self._running
-        if running is not None and not running.response_complete and not running.more_body:
+        self._head_started = None
+        cycle = self.cycle  # the newest request whose headers were read
+        in_flight = cycle is not None and not cycle.response_complete
+        if in_flight and cycle.more_body:
+            # The malformed part is this request's body: it never runs if it still waits
+            # behind another; if it runs, the closed connection tells it the caller is gone.
+            queued = deque(item for item in self.pipeline if item[0] is not cycle)
+            in_flight = len(queued) < len(self.pipeline)
+            self.pipeline = queued
+        if in_flight:
             self._refusal = answer
             self.flow.pause_reading()
             return
@@ -197,19 +200,20 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.loop.call_later(_LINGER, self.transport.close)
 
     # The head timer
-    def _arm_head_timer(self) -> None:
-        self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
-
-    def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
-        running = self._running
-        if running is not None and not running.response_complete:
-            self._arm_head_timer()  # the next head is pipelined behind a call still running
-            return
-        if not self.transport.is_closing():
-            self.transport.close()
+    def _check_head(self) -> None:
+        """Close the connection if a head has been arriving for `header_timeout`; else check again."""
+        timeout = self.limits.header_timeout
+        started = self._head_started
+        now = self.loop.time()
+        cycle = self.cycle
+        if started is not None and now - started >= timeout:
+            if cycle is None or cycle.response_complete:
+                self._head_timer = None
+                if not self.transport.is_closing():
+                    self.transport.close()
+                return
+            # A head pipelined behind a call still running: its time starts after that answer.
+            started = self._head_started = now
+        self._head_timer = self.loop.call_later(
+            timeout if started is None else started + timeout - now, self._check_head
+        )

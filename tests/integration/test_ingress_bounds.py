@@ -383,6 +383,14 @@ async def test_a_pipelined_good_request_then_garbage_is_answered_for_both(
     assert execution.request["body"] == {"pipe": 1234}
 
 
+async def test_two_pipelined_good_requests_then_garbage_are_answered_in_order(
+    bounded: Services, ws: str
+) -> None:
+    good = _post(ws, b'{"pipe":1234}', b"Content-Type: application/json", b"Content-Length: 13")
+    answer = await _raw(bounded.port, good + good + b"\x01\x02 / HTTP/1.1\r\n\r\n")
+    assert _statuses(answer) == [202, 202, 400]
+
+
 @pytest.mark.parametrize(
     "headers",
     [
