@@ -24,6 +24,7 @@ import httptools
 import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from ingress import metrics
 from shared.settings import Settings
 
 
@@ -114,6 +115,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self._refuse_head_too_large()
             else:
                 self.logger.warning("Invalid HTTP request received.")
+                metrics.REJECTED.labels("bad-request").inc()
                 self._refuse(problem_bytes(400, "bad-request", "the request is not valid HTTP/1.1"))
             return
         if self._head_started is not None and self._unparsed > self.limits.max_header_bytes:
@@ -160,6 +162,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     # Refusals
     def _refuse_head_too_large(self) -> None:
+        metrics.REJECTED.labels("headers-too-large").inc()
         limits = self.limits
         detail = (
             f"the request line and headers exceed {limits.max_header_bytes} bytes"

@@ -138,6 +138,9 @@ async def test_an_8_mb_header_is_refused_with_431(bounded: Services, ws: str) ->
         b'{"type":"/problems/headers-too-large","title":"Request Header Fields Too Large","status":431,'
         b'"detail":"the request line and headers exceed 65536 bytes or 100 headers"}'
     )
+    async with httpx.AsyncClient() as client:
+        exposition = (await client.get(f"{bounded.base_url}/metrics")).text
+    assert 'hookline_ingress_rejected_total{reason="headers-too-large"}' in exposition
 
 
 async def test_10000_headers_are_refused_with_431_and_no_rejection_row(
