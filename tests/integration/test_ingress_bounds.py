@@ -15,6 +15,7 @@ import string
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -472,7 +473,7 @@ _BODIES = st.one_of(
     content_type=_CONTENT_TYPES,
 )
 def test_no_call_gets_a_5xx_whatever_its_method_headers_query_body_and_content_type(
-    hot_path: httpx.Client,
+    hot_path: HotPath,
     trigger: str,
     method: str,
     headers: dict[str, str],
@@ -482,11 +483,24 @@ def test_no_call_gets_a_5xx_whatever_its_method_headers_query_body_and_content_t
 ) -> None:
     if content_type:
         headers = {**headers, "Content-Type": content_type}
-    answer = hot_path.request(method, f"{trigger}?{quote(query, safe='=&')}", headers=headers, content=body)
+    answer = hot_path.client.request(
+        method, f"{trigger}?{quote(query, safe='=&')}", headers=headers, content=body
+    )
     assert answer.status_code < 500, answer.text
+    log = hot_path.stack.log("ingress")
+    assert "unhandled error" not in log
+    assert "Exception in ASGI application" not in log
+
+
+@dataclass(frozen=True)
+class HotPath:
+    """A client for one workspace's triggers, and the stack whose ingress log is read."""
+
+    client: httpx.Client
+    stack: Services
 
 
 @pytest.fixture
-def hot_path(bounded: Services, ws: str) -> Iterator[httpx.Client]:
+def hot_path(bounded: Services, ws: str) -> Iterator[HotPath]:
     with httpx.Client(base_url=f"{bounded.base_url}/hooks/{ws}/", timeout=30) as client:
-        yield client
+        yield HotPath(client, bounded)
