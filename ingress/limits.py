@@ -7,6 +7,7 @@ answers 431 past `max_header_bytes` or `max_header_count`, and closes a connecti
 headers do not arrive within `header_timeout` seconds of its start or of the first byte of
 its next request (uvicorn's keep-alive timeout covers the idle time between requests).
 
+Past `limit_concurrency` it answers 503 as a problem document (uvicorn's is plain text).
 A malformed request pipelined behind valid ones is answered 400 only once those are
 answered: uvicorn would answer 400 at once and close, dropping the answers of requests that
 ran. Passed to uvicorn as `http=` (ingress/__main__.py); each server process reads its
@@ -18,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import http
 from collections import deque
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import httptools
 import msgspec
+from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
+from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
 
 from ingress import metrics
 from shared.settings import Settings
@@ -68,6 +72,33 @@ def problem_bytes(status: int, slug: str, detail: str) -> bytes:
     return head.encode("ascii") + body
 
 
+_TOO_BUSY = _encode(
+    {
+        "type": "/problems/too-busy",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": "this ingress process has as many connections and calls as it takes; retry shortly",
+    }
+)
+
+
+async def _too_busy(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+    """The answer past `limit_concurrency` (uvicorn's own is plain text)."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(_TOO_BUSY)).encode()),
+                (b"retry-after", b"1"),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": _TOO_BUSY, "more_body": False})
+
+
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with bounded request heads (see the module docstring).
 
@@ -85,6 +116,17 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     _head_count = 0
     _too_large = False
     _refusal: bytes | None = None  # the answer owed to a malformed request, after those before it
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        # Checked in on_headers_complete, where uvicorn's own check answers in plain text.
+        self._concurrency, self.limit_concurrency = self.limit_concurrency, None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -150,6 +192,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._head_started = None
         self._unparsed = 0
+        limit = self._concurrency
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            # uvicorn's limit_concurrency, answered as a problem document with Retry-After.
+            metrics.REJECTED.labels("too-busy").inc()
+            app, self.app = self.app, _too_busy
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+            return
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:

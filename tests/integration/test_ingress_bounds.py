@@ -226,6 +226,11 @@ async def test_connections_beyond_the_concurrency_limit_are_answered_503(bounded
         for _, writer in idle:
             writer.close()
     assert _statuses(answer) == [503]
+    assert b"\r\nretry-after: 1\r\n" in answer
+    assert answer.endswith(
+        b'{"type":"/problems/too-busy","title":"Service Unavailable","status":503,'
+        b'"detail":"this ingress process has as many connections and calls as it takes; retry shortly"}'
+    )
     # The idle ones are closed within the header timeout, and calls go through again.
     async with httpx.AsyncClient() as client:
         again = await eventually(
