@@ -248,6 +248,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         after `_LINGER` seconds.
         """
         self._refusal = b""  # nothing more is parsed
+        if self.transport.is_closing():
+            return  # the sender is gone
         self.transport.write(answer)
         if self.transport.can_write_eof():
             self.transport.write_eof()

@@ -244,6 +244,21 @@ async def _accepted(client: httpx.AsyncClient, url: str) -> int | None:
     return answer.status_code if answer.status_code == 202 else None
 
 
+async def test_expect_100_continue_still_gets_its_interim_answer(bounded: Services, ws: str) -> None:
+    # The limited protocol reads headers itself (ingress/limits.py): `Expect` must still count.
+    reader, writer = await asyncio.open_connection("127.0.0.1", bounded.port)
+    try:
+        head = _post(
+            ws, b"", b"Content-Type: application/json", b"Content-Length: 2", b"Expect: 100-continue"
+        )
+        writer.write(head)
+        assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"{}")
+        assert _statuses(await reader.readuntil(b"}")) == [202]
+    finally:
+        writer.close()
+
+
 # 8: the body limit is the tenant's, under the deployment's cap
 
 
