@@ -1,4 +1,4 @@
-"""`python -m ingress [--workers N]`: serve webhooks with uvicorn (uvloop, httptools)."""
+"""`python -m ingress [--workers N]`: serve webhooks with uvicorn (uvloop, httptools with limits)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 
 import uvicorn
 
+from ingress.limits import LimitedHttpToolsProtocol
 from shared.runtime.main import start
 
 
@@ -26,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
         port=settings.port,
         workers=args.workers or settings.ingress_workers,
         loop="uvloop",
-        http="httptools",
+        http=LimitedHttpToolsProtocol,  # header size, count and read time (ingress/limits.py)
+        limit_concurrency=settings.limit_concurrency,  # connections and calls; above: 503
         lifespan="on",
         access_log=False,
         log_level="warning",

@@ -16,6 +16,7 @@ from ingress.api.health import readiness
 from ingress.console import console_router, console_templates
 from ingress.hooks import Hooks
 from ingress.idempotency import IdempotencyStore
+from ingress.limits import HttpLimits, use_limits
 from ingress.problems import make_handlers
 from ingress.publishing import InvocationPublisher
 from ingress.ratelimit import RateLimiter
@@ -70,7 +71,15 @@ def create_app(settings: Settings) -> Litestar:
             opened.push_async_callback(samples.close)
             idempotency = IdempotencyStore(res.pool, settle_within=2 * settings.publish_timeout + 1)
             res.hooks = Hooks(
-                res.registry, res.publisher, waiter, idempotency, RateLimiter(res.pool), rejections, samples
+                res.registry,
+                res.publisher,
+                waiter,
+                idempotency,
+                RateLimiter(res.pool),
+                rejections,
+                samples,
+                max_body_bytes=settings.max_body_bytes,
+                max_json_depth=settings.max_json_depth,
             )
             opened.push_async_callback(
                 _cancelled, asyncio.create_task(_purge_expired_keys(idempotency), name="idempotency-purge")
@@ -124,4 +133,5 @@ def app_from_env() -> Litestar:
     """Factory for uvicorn: each server process reads its settings once here."""
     settings = load_settings()
     setup_logging("ingress", settings.log_level, settings.log_json)
+    use_limits(HttpLimits.of(settings))  # this process's connections (ingress/limits.py)
     return create_app(settings)

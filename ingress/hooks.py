@@ -32,7 +32,7 @@ from ingress.registry import TriggerEntry, TriggerRegistry
 from ingress.rejections import MAX_BODY, Rejection, RejectionLog, redacted_headers
 from ingress.replies import ReplyWaiter
 from ingress.samples import Samples
-from shared.errors import BrokerUnavailable, HooklineError
+from shared.errors import HooklineError
 from shared.expressions import render
 from shared.ids import uuid7
 from shared.spec.answers import answer_problem
@@ -59,6 +59,9 @@ class Hooks:
         limiter: RateLimiter,
         rejections: RejectionLog,
         samples: Samples,
+        *,
+        max_body_bytes: int = 10_485_760,
+        max_json_depth: int = 128,
     ) -> None:
         self.registry = registry
         self.publisher = publisher
@@ -67,6 +70,10 @@ class Hooks:
         self.limiter = limiter
         self.rejections = rejections
         self.samples = samples
+        # The deployment's caps over what a trigger allows (apply refuses more, this is for
+        # triggers applied before the cap was lowered).
+        self.max_body_bytes = max_body_bytes
+        self.max_json_depth = max_json_depth
         self._accepting: set[asyncio.Task[None]] = set()
 
     def lookup(self, workspace: str, trigger: str) -> TriggerEntry:
@@ -97,12 +104,13 @@ class Hooks:
         if spec.rate_limit is not None:
             client = request.client.host if request.client else "unknown"
             await self.limiter.take(f"{entry.workspace}/{entry.name}/{identity or client}", spec.rate_limit)
-        call.body = await read_body(request.stream(), headers.get("content-length"), spec.body.max_bytes)
+        limit = min(spec.body.max_bytes, self.max_body_bytes)
+        call.body = await read_body(request.stream(), headers.get("content-length"), limit)
         entry.auth.after_body(call.body, headers, time.time())
         content_type = headers.get("content-type")
         mtype = media_type(content_type)
         check_content_type(spec.body, mtype, bool(call.body))
-        kind, parsed = parse_body(call.body, mtype, content_type)
+        kind, parsed = parse_body(call.body, mtype, content_type, self.max_json_depth)
         data = RequestData(
             method=request.method,
             path=request.url.path,
@@ -135,20 +143,26 @@ class Hooks:
                 return await self._repeat(entry, invocation, first)
         try:
             if spec.mode == "async":
-                await self._publish(invocation, entry, want_reply=False, claim=key)
+                await self._publish(invocation, entry, call, want_reply=False, claim=key)
                 return accepted(entry, invocation)
-            return await self._request_response(entry, invocation, claim=key)
-        except BrokerUnavailable:
-            if key is not None:
-                await self.idempotency.release(entry.workspace, entry.name, key, invocation.id)
+            return await self._request_response(entry, invocation, call, claim=key)
+        except BaseException:
+            # Whatever failed before the broker confirmed (refused, an encoding error, the
+            # caller gone), the key is free again at once for the caller's retry. After the
+            # confirm the claim has been accepted, and a release no longer matches it.
+            if key is not None and not call.published:
+                await asyncio.shield(
+                    self.idempotency.release(entry.workspace, entry.name, key, invocation.id)
+                )
             raise
 
     async def _publish(
-        self, invocation: Invocation, entry: TriggerEntry, want_reply: bool, claim: str | None
+        self, invocation: Invocation, entry: TriggerEntry, call: Call, want_reply: bool, claim: str | None
     ) -> None:
         started = time.perf_counter()
         key = ordering_key_value(entry.ordering_key, invocation.request) if entry.ordering_key else None
         await self.publisher.publish(invocation, entry.routing_key, want_reply=want_reply, ordering_key=key)
+        call.published = True
         metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
         self.samples.keep(invocation)
         if claim is not None:
@@ -160,11 +174,11 @@ class Hooks:
             task.add_done_callback(self._accepting.discard)
 
     async def _request_response(
-        self, entry: TriggerEntry, invocation: Invocation, claim: str | None
+        self, entry: TriggerEntry, invocation: Invocation, call: Call, claim: str | None
     ) -> Response[bytes]:
         future = self.waiter.expect(invocation.id)
         try:
-            await self._publish(invocation, entry, want_reply=True, claim=claim)
+            await self._publish(invocation, entry, call, want_reply=True, claim=claim)
             reply = await asyncio.wait_for(future, entry.spec.timeout)
         except TimeoutError:
             if entry.spec.on_timeout == "accept":
@@ -213,11 +227,12 @@ class Hooks:
 class Call:
     """One call as it goes through the hot path (the body once read)."""
 
-    __slots__ = ("body", "request")
+    __slots__ = ("body", "published", "request")
 
     def __init__(self, request: Request[Any, Any, Any]) -> None:
         self.request = request
         self.body: bytes | None = None
+        self.published = False  # the broker confirmed the invocation
 
 
 def idempotency_key(entry: TriggerEntry, headers: Any, identity: str | None = None) -> str | None:

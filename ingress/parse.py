@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
 import math
 import re
 from collections.abc import AsyncIterator, Mapping
+from itertools import accumulate
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -19,6 +21,21 @@ _INTEGER = re.compile(r"-?[0-9]+")
 _NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
+# What the msgpack wire format carries (a larger query integer cannot be published; a JSON
+# body's integers are checked where the call is encoded, ingress/publishing.py, at no cost).
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+# For `json_depth`: a JSON string (with escapes), the bytes that are not brackets, a bracket's step.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(range(256)).translate(None, b"[]{}")
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+# Text charsets a body may name (by Python's codec name). Others are refused rather than
+# tried: `punycode` and `idna` raise UnicodeError, and some codecs are quadratic in time.
+_CHARSETS = frozenset(
+    {"utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be", "ascii"}
+    | {f"iso8859-{n}" for n in range(1, 17)}
+    | {f"cp{n}" for n in range(1250, 1259)}
+    | {"koi8-r", "koi8-u", "shift_jis", "euc_jp", "iso2022_jp", "gb2312", "gbk", "gb18030", "big5", "euc_kr"}
+)
 
 
 async def read_body(stream: AsyncIterator[bytes], content_length: str | None, limit: int) -> bytes:
@@ -57,17 +74,23 @@ def check_content_type(rules: BodyRules, mtype: str, has_body: bool) -> None:
         )
 
 
-def parse_body(body: bytes, mtype: str, content_type: str | None) -> tuple[BodyKind, Any]:
+def parse_body(
+    body: bytes, mtype: str, content_type: str | None, max_depth: int = 128
+) -> tuple[BodyKind, Any]:
     """JSON parsed, forms parsed, XML and text kept as text, anything else as bytes."""
     if not body:
         return "empty", None
     if mtype == "application/json" or mtype.endswith("+json"):
         try:
-            return "json", _json_decode(body)
+            value = _json_decode(body)
         except msgspec.DecodeError as exc:
             raise MalformedBody(f"the body is not valid JSON: {exc}") from None
         except RecursionError:
-            raise MalformedBody("the body is not valid JSON: nested too deeply") from None
+            raise MalformedBody(f"the body is nested deeper than {max_depth} levels") from None
+        # A body with fewer brackets than the limit cannot be too deep (the usual case).
+        if body.count(b"[") + body.count(b"{") > max_depth and json_depth(body) > max_depth:
+            raise MalformedBody(f"the body is nested deeper than {max_depth} levels")
+        return "json", value
     if mtype == "application/x-www-form-urlencoded":
         try:
             text = body.decode("utf-8")
@@ -77,17 +100,38 @@ def parse_body(body: bytes, mtype: str, content_type: str | None) -> tuple[BodyK
     if mtype.startswith("text/") or mtype.endswith("/xml") or mtype.endswith("+xml"):
         try:
             return "text", body.decode(_charset(content_type))
-        except (UnicodeDecodeError, LookupError):
+        except UnicodeDecodeError:
             return "bytes", body
     return "bytes", body
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply a valid JSON text nests, at C speed and without recursion.
+
+    Strings are cut out (a bracket in a string does not count), then the running sum of
+    the brackets left (+1 opening, -1 closing) peaks at the depth. Measured on 6.6 MB:
+    about as long as decoding it, a third of a walk over the decoded value.
+    """
+    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
 
 
 def _charset(content_type: str | None) -> str:
     for part in (content_type or "").split(";")[1:]:
         name, _, value = part.strip().partition("=")
         if name.lower() == "charset" and value:
-            return value.strip('"')
+            return _known_charset(value.strip('"'))
     return "utf-8"
+
+
+def _known_charset(name: str) -> str:
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError:
+        codec = None
+    if codec not in _CHARSETS:
+        raise UnsupportedMediaType(f"charset {name[:40]!r} is not supported; use utf-8")
+    return codec
 
 
 def _multi(pairs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -133,9 +177,12 @@ def _typed(name: str, value: Any, param: QueryParam) -> Any:
     # Written as JSON writes numbers, ASCII digits only: Python's int() and float() also take
     # `1_000`, `+7`, padding spaces, other scripts' digits, `nan` and `inf`.
     if param.type == "integer":
-        if not _INTEGER.fullmatch(text):
-            raise InvalidParameter(f"query parameter {name!r} must be an integer, got {text!r}", name)
-        return int(text)
+        # At most 21 characters: int() refuses over 4,300 digits with a ValueError.
+        if not (
+            _INTEGER.fullmatch(text) and len(text) <= 21 and _INT_MIN <= (integer := int(text)) <= _INT_MAX
+        ):
+            raise InvalidParameter(f"query parameter {name!r} must be an integer, got {text[:40]!r}", name)
+        return integer
     if param.type == "number":
         if not _NUMBER.fullmatch(text) or math.isinf(number := float(text)):
             raise InvalidParameter(f"query parameter {name!r} must be a number, got {text!r}", name)

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 REDACTED = frozenset({"authorization", "x-api-key", "cookie", "proxy-authorization"})
 MAX_BODY = 4096
 MAX_HEADER = 512
+MAX_HEADERS = 50  # headers kept per row, at most
+HEADER_BUDGET = 8192  # bytes of header names and values kept per row, at most
+LEFT_OUT = "(left out)"  # key of the row's count of the headers it does not keep
 
 
 @dataclass(frozen=True)
@@ -43,11 +46,25 @@ class Rejection:
 
 
 def redacted_headers(headers: Mapping[str, str], secret_names: frozenset[str]) -> dict[str, str]:
-    """Headers as an operator may see them: credentials masked, values bounded."""
-    out = {}
+    """Headers as an operator may see them: credentials masked, values, count and size bounded.
+
+    The first `MAX_HEADERS` within `HEADER_BUDGET` bytes are kept, the number of the others
+    under `LEFT_OUT`: a call with thousands of headers makes a small row.
+    """
+    out: dict[str, str] = {}
+    budget = HEADER_BUDGET
+    left_out = 0
     for name, value in headers.items():
-        lower = name.lower()
-        out[lower] = "<redacted>" if lower in REDACTED or lower in secret_names else value[:MAX_HEADER]
+        lower = name.lower()[:MAX_HEADER]
+        kept = "<redacted>" if lower in REDACTED or lower in secret_names else value[:MAX_HEADER]
+        size = len(lower) + len(kept)
+        if len(out) >= MAX_HEADERS or size > budget:
+            left_out += 1
+            continue
+        budget -= size
+        out[lower] = kept
+    if left_out:
+        out[LEFT_OUT] = str(left_out)
     return out
 
 

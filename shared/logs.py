@@ -78,8 +78,17 @@ class JsonFormatter(logging.Formatter):
         return _encode(line).decode()
 
 
+# Control characters as escapes in text lines: a caller's NUL or newline (in a request path,
+# say) must not forge or split a line. JSON lines escape them already.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))} | {
+    0x0A: "\\n",
+    0x0D: "\\r",
+    0x09: "\\t",
+}
+
+
 class TextFormatter(logging.Formatter):
-    """A readable line for a terminal: time, service, message, then the ids."""
+    """A readable line for a terminal: time, service, message, then the ids (control characters escaped)."""
 
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -91,6 +100,7 @@ class TextFormatter(logging.Formatter):
         text = f"{stamp} {self.service:<10} {record.levelname.lower():<7} {record.getMessage()}"
         if ids:
             text += f"  {ids}"
+        text = text.translate(_ESCAPES)
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text

@@ -62,6 +62,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     retention_every: float = 300.0  # seconds between sweeps (the dispatcher holding the lock runs them)
     log_level: str = "INFO"
     log_json: bool = True
+    # Bounds of what a caller may send the ingress (ingress/limits.py, ingress/parse.py).
+    max_body_bytes: int = 10_485_760  # the cap on every trigger's body.max_bytes, checked at apply
+    max_header_bytes: int = 65_536  # request line and headers together; above it: 431
+    max_header_count: int = 100  # above it: 431
+    header_timeout: float = 10.0  # seconds from a connection's start (or its last answer) to its headers
+    limit_concurrency: int = 1000  # connections and calls in flight per process; above it: 503
+    max_json_depth: int = 128  # nesting of a JSON body; deeper: 400
     # `${env:NAME}` a definition made with a workspace token may resolve: "demo=A,B;beta=C".
     workspace_env: str = ""
     # The key of workspace secrets at rest (`${secret:NAME}`): 32 random bytes, base64url.

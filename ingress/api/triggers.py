@@ -91,6 +91,7 @@ def routes(res: Resources) -> list[Any]:
     base = "/workspaces/{workspace:str}/triggers"
     public = res.settings.public_url
     egress_allow = operator_allow(res.settings.egress_allow)
+    cap = res.settings.max_body_bytes
 
     @get(base, summary="List a workspace's triggers")
     async def list_all(access: Scope, workspace: str, deleted: bool = False) -> list[TriggerView]:
@@ -104,7 +105,12 @@ def routes(res: Resources) -> list[Any]:
         async with database(res) as connection:
             return applied(
                 await define_trigger(
-                    connection, workspace, data, create=True, **_author(res, access, egress_allow)
+                    connection,
+                    workspace,
+                    data,
+                    create=True,
+                    max_body_bytes=cap,
+                    **_author(res, access, egress_allow),
                 )
             )
 
@@ -120,7 +126,13 @@ def routes(res: Resources) -> list[Any]:
         access.check(workspace)
         async with database(res) as connection:
             change = await define_trigger(
-                connection, workspace, data, create=False, name=name, **_author(res, access, egress_allow)
+                connection,
+                workspace,
+                data,
+                create=False,
+                name=name,
+                max_body_bytes=cap,
+                **_author(res, access, egress_allow),
             )
             return applied(change)
 

@@ -19,7 +19,7 @@ from shared.db.pool import Connection
 from shared.db.registry import OPERATOR, Change, apply_workspace
 from shared.db.secrets import SecretCipher
 from shared.errors import HooklineError, NotFound, SpecError
-from shared.spec.checks import check_egress
+from shared.spec.checks import check_caps, check_egress
 from shared.spec.egress import AllowEntry, EgressPolicy
 from shared.spec.loader import load_document
 from shared.spec.secrets import AuthorKind
@@ -158,6 +158,7 @@ async def define_trigger(
     *,
     create: bool,
     name: str | None = None,
+    max_body_bytes: int,
     author: AuthorKind = "workspace",
     allowed_env: Mapping[str, frozenset[str]] | None = None,
     cipher: SecretCipher | None = None,
@@ -205,6 +206,10 @@ async def define_trigger(
             "triggers": [definition],
         }
         (parsed,) = [load_document(document, "definition")]
+        try:
+            check_caps(parsed, max_body_bytes)  # the deployment's caps (HOOKLINE_MAX_BODY_BYTES)
+        except SpecError as exc:
+            raise SpecError(f"definition: {exc}") from None
         if author != OPERATOR:
             policy = EgressPolicy(egress_allow).with_allowed(await workspace_allow(connection, workspace))
             try:

@@ -84,6 +84,20 @@ def check_egress(trigger: Trigger, policy: EgressPolicy) -> None:
             ) from None
 
 
+def check_caps(workspace: Workspace, max_body_bytes: int) -> None:
+    """Raise SpecError when a trigger allows more than the deployment does (HOOKLINE_MAX_BODY_BYTES).
+
+    Checked where a definition is applied, with the applying process's settings: what a file
+    or a tenant asks for never exceeds what the operator allows.
+    """
+    for trigger in workspace.triggers:
+        if trigger.body.max_bytes > max_body_bytes:
+            raise SpecError(
+                f"trigger {trigger.name}, field body.max_bytes: {trigger.body.max_bytes} is above"
+                f" this deployment's cap of {max_body_bytes} bytes"
+            )
+
+
 def _check_trigger(trigger: Trigger, connections: dict[str, Connection]) -> None:
     where = f"trigger {trigger.name}"
     _check_auth(where, trigger.auth)

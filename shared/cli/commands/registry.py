@@ -11,7 +11,9 @@ from shared.db.migrate import migrate
 from shared.db.pool import connect
 from shared.db.registry import apply_workspace
 from shared.db.secrets import cipher_from
+from shared.errors import SpecError
 from shared.settings import Settings
+from shared.spec.checks import check_caps
 from shared.spec.loader import load_file
 
 
@@ -40,7 +42,14 @@ async def _migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 
 async def _apply(settings: Settings, ns: argparse.Namespace) -> int:
-    workspaces = [ws for path in ns.files for ws in load_file(path)]  # all valid, or nothing changes
+    workspaces = []  # all valid, or nothing changes
+    for path in ns.files:
+        for workspace in load_file(path):
+            try:
+                check_caps(workspace, settings.max_body_bytes)
+            except SpecError as exc:
+                raise SpecError(f"{path}: {exc}") from None
+            workspaces.append(workspace)
     changes = []
     cipher = cipher_from(settings.secrets_key)  # a Basic password may be a ${secret:NAME}
     async with connect(settings.database_url) as connection, connection.transaction():
