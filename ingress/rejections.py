@@ -7,8 +7,6 @@ are kept. Credentials are never recorded; bodies only when the trigger asks for 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -16,6 +14,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from ingress.background import BackgroundWriter
 from shared.db.pool import DB_ERRORS
 
 log = logging.getLogger(__name__)
@@ -68,29 +67,18 @@ def redacted_headers(headers: Mapping[str, str], secret_names: frozenset[str]) -
     return out
 
 
-class RejectionLog:
+class RejectionLog(BackgroundWriter):
     """Buffers rejections and writes them every `interval` seconds."""
 
     def __init__(
         self, pool: asyncpg.Pool, keep: int = 50, per_second: int = 50, interval: float = 0.5
     ) -> None:
+        super().__init__("rejections", interval)
         self._pool = pool
         self._keep = keep
         self._per_second = per_second
-        self._interval = interval
         self._buffer: list[Rejection] = []
         self._window = (0, 0)  # (second, count)
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="rejections")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._flush()
 
     def add(self, rejection: Rejection) -> None:
         """Keep a rejection unless this second's quota is used up."""
@@ -101,12 +89,7 @@ class RejectionLog:
         if count <= self._per_second:
             self._buffer.append(rejection)
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            await self._flush()
-
-    async def _flush(self) -> None:
+    async def write(self) -> None:
         if not self._buffer:
             return
         batch, self._buffer = self._buffer, []

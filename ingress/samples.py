@@ -8,14 +8,13 @@ A sample the database refuses is dropped alone; the others of its batch are writ
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime
 import logging
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from ingress.background import BackgroundWriter
 from shared.db.pool import DB_ERRORS
 from shared.wire.messages import Invocation, RequestData
 
@@ -30,26 +29,17 @@ _UPSERT = (
 )
 
 
-class Samples:
+class Samples(BackgroundWriter):
     """The newest accepted invocation per trigger, written every `every` seconds."""
 
     def __init__(self, pool: asyncpg.Pool, every: float = 1.0) -> None:
+        super().__init__("samples", every)
         self._pool = pool
-        self._every = every
         self._latest: dict[tuple[str, str], Invocation] = {}
-        self._task: asyncio.Task[None] | None = None
 
     def keep(self, invocation: Invocation) -> None:
         """The broker confirmed this call: it is its trigger's sample until a newer one."""
         self._latest[(invocation.workspace, invocation.trigger)] = invocation
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._write_forever(), name="samples")
-
-    async def _write_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._every)
-            await self.write()
 
     async def write(self) -> None:
         """Write what was kept since the last time (a lost write loses only a sample)."""
@@ -78,13 +68,6 @@ class Samples:
         except DB_ERRORS as exc:
             log.warning("samples not written (%s)", type(exc).__name__)
             self._latest = {**batch, **self._latest}
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.write()
 
 
 Row = tuple[str, str, str, datetime.datetime, RequestData]
