@@ -161,9 +161,22 @@ async def _execution_row(connection: Connection, execution_id: str) -> asyncpg.R
     return row
 
 
+def duration_ms(row: Any) -> float | None:
+    """A recorded run's duration in milliseconds (None while it has not finished)."""
+    finished = row["finished_at"]
+    if finished is None:
+        return None
+    elapsed: float = (finished - row["started_at"]).total_seconds()
+    return round(elapsed * 1000, 3)
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    """A timestamp column's value in UTC (None stays None)."""
+    return moment.astimezone(UTC) if moment is not None else None
+
+
 def _execution(row: asyncpg.Record) -> Execution:
     finished = row["finished_at"]
-    duration = (finished - row["started_at"]).total_seconds() * 1000 if finished else None
     return Execution(
         id=str(row["id"]),
         workspace=row["workspace"],
@@ -173,8 +186,8 @@ def _execution(row: asyncpg.Record) -> Execution:
         attempts=row["attempts"],
         received_at=row["received_at"].astimezone(UTC),
         started_at=row["started_at"].astimezone(UTC),
-        finished_at=finished.astimezone(UTC) if finished else None,
-        duration_ms=round(duration, 3) if duration is not None else None,
+        finished_at=utc(finished),
+        duration_ms=duration_ms(row),
         request=row["request"],
         output=row["output"],
         response=_answer(row["response"]),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, get_args
 
-from shared.db.executions import Status
+from shared.db.executions import Status, duration_ms, utc
 from shared.db.pool import Connection
 from shared.errors import HooklineError
 
@@ -71,8 +71,6 @@ def _cursor(text: str | None) -> uuid.UUID | None:
 
 
 def _summary(row: Any) -> RunSummary:
-    finished = row["finished_at"]
-    duration = (finished - row["started_at"]).total_seconds() * 1000 if finished else None
     return RunSummary(
         id=str(row["id"]),
         workspace=row["workspace"],
@@ -81,8 +79,8 @@ def _summary(row: Any) -> RunSummary:
         status=row["status"],
         attempts=row["attempts"],
         received_at=row["received_at"].astimezone(UTC),
-        finished_at=finished.astimezone(UTC) if finished else None,
-        duration_ms=round(duration, 3) if duration is not None else None,
+        finished_at=utc(row["finished_at"]),
+        duration_ms=duration_ms(row),
         error=row["error"],
         replay_of=str(row["replay_of"]) if row["replay_of"] else None,
     )
