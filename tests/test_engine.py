@@ -304,3 +304,24 @@ async def test_a_small_run_output_and_answer_are_recorded_whole() -> None:
         {"n": 1},
         Reply(execution_id=run.id, status=200, content=b'{"n":1}', media_type="application/json"),
     )
+
+
+@pytest.mark.parametrize("status", [500, 503])
+async def test_a_respond_with_a_5xx_is_a_failed_run_answered_as_the_workflow_decided(status: int) -> None:
+    workflow = workflow_of(f'- respond: {{status: {status}, body: {{retry: "later"}}}}')
+    call = invocation()
+    outcome = await workflow.run(call, 1)
+    assert (outcome.ok, outcome.error) == (False, f"the workflow answered {status}")
+    reply = reply_for(call, outcome)
+    assert reply is not None
+    assert (reply.status, reply.content, reply.media_type, reply.failed) == (
+        status,
+        b'{"retry":"later"}',
+        "application/json",
+        True,
+    )
+
+
+async def test_a_respond_below_500_is_a_succeeded_run() -> None:
+    outcome = await workflow_of("- respond: {status: 422}").run(invocation(), 1)
+    assert (outcome.ok, outcome.error, outcome.answer is not None) == (True, None, True)

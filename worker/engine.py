@@ -34,6 +34,7 @@ from worker.steps.base import (
 )
 
 DEFAULT_OUTPUT_LIMIT = 64 * 1024
+SERVER_ERROR = 500
 _to_builtins = msgspec.to_builtins
 _json = msgspec.json.Encoder()
 log = logging.getLogger(__name__)
@@ -148,11 +149,16 @@ class Workflow:
             if context.branch:
                 queue.extendleft(reversed(context.branch))
                 context.branch = ()
+        answer = context.answer
+        # A workflow that answers 5xx says it failed: recorded and counted failed (and retried
+        # as the trigger says, when no caller was answered), answered as it decided.
+        failed = answer is not None and answer.status >= SERVER_ERROR
         return Outcome(
-            True,
+            not failed,
             output,
-            context.answer,
+            answer,
             records,
+            error=f"the workflow answered {answer.status}" if failed and answer is not None else None,
             recorded_output=recorded,
             secrets=frozenset(context.secrets),
         )

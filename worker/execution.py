@@ -16,7 +16,7 @@ from shared.errors import BrokerUnavailable
 from shared.wire.messages import Invocation, Reply, answer, reply_encoder
 from worker import metrics
 from worker.deliveries import Delivery
-from worker.engine import DEFAULT_OUTPUT_LIMIT, Outcome, truncated
+from worker.engine import DEFAULT_OUTPUT_LIMIT, SERVER_ERROR, Outcome, truncated
 from worker.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,12 @@ def reply_for(invocation: Invocation, outcome: Outcome) -> Reply | None:
     """
     if invocation.mode != "request_response":
         return None
+    if outcome.answer is not None:
+        # The workflow's own answer, a 5xx too (the run is then recorded failed).
+        status = outcome.answer.status
+        return answer(
+            invocation.id, status, outcome.answer.headers, outcome.answer.body, failed=status >= SERVER_ERROR
+        )
     if not outcome.ok:
         slug = outcome.problem_type if outcome.problem_type in _FAILED else "workflow-failed"
         status, title = _FAILED[slug]
@@ -159,6 +165,4 @@ def reply_for(invocation: Invocation, outcome: Outcome) -> Reply | None:
             },
             failed=True,
         )
-    if outcome.answer is not None:
-        return answer(invocation.id, outcome.answer.status, outcome.answer.headers, outcome.answer.body)
     return answer(invocation.id, 200, {}, outcome.output)

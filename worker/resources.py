@@ -82,6 +82,7 @@ class Connections:
             headers={k: self._resolve(name, v) for k, v in spec.headers.items()},
             shown_base_url=spec.base_url,
             secrets=self._secrets(values),
+            idempotency_header=spec.idempotency_header,
         )
 
     async def postgres(self, workspace: str, name: str) -> tuple[asyncpg.Pool, tuple[str, ...]]:

@@ -12,6 +12,10 @@ import msgspec
 
 from shared.spec.base import Spec
 
+# An HTTP header name (RFC 9110 token).
+HeaderName = Annotated[str, msgspec.Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
 
 class PostgresConnection(Spec, tag="postgres", tag_field="type", frozen=True):
     """A PostgreSQL database for `sql` steps; each worker keeps a small pool for it."""
@@ -25,6 +29,9 @@ class HttpConnection(Spec, tag="http", tag_field="type", frozen=True):
 
     base_url: Annotated[str, msgspec.Meta(min_length=1)]
     headers: dict[str, str] = {}
+    # Every call through it sends `<execution id>:<step id>` in this header, the same on
+    # every attempt and redelivery, so the target can drop a repeat; null sends none.
+    idempotency_header: HeaderName | None = IDEMPOTENCY_HEADER
 
 
 Connection = PostgresConnection | HttpConnection

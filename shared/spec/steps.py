@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from shared.spec.base import Name, Spec
+from shared.spec.connections import HeaderName
 from shared.spec.types import Duration
 
 StepId = Annotated[
@@ -51,6 +52,9 @@ class HttpCall(Spec, frozen=True):
     body: str | None = None
     timeout: Duration = Duration(10)
     expect: list[StatusCode | StatusClass] = msgspec.field(default_factory=lambda: ["2xx"])
+    # The header carrying `<execution id>:<step id>`; unset: the connection's (by default
+    # Idempotency-Key); null: none.
+    idempotency_header: HeaderName | msgspec.UnsetType | None = msgspec.UNSET
 
     def __post_init__(self) -> None:
         if (self.url is None) == (self.connection is None):

@@ -10,6 +10,7 @@ import asyncpg
 import httpx
 
 from shared.errors import WorkflowError
+from shared.spec.connections import IDEMPOTENCY_HEADER
 
 # RunContext.recorded_output when a step's record keeps its output as it is.
 SAME_AS_OUTPUT: Final[Any] = object()
@@ -32,6 +33,7 @@ class HttpTarget:
     headers: dict[str, str]
     shown_base_url: str  # as written in the file: `${env:NAME}` stays a reference
     secrets: tuple[str, ...]  # resolved secret values, scrubbed from any message
+    idempotency_header: str | None = IDEMPOTENCY_HEADER  # None: the connection sends none
 
 
 class Resources(Protocol):

@@ -70,6 +70,7 @@ class HttpRunner:
         else:
             url = shown_url = _render_url(self._url, data)
         headers = {**target.headers, **_texts(render(self._headers, data))}
+        key = self._idempotency_key(headers, target, data)
         content = self._content(data, headers)
         query = _query(render(self._query, data))
         method = self._call.method
@@ -80,7 +81,8 @@ class HttpRunner:
                     "method": method,
                     "url": shown_url,
                     "query": [list(pair) for pair in query],
-                    "headers": _redact(headers, set(target.headers)),
+                    # The idempotency key is no secret: shown, to match what the target logged.
+                    "headers": _redact(headers, set(target.headers)) | key,
                 },
                 target.secrets,
             )
@@ -104,6 +106,19 @@ class HttpRunner:
             raise StepFailed(f"{where} answered {output['status']}; expected {wanted}", recorded)
         context.recorded_output = recorded
         return output
+
+    def _idempotency_key(
+        self, headers: dict[str, str], target: HttpTarget, data: dict[str, Any]
+    ) -> dict[str, str]:
+        """Add `<execution id>:<step id>`, the same on every attempt and redelivery of this
+        step, unless the step's own headers set it or the step or its connection turned it
+        off; the header added ({} if none)."""
+        step_header = self._call.idempotency_header
+        name = target.idempotency_header if step_header is msgspec.UNSET else step_header
+        if name is None or any(k.lower() == name.lower() for k in headers):
+            return {}
+        headers[name] = f"{data['execution']['id']}:{self.id}"
+        return {name: headers[name]}
 
     def _content(self, data: dict[str, Any], headers: dict[str, str]) -> bytes | None:
         has_type = any(k.lower() == "content-type" for k in headers)
