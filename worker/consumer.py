@@ -306,7 +306,8 @@ class Runner:
         except NotFound as exc:
             return Finished(Outcome(False, error=str(exc)), runs, started, time.time()), _NO_RETRY
         try:
-            outcome = await workflow.run(invocation, attempt)
+            # A run after the first (a retry, a redelivery, a replayed dead letter) resumes.
+            outcome = await workflow.run(invocation, attempt, resume=runs > 1)
         except HooklineError as exc:
             outcome = Outcome(False, error=str(exc))
         return Finished(outcome, runs, started, time.time()), workflow.trigger.retry

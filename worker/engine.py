@@ -1,5 +1,9 @@
 """Run a trigger's workflow: steps in order, each recorded, until the end or `respond`.
 
+A step with effects (an http POST, a writing query) is checkpointed once it succeeded, before
+the next step runs; a run resumed (a retry, a redelivery) takes the checkpointed output of
+such a step instead of running it again, and recomputes the pure steps around it.
+
 A condition's chosen steps run right after it. Each step may have its own timeout, and the
 whole run has the trigger's `workflow_timeout`; whichever passes first ends the run as
 failed, naming the step that was running. A step's record keeps its output up to
@@ -13,11 +17,13 @@ import logging
 import time
 import traceback
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
+from shared.db.checkpoints import Checkpoint
 from shared.errors import HooklineError
 from shared.spec.model import Trigger
 from shared.wire.messages import Invocation
@@ -64,11 +70,27 @@ class Outcome:
         return scrub_value(output, self.secrets)
 
 
+class Checkpoints(Protocol):
+    """Where effect steps' outputs are kept for the retries of their execution."""
+
+    async def load(self, execution_id: str) -> dict[str, Checkpoint]:
+        """Every checkpoint of the execution, by step id."""
+        ...
+
+    async def save(self, execution_id: str, step_id: str, checkpoint: Checkpoint) -> None:
+        """Return once the checkpoint is durable."""
+        ...
+
+
 class Workflow:
     """A trigger version's workflow, compiled once and run many times."""
 
     def __init__(
-        self, trigger: Trigger, resources: Resources | None = None, output_limit: int = DEFAULT_OUTPUT_LIMIT
+        self,
+        trigger: Trigger,
+        resources: Resources | None = None,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+        checkpoints: Checkpoints | None = None,
     ) -> None:
         self.trigger = trigger
         self.steps: list[Runnable] = []
@@ -82,11 +104,21 @@ class Workflow:
         self._resources = resources
         self._output_limit = output_limit
         self._trigger_data = {"name": trigger.name, "mode": trigger.mode}
+        # A workflow without effect steps never reads or writes a checkpoint.
+        effects = any(getattr(step, "effects", False) for step in _every(self.steps))
+        self._checkpoints = checkpoints if effects else None
 
-    async def run(self, invocation: Invocation, attempt: int) -> Outcome:
-        """Run the steps; a failing step or a timeout ends the run as failed, naming the step."""
+    async def run(self, invocation: Invocation, attempt: int, *, resume: bool = False) -> Outcome:
+        """Run the steps; a failing step or a timeout ends the run as failed, naming the step.
+
+        `resume` (a retry, a redelivery): effect steps checkpointed by an earlier run of the
+        execution are not run again; their recorded outputs stand in for them.
+        """
         if self._broken is not None:
             return Outcome(False, error=self._broken)
+        saved: dict[str, Checkpoint] = {}
+        if resume and self._checkpoints is not None:
+            saved = await self._checkpoints.load(invocation.id)
         context = RunContext(
             data={
                 "request": _to_builtins(invocation.request, builtin_types=(bytes,)),
@@ -104,6 +136,7 @@ class Workflow:
             },
             workspace=invocation.workspace,
             resources=self._resources,
+            checkpointed=saved,
         )
         records: list[dict[str, Any]] = []
         if not any(getattr(step, "suspends", True) for step in self.steps):
@@ -129,6 +162,14 @@ class Workflow:
         recorded: Any = None
         while queue:
             step = queue.popleft()
+            effects = getattr(step, "effects", False)  # a step that does not say has none
+            done = context.checkpointed.get(step.id) if effects else None
+            if done is not None:
+                # Run by an earlier attempt: its output stands, the effect is not repeated.
+                records.append({**done.record, "resumed": True})
+                context.record_output(step.id, done.output)
+                output = recorded = done.output
+                continue  # effect steps neither answer nor branch
             record = {"id": step.id, "kind": step.kind, "status": "running", "started_at": time.time()}
             records.append(record)  # before it runs: a workflow timeout finds it here
             context.detail, context.recorded_output = None, SAME_AS_OUTPUT
@@ -144,6 +185,12 @@ class Workflow:
             recorded = output if context.recorded_output is SAME_AS_OUTPUT else context.recorded_output
             self._finish(record, "succeeded", scrub_value(recorded, context.secrets), None, context.detail)
             context.record_output(step.id, output)
+            if effects and self._checkpoints is not None:
+                # Durable before the next step runs. Kept scrubbed of the connections'
+                # secrets, like the record: a resumed run sees a credential a target echoed
+                # as `[redacted]`, and no secret value is ever stored.
+                kept = Checkpoint(scrub_value(output, context.secrets), record)
+                await self._checkpoints.save(str(context.data["execution"]["id"]), step.id, kept)
             if context.answer is not None:
                 break
             if context.branch:
@@ -177,6 +224,13 @@ class Workflow:
         record["error"] = error
         if detail:
             record.update(detail)
+
+
+def _every(steps: Iterable[Runnable]) -> Iterator[Runnable]:
+    """Every compiled step, those in condition branches too."""
+    for step in steps:
+        yield step
+        yield from _every(getattr(step, "branches", ()))
 
 
 async def _run_step(step: Runnable, context: RunContext) -> Any:

@@ -6,6 +6,7 @@ they are compiled when a file is applied (shared/spec/checks.py) and again by th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -25,6 +26,12 @@ StepId = Annotated[
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 StatusClass = Literal["1xx", "2xx", "3xx", "4xx", "5xx"]
 StatusCode = Annotated[int, msgspec.Meta(ge=100, le=599)]
+_READS = frozenset({"select", "with", "values", "table", "show", "explain"})
+_WRITING = re.compile(
+    r"\b(insert|update|delete|merge|into|nextval|setval|call|copy|truncate|create|drop|alter|grant"
+    r"|revoke|lock|vacuum|refresh|notify|listen)\b",
+    re.IGNORECASE,
+)
 
 
 class StepBase(Spec, tag_field="kind", frozen=True):
@@ -82,6 +89,19 @@ class SqlQuery(Spec, frozen=True):
     params: list[Any] = []
     timeout: Duration = Duration(10)
     max_rows: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
+    # Whether the query changes the database (then a retry reuses its checkpointed rows);
+    # unset: it does unless it is a plain read (see `writes`).
+    effects: bool | None = None
+
+    @property
+    def writes(self) -> bool:
+        """`effects`, or else whether the query may write: anything but a select (values,
+        table, show, explain) naming no writing keyword. A false positive costs one write."""
+        if self.effects is not None:
+            return self.effects
+        words = self.query.lstrip(" \t\r\n(").split(None, 1)
+        first = words[0].lower() if words else ""
+        return first not in _READS or _WRITING.search(self.query) is not None
 
     def __post_init__(self) -> None:
         if "{{" in self.query:
@@ -133,6 +153,8 @@ class PythonCall(Spec, frozen=True):
     config: dict[str, Any] = {}
     input: Any = None
     timeout: Duration = Duration(30)
+    # Whether it changes something outside the run; unset: as its class declares (`effects`).
+    effects: bool | None = None
 
     def __post_init__(self) -> None:
         _check_timeout(self.timeout)

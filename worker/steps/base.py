@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 import asyncpg
 import httpx
 
+from shared.db.checkpoints import Checkpoint
 from shared.errors import WorkflowError
 from shared.spec.connections import IDEMPOTENCY_HEADER
 
@@ -66,6 +67,8 @@ class RunContext:
     # Secret values of the connections this run used: scrubbed from every record of the run
     # (a later step may copy what a target echoed), never from what steps and the caller see.
     secrets: set[str] = field(default_factory=set)
+    # Effect steps an earlier run of the execution finished, by step id (a resumed run).
+    checkpointed: Mapping[str, Checkpoint] = field(default_factory=dict)
 
     def record_output(self, step_id: str, output: Any) -> None:
         self.data["steps"][step_id] = {"output": output}
@@ -99,6 +102,9 @@ class Runnable(Protocol):
     # Whether a run of it can wait for something (I/O): a step that never does cannot be
     # timed out, since a timeout is delivered only when the run waits.
     suspends: bool
+    # Whether it changes something outside the run (an http POST, a writing query): its
+    # output is kept as a checkpoint before the next step runs, and a retry reuses it.
+    effects: bool
 
     async def run(self, context: RunContext) -> Any:
         """Do the step's work and return its output (recorded under steps.<id>.output)."""

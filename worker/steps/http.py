@@ -43,6 +43,7 @@ class HttpRunner:
         self.id = step.id
         self.timeout: float | None = call.timeout
         self._call = call
+        self.effects = call.method not in ("GET", "HEAD")
         # No httpx timeouts: they bound each read and write, not the call. The engine bounds
         # the whole call (connect, send, read) by the step's `timeout`.
         self._timeout = httpx.Timeout(None)

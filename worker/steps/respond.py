@@ -20,6 +20,7 @@ class RespondRunner:
 
     kind = "respond"
     timeout: float | None = None
+    effects = False
     suspends = False
 
     def __init__(self, step: RespondStep) -> None:

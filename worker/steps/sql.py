@@ -31,6 +31,7 @@ class SqlRunner:
         self.id = step.id
         self.timeout: float | None = step.sql.timeout
         self._sql = step.sql
+        self.effects = step.sql.writes
         self._params = [compile_template(p) for p in step.sql.params]
 
     async def run(self, context: RunContext) -> Any:
