@@ -39,6 +39,7 @@ from worker.retries import (
     retry_copy,
     runs_before,
 )
+from worker.steps.base import Answer
 from worker.workflows import WorkflowCache
 
 log = logging.getLogger(__name__)
@@ -235,7 +236,7 @@ class Runner:
                 return
             attempt = 1
         while True:
-            finished, retry = await self._run(invocation, attempt, runs)
+            finished, retry = await self._run(message, invocation, attempt, runs)
             verdict = decide(finished.outcome.ok, attempt, retry, bool(message.reply_to))
             if verdict is Verdict.RETRY and lane is Lane.ORDERED:
                 await self._reporter.record(
@@ -299,15 +300,24 @@ class Runner:
         await settle(message, Verdict.GIVE_UP if status == "dead" else Verdict.DONE, lane)
         return True
 
-    async def _run(self, invocation: Invocation, attempt: int, runs: int) -> tuple[Finished, Retry]:
+    async def _run(
+        self, message: Delivery, invocation: Invocation, attempt: int, runs: int
+    ) -> tuple[Finished, Retry]:
         started = time.time()
+
+        async def answer_now(answer: Answer) -> None:
+            # A `respond` with `continue: true`: the caller has its answer; the run goes on.
+            reply = reply_for(invocation, Outcome(True, answer=answer))
+            if reply is not None and message.reply_to:
+                await self._reporter.reply(message, reply)
+
         try:
             workflow = await self._workflows.get(invocation.workspace, invocation.trigger, invocation.version)
         except NotFound as exc:
             return Finished(Outcome(False, error=str(exc)), runs, started, time.time()), _NO_RETRY
         try:
             # A run after the first (a retry, a redelivery, a replayed dead letter) resumes.
-            outcome = await workflow.run(invocation, attempt, resume=runs > 1)
+            outcome = await workflow.run(invocation, attempt, resume=runs > 1, answer_now=answer_now)
         except HooklineError as exc:
             outcome = Outcome(False, error=str(exc))
         return Finished(outcome, runs, started, time.time()), workflow.trigger.retry
@@ -337,7 +347,8 @@ class Runner:
             status = "succeeded" if finished.outcome.ok else "failed"
         reply = reply_for(invocation, finished.outcome)
         await self._reporter.record(invocation, finished, status, reply)
-        if reply is not None and message.reply_to and status != "retrying":
+        answered = finished.outcome.answered_at is not None  # early, by `continue: true`: once
+        if reply is not None and message.reply_to and status != "retrying" and not answered:
             await self._reporter.reply(message, reply)
         await settle(message, verdict, lane, delay)
 

@@ -31,6 +31,7 @@ from worker.steps import compile_step
 from worker.steps.base import (
     SAME_AS_OUTPUT,
     Answer,
+    AnswerNow,
     Resources,
     RunContext,
     Runnable,
@@ -62,6 +63,9 @@ class Outcome:
     # Why it failed, as the caller's problem type: `answer-invalid` is the workflow's answer
     # refused (answered 502), anything else the workflow failing (500).
     problem_type: str = "workflow-failed"
+    # When a `respond` with `continue: true` answered the caller (UNIX seconds); the run's
+    # answer is then that one, whatever came after, and it is not sent again.
+    answered_at: float | None = None
 
     @property
     def output_to_record(self) -> Any:
@@ -108,11 +112,19 @@ class Workflow:
         effects = any(getattr(step, "effects", False) for step in _every(self.steps))
         self._checkpoints = checkpoints if effects else None
 
-    async def run(self, invocation: Invocation, attempt: int, *, resume: bool = False) -> Outcome:
+    async def run(
+        self,
+        invocation: Invocation,
+        attempt: int,
+        *,
+        resume: bool = False,
+        answer_now: AnswerNow | None = None,
+    ) -> Outcome:
         """Run the steps; a failing step or a timeout ends the run as failed, naming the step.
 
         `resume` (a retry, a redelivery): effect steps checkpointed by an earlier run of the
         execution are not run again; their recorded outputs stand in for them.
+        `answer_now` sends a `respond` with `continue: true` to the waiting caller.
         """
         if self._broken is not None:
             return Outcome(False, error=self._broken)
@@ -137,24 +149,26 @@ class Workflow:
             workspace=invocation.workspace,
             resources=self._resources,
             checkpointed=saved,
+            answer_now=answer_now,
         )
         records: list[dict[str, Any]] = []
         if not any(getattr(step, "suspends", True) for step in self.steps):
             # Steps that never wait (map, respond, conditions of those) cannot be timed out:
             # a timeout is delivered only when the run waits. Spare the timer and its task
             # bookkeeping (steps without `suspends` are taken to wait).
-            return await self._steps(context, records)
+            return _answered(await self._steps(context, records), context)
         limit = self.trigger.workflow_timeout
         try:
             async with asyncio.timeout(limit):
-                return await self._steps(context, records)
+                return _answered(await self._steps(context, records), context)
         except TimeoutError:
             error = f"the workflow timed out after {limit:g} s (workflow_timeout)"
             running = records[-1] if records and records[-1]["status"] == "running" else None
             if running is None:
-                return Outcome(False, None, None, records, error)
+                return _answered(Outcome(False, None, None, records, error), context)
             self._finish(running, "failed", None, error)
-            return Outcome(False, None, None, records, f"step {running['id']} ({running['kind']}): {error}")
+            where = f"step {running['id']} ({running['kind']})"
+            return _answered(Outcome(False, None, None, records, f"{where}: {error}"), context)
 
     async def _steps(self, context: RunContext, records: list[dict[str, Any]]) -> Outcome:
         queue: deque[Runnable] = deque(self.steps)
@@ -191,7 +205,11 @@ class Workflow:
                 # as `[redacted]`, and no secret value is ever stored.
                 kept = Checkpoint(scrub_value(output, context.secrets), record)
                 await self._checkpoints.save(str(context.data["execution"]["id"]), step.id, kept)
-            if context.answer is not None:
+            answer, send = context.answer, context.answer_now
+            if answer is not None and answer.early and context.answered_at is None and send is not None:
+                await send(answer)
+                context.answered_at = record["answered_at"] = time.time()
+            if context.ends:
                 break
             if context.branch:
                 queue.extendleft(reversed(context.branch))
@@ -224,6 +242,13 @@ class Workflow:
         record["error"] = error
         if detail:
             record.update(detail)
+
+
+def _answered(outcome: Outcome, context: RunContext) -> Outcome:
+    """`outcome`, with the answer the caller already has if a `continue: true` sent one."""
+    if context.answered_at is not None:
+        outcome.answer, outcome.answered_at = context.answer, context.answered_at
+    return outcome
 
 
 def _every(steps: Iterable[Runnable]) -> Iterator[Runnable]:

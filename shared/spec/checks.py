@@ -102,7 +102,7 @@ def _check_steps(
     ran = list(ran)
     for before, step in zip([None, *steps], steps, strict=False):
         here = f"{where}, step {step.id}"
-        if isinstance(before, RespondStep):
+        if isinstance(before, RespondStep) and not before.respond.continue_:
             raise SpecError(
                 f"{here}: comes after step {before.id} (respond), which ends the run; it would never run"
             )

@@ -138,10 +138,12 @@ class RespondSpec(Spec, frozen=True):
     status: int | str = 200
     headers: dict[str, str] = {}
     body: Any = None
+    # Answer the caller at once and go on with the next steps (a run answers once).
+    continue_: bool = msgspec.field(name="continue", default=False)
 
 
 class RespondStep(StepBase, tag="respond", frozen=True):
-    """Set the answer to a request-response call and end the run."""
+    """Set the answer to a request-response call and end the run (or, `continue`, go on)."""
 
     respond: RespondSpec
 

@@ -4,6 +4,7 @@ per-step retries and error handlers, with real workers and a local HTTP recorder
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +43,14 @@ triggers:
         http: {{method: POST, url: "{target}/{ws}/a"}}
       - id: c
         http: {{method: POST, url: "{target}/{ws}/c"}}
+  - name: early
+    auth: {{type: none}}
+    mode: request_response
+    workflow:
+      - id: ack
+        respond: {{status: 202, body: {{queued: "{{{{ execution.id }}}}"}}, continue: true}}
+      - id: slow
+        http: {{method: POST, url: "{target}/slow/3000"}}
   - name: refuse
     auth: {{type: none}}
     mode: request_response
@@ -192,3 +201,25 @@ async def test_an_operator_resumes_a_dead_execution_after_its_last_good_step(
         1,
         f"hookline: execution {execution_id} is succeeded; only a failed or dead one can resume",
     )
+
+
+async def test_a_respond_with_continue_answers_in_under_a_second_and_the_run_then_succeeds(
+    durable_stack: Services, db: Connection, workspace: str, target: Target
+) -> None:
+    await apply_yaml(db, TRIGGERS.format(ws=workspace, target=target.base_url))
+    await _call(f"{durable_stack.base_url}/hooks/{workspace}/early")  # the trigger is known
+    async with httpx.AsyncClient(timeout=30) as client:
+        sent = time.monotonic()
+        answer = await client.post(f"{durable_stack.base_url}/hooks/{workspace}/early")
+        took = time.monotonic() - sent
+    execution_id = answer.headers["x-execution-id"]
+    assert (answer.status_code, answer.json()) == (202, {"queued": execution_id})
+    assert took < 1, f"answered after {took:.2f} s"
+
+    done = await finished_execution(db, execution_id, timeout=20)
+    assert (done.status, done.attempts) == ("succeeded", 1)
+    ack, slow = done.steps
+    assert done.response == {"execution_id": execution_id, "status": 202, "body": {"queued": execution_id}}
+    assert ack["started_at"] <= ack["answered_at"] < slow["started_at"] + 0.5
+    assert (slow["status"], slow["duration_ms"] >= 3000) == ("succeeded", True)
+    assert (done.finished_at.timestamp() - ack["answered_at"]) >= 3

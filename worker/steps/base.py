@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -19,11 +19,16 @@ SAME_AS_OUTPUT: Final[Any] = object()
 
 @dataclass
 class Answer:
-    """A response decided by a `respond` step: ends the run."""
+    """A response decided by a `respond` step."""
 
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
+    early: bool = False  # `continue: true`: sent at once, the run goes on
+
+
+# Sends an answer to the caller while the run goes on (a `respond` with `continue: true`).
+AnswerNow = Callable[[Answer], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class RunContext:
     workspace: str = ""
     resources: Resources | None = None
     answer: Answer | None = None
+    ends: bool = False  # a `respond` without `continue` ends the run
     branch: Sequence[Runnable] = ()  # a condition's chosen steps, run next
     detail: dict[str, Any] | None = None  # what a step adds to its record only (not its output)
     # What the step's record keeps instead of its output (a copy with secrets scrubbed); later
@@ -69,6 +75,8 @@ class RunContext:
     secrets: set[str] = field(default_factory=set)
     # Effect steps an earlier run of the execution finished, by step id (a resumed run).
     checkpointed: Mapping[str, Checkpoint] = field(default_factory=dict)
+    answer_now: AnswerNow | None = None  # sends an early answer to the waiting caller
+    answered_at: float | None = None  # when it did
 
     def record_output(self, step_id: str, output: Any) -> None:
         self.data["steps"][step_id] = {"output": output}
