@@ -345,12 +345,22 @@ class Runner:
             status = "retrying"
         else:
             status = "succeeded" if finished.outcome.ok else "failed"
+        if status in ("dead", "failed") and not finished.outcome.ok:
+            await self._handle_error(invocation, finished, status)
         reply = reply_for(invocation, finished.outcome)
         await self._reporter.record(invocation, finished, status, reply)
         answered = finished.outcome.answered_at is not None  # early, by `continue: true`: once
         if reply is not None and message.reply_to and status != "retrying" and not answered:
             await self._reporter.reply(message, reply)
         await settle(message, verdict, lane, delay)
+
+    async def _handle_error(self, invocation: Invocation, finished: Finished, status: Status) -> None:
+        """The trigger's `on_error` steps, once, for a run that ended for good failed."""
+        try:
+            workflow = await self._workflows.get(invocation.workspace, invocation.trigger, invocation.version)
+        except NotFound:
+            return  # no version, no handlers
+        await workflow.handle_error(invocation, finished.outcome, finished.runs, status)
 
     async def _skip_held(self, message: Delivery, invocation: Invocation, queue: str) -> None:
         await self._reporter.mark_dead(invocation, "dead-lettered by an operator from a stopped lane")

@@ -17,15 +17,17 @@ import logging
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from shared.db.checkpoints import Checkpoint
 from shared.errors import HooklineError
 from shared.spec.model import Trigger
+from shared.spec.steps import StepRetry
 from shared.wire.messages import Invocation
 from worker.steps import compile_step
 from worker.steps.base import (
@@ -66,6 +68,8 @@ class Outcome:
     # When a `respond` with `continue: true` answered the caller (UNIX seconds); the run's
     # answer is then that one, whatever came after, and it is not sent again.
     answered_at: float | None = None
+    # What later steps saw under `steps` (what on_error steps see of the run).
+    outputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def output_to_record(self) -> Any:
@@ -98,9 +102,11 @@ class Workflow:
     ) -> None:
         self.trigger = trigger
         self.steps: list[Runnable] = []
+        self.on_error: list[Runnable] = []
         self._broken: str | None = None
         try:
             self.steps = [compile_step(step) for step in trigger.workflow]
+            self.on_error = [compile_step(step) for step in trigger.on_error]
         except HooklineError as exc:
             # Valid when applied, yet not here (a python step not installed on this worker):
             # every run fails with the reason instead of the delivery failing to settle.
@@ -132,46 +138,64 @@ class Workflow:
         if resume and self._checkpoints is not None:
             saved = await self._checkpoints.load(invocation.id)
         context = RunContext(
-            data={
-                "request": _to_builtins(invocation.request, builtin_types=(bytes,)),
-                "trigger": {
-                    **self._trigger_data,
-                    "workspace": invocation.workspace,
-                    "version": invocation.version,
-                },
-                "execution": {
-                    "id": invocation.id,
-                    "attempt": attempt,
-                    "received_at": invocation.received_at,
-                },
-                "steps": {},
-            },
+            data=self._data(invocation, attempt, {}),
             workspace=invocation.workspace,
             resources=self._resources,
             checkpointed=saved,
             answer_now=answer_now,
         )
+        return await self._timed(self.steps, context, checkpoint=True)
+
+    async def handle_error(self, invocation: Invocation, outcome: Outcome, attempt: int, status: str) -> None:
+        """Run the `on_error` steps once for a run that ended for good failed, with `error` in
+        scope; their records join the run's (marked `on_error`), their failure changes nothing."""
+        if not self.on_error:
+            return
+        failed = next((r["id"] for r in reversed(outcome.steps) if r.get("status") == "failed"), None)
+        data = self._data(invocation, attempt, outcome.outputs)
+        data["error"] = {"message": outcome.error, "step": failed, "status": status, "attempts": attempt}
+        context = RunContext(data=data, workspace=invocation.workspace, resources=self._resources)
+        handled = await self._timed(self.on_error, context, checkpoint=False)
+        outcome.steps.extend({**record, "on_error": True} for record in handled.steps)
+
+    def _data(self, invocation: Invocation, attempt: int, steps: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "request": _to_builtins(invocation.request, builtin_types=(bytes,)),
+            "trigger": {
+                **self._trigger_data,
+                "workspace": invocation.workspace,
+                "version": invocation.version,
+            },
+            "execution": {"id": invocation.id, "attempt": attempt, "received_at": invocation.received_at},
+            "steps": steps,
+        }
+
+    async def _timed(self, steps: list[Runnable], context: RunContext, *, checkpoint: bool) -> Outcome:
+        """`steps` run under the workflow's timeout."""
         records: list[dict[str, Any]] = []
-        if not any(getattr(step, "suspends", True) for step in self.steps):
+        if not any(getattr(step, "suspends", True) for step in steps):
             # Steps that never wait (map, respond, conditions of those) cannot be timed out:
             # a timeout is delivered only when the run waits. Spare the timer and its task
             # bookkeeping (steps without `suspends` are taken to wait).
-            return _answered(await self._steps(context, records), context)
+            return _ended(await self._steps(steps, context, records, checkpoint), context)
         limit = self.trigger.workflow_timeout
         try:
             async with asyncio.timeout(limit):
-                return _answered(await self._steps(context, records), context)
+                return _ended(await self._steps(steps, context, records, checkpoint), context)
         except TimeoutError:
             error = f"the workflow timed out after {limit:g} s (workflow_timeout)"
             running = records[-1] if records and records[-1]["status"] == "running" else None
             if running is None:
-                return _answered(Outcome(False, None, None, records, error), context)
+                return _ended(Outcome(False, None, None, records, error), context)
             self._finish(running, "failed", None, error)
             where = f"step {running['id']} ({running['kind']})"
-            return _answered(Outcome(False, None, None, records, f"{where}: {error}"), context)
+            return _ended(Outcome(False, None, None, records, f"{where}: {error}"), context)
 
-    async def _steps(self, context: RunContext, records: list[dict[str, Any]]) -> Outcome:
-        queue: deque[Runnable] = deque(self.steps)
+    async def _steps(
+        self, steps: list[Runnable], context: RunContext, records: list[dict[str, Any]], checkpoint: bool
+    ) -> Outcome:
+        queue: deque[Runnable] = deque(steps)
+        store = self._checkpoints if checkpoint else None
         output: Any = None
         recorded: Any = None
         while queue:
@@ -188,7 +212,7 @@ class Workflow:
             records.append(record)  # before it runs: a workflow timeout finds it here
             context.detail, context.recorded_output = None, SAME_AS_OUTPUT
             try:
-                output = await _run_step(step, context)
+                output = await _run_tries(step, context, record)
             except StepFailed as exc:
                 error = scrub(str(exc), context.secrets)
                 self._finish(
@@ -199,12 +223,12 @@ class Workflow:
             recorded = output if context.recorded_output is SAME_AS_OUTPUT else context.recorded_output
             self._finish(record, "succeeded", scrub_value(recorded, context.secrets), None, context.detail)
             context.record_output(step.id, output)
-            if effects and self._checkpoints is not None:
+            if effects and store is not None:
                 # Durable before the next step runs. Kept scrubbed of the connections'
                 # secrets, like the record: a resumed run sees a credential a target echoed
                 # as `[redacted]`, and no secret value is ever stored.
                 kept = Checkpoint(scrub_value(output, context.secrets), record)
-                await self._checkpoints.save(str(context.data["execution"]["id"]), step.id, kept)
+                await store.save(str(context.data["execution"]["id"]), step.id, kept)
             answer, send = context.answer, context.answer_now
             if answer is not None and answer.early and context.answered_at is None and send is not None:
                 await send(answer)
@@ -244,8 +268,10 @@ class Workflow:
             record.update(detail)
 
 
-def _answered(outcome: Outcome, context: RunContext) -> Outcome:
-    """`outcome`, with the answer the caller already has if a `continue: true` sent one."""
+def _ended(outcome: Outcome, context: RunContext) -> Outcome:
+    """`outcome`, with the steps' outputs, and the answer the caller already has if a
+    `continue: true` sent one."""
+    outcome.outputs = context.data["steps"]
     if context.answered_at is not None:
         outcome.answer, outcome.answered_at = context.answer, context.answered_at
     return outcome
@@ -256,6 +282,36 @@ def _every(steps: Iterable[Runnable]) -> Iterator[Runnable]:
     for step in steps:
         yield step
         yield from _every(getattr(step, "branches", ()))
+
+
+async def _run_tries(step: Runnable, context: RunContext, record: dict[str, Any]) -> Any:
+    """The step, tried again as its `retry` says; its record counts the attempts."""
+    policy: StepRetry | None = getattr(step, "retry", None)
+    if policy is None:
+        return await _run_step(step, context)
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(policy.max_attempts),
+        wait=wait_exponential(multiplier=policy.backoff, max=policy.max_backoff),
+        retry=retry_if_exception(lambda exc: isinstance(exc, StepFailed) and _retried(exc, policy.on)),
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            record["attempts"] = attempt.retry_state.attempt_number
+            context.detail, context.recorded_output = None, SAME_AS_OUTPUT
+            return await _run_step(step, context)
+    raise AssertionError("unreachable")  # reraise=True: the last failure propagates
+
+
+def _retried(failure: StepFailed, on: Sequence[int | str]) -> bool:
+    """Whether `retry.on` lists this failure (its answer's status or class, or its cause)."""
+    if failure.cause is not None:
+        return failure.cause in on
+    status = failure.status
+    return status is not None and any(
+        status == item if isinstance(item, int) else item[1:] == "xx" and status // 100 == int(item[0])
+        for item in on
+    )
 
 
 async def _run_step(step: Runnable, context: RunContext) -> Any:
@@ -269,8 +325,8 @@ async def _run_step(step: Runnable, context: RunContext) -> Any:
     except TimeoutError:
         # The workflow's own timeout arrives here as a cancellation, never as TimeoutError.
         if timeout is not None and timeout.expired():
-            raise StepFailed(f"timed out after {step.timeout:g} s (timeout)") from None
-        raise StepFailed("timed out") from None
+            raise StepFailed(f"timed out after {step.timeout:g} s (timeout)", cause="timeout") from None
+        raise StepFailed("timed out", cause="timeout") from None
     except StepFailed:
         raise
     except HooklineError as exc:

@@ -71,7 +71,13 @@ def _check_trigger(trigger: Trigger, connections: dict[str, Connection]) -> None
     response = trigger.response
     _check_answer(where, "response", response.status, response.headers, response.body)
     known = frozenset(step.id for step in walk_steps(trigger.workflow))
-    _check_steps(trigger.workflow, where, connections, [], known)
+    ran = _check_steps(trigger.workflow, where, connections, [], known)
+    # on_error steps may read any workflow step (those that did not run read as null).
+    handlers = frozenset(step.id for step in walk_steps(trigger.on_error))
+    _check_steps(trigger.on_error, f"{where}, on_error", connections, ran, known | handlers)
+    for step in walk_steps(trigger.on_error):
+        if isinstance(step, RespondStep):
+            raise SpecError(f"{where}, on_error, step {step.id}: on_error steps cannot answer the caller")
 
 
 def _check_auth(where: str, auth: Auth) -> None:
@@ -123,6 +129,8 @@ def _check_steps(
 
 def _check_step(here: str, step: Step, connections: dict[str, Connection]) -> None:
     """What one step's kind needs beyond its templates."""
+    if step.retry is not None and not isinstance(step, HttpStep | SqlStep | PythonStep):
+        raise SpecError(f"{here}, field retry: only http, sql and python steps can be retried")
     if isinstance(step, HttpStep):
         _check_http(here, step.http, connections)
     elif isinstance(step, SqlStep):

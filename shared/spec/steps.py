@@ -34,10 +34,31 @@ _WRITING = re.compile(
 )
 
 
-class StepBase(Spec, tag_field="kind", frozen=True):
+RetryOn = StatusCode | StatusClass | Literal["timeout", "connection"]
+
+
+class StepRetry(Spec, frozen=True):
+    """Tries of one step inside its run (before the trigger's retry of the whole run): again
+    after a failure listed in `on` (an answer's status or class, a timeout, a connection error),
+    waiting `backoff`, doubling up to `max_backoff`. The workflow's timeout still bounds them."""
+
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 3
+    backoff: Duration = Duration(1)
+    max_backoff: Duration = Duration(30)
+    on: list[RetryOn] = msgspec.field(default_factory=lambda: ["5xx", "timeout", "connection"])
+
+    def __post_init__(self) -> None:
+        if not self.on:
+            raise ValueError("`on` must list at least one failure to retry")
+        if self.max_backoff < self.backoff:
+            raise ValueError("`max_backoff` must be at least `backoff`")
+
+
+class StepBase(Spec, tag_field="kind", frozen=True, kw_only=True):
     """Fields every step has."""
 
     id: StepId
+    retry: StepRetry | None = None  # http, sql and python steps only
 
 
 class MapStep(StepBase, tag="map", frozen=True):

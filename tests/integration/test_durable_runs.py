@@ -3,6 +3,7 @@ per-step retries and error handlers, with real workers and a local HTTP recorder
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Iterator
@@ -51,6 +52,29 @@ triggers:
         respond: {{status: 202, body: {{queued: "{{{{ execution.id }}}}"}}, continue: true}}
       - id: slow
         http: {{method: POST, url: "{target}/slow/3000"}}
+  - name: step-retry
+    auth: {{type: none}}
+    retry: {{max_attempts: 1}}
+    workflow:
+      - id: a
+        http: {{method: POST, url: "{target}/{ws}/a"}}
+      - id: b
+        http: {{method: POST, url: "{target}/{ws}/b"}}
+        retry: {{max_attempts: 3, backoff: 100ms, on: [5xx, connection]}}
+  - name: doomed
+    auth: {{type: none}}
+    retry: {{max_attempts: 2, backoff: 250ms}}
+    workflow:
+      - id: a
+        http: {{method: POST, url: "{target}/{ws}/a"}}
+      - id: boom
+        http: {{method: POST, url: "{target}/{ws}/boom"}}
+    on_error:
+      - id: alert
+        http:
+          method: POST
+          url: "{target}/{ws}/alert"
+          json: {{execution: "{{{{ execution.id }}}}", error: "{{{{ error }}}}"}}
   - name: refuse
     auth: {{type: none}}
     mode: request_response
@@ -223,3 +247,48 @@ async def test_a_respond_with_continue_answers_in_under_a_second_and_the_run_the
     assert ack["started_at"] <= ack["answered_at"] < slow["started_at"] + 0.5
     assert (slow["status"], slow["duration_ms"] >= 3000) == ("succeeded", True)
     assert (done.finished_at.timestamp() - ack["answered_at"]) >= 3
+
+
+async def test_a_step_retry_calls_a_flaky_target_again_within_one_run(
+    durable_stack: Services, db: Connection, workspace: str, target: Target
+) -> None:
+    await apply_yaml(db, TRIGGERS.format(ws=workspace, target=target.base_url))
+    target.fail_times[f"/{workspace}/b"] = 2
+    answer = await _call(f"{durable_stack.base_url}/hooks/{workspace}/step-retry")
+    execution_id = answer.json()["execution_id"]
+
+    done = await finished_execution(db, execution_id, timeout=20)
+    assert (done.status, done.attempts) == ("succeeded", 1)
+    assert [p.idempotency_key for p in target.posts_to(f"/{workspace}/a")] == [f"{execution_id}:a"]
+    assert [p.idempotency_key for p in target.posts_to(f"/{workspace}/b")] == [f"{execution_id}:b"] * 3
+    assert [(s["id"], s["status"], s.get("attempts")) for s in done.steps] == [
+        ("a", "succeeded", None),
+        ("b", "succeeded", 3),
+    ]
+
+
+async def test_on_error_runs_exactly_once_per_dead_run_with_the_error(
+    durable_stack: Services, db: Connection, workspace: str, target: Target
+) -> None:
+    await apply_yaml(db, TRIGGERS.format(ws=workspace, target=target.base_url))
+    target.fail_times[f"/{workspace}/boom"] = 100
+    answer = await _call(f"{durable_stack.base_url}/hooks/{workspace}/doomed")
+    execution_id = answer.json()["execution_id"]
+
+    dead = await finished_execution(db, execution_id, timeout=20)
+    assert (dead.status, dead.attempts) == ("dead", 2)
+    assert len(target.posts_to(f"/{workspace}/a")) == 1  # checkpointed by the first run
+    assert len(target.posts_to(f"/{workspace}/boom")) == 2
+    [alert] = target.posts_to(f"/{workspace}/alert")
+    error = f"step boom (http): POST {target.base_url}/{workspace}/boom answered 500; expected 2xx"
+    assert alert.idempotency_key == f"{execution_id}:alert"
+    assert json.loads(alert.body) == {
+        "execution": execution_id,
+        "error": {"message": error, "step": "boom", "status": "dead", "attempts": 2},
+    }
+    assert dead.error == error
+    assert [(s["id"], s["status"], s.get("on_error", False)) for s in dead.steps] == [
+        ("a", "succeeded", False),
+        ("boom", "failed", False),
+        ("alert", "succeeded", True),
+    ]

@@ -90,9 +90,13 @@ class RunContext:
 class StepFailed(WorkflowError):
     """Raised when a step fails; `output` (e.g. an unexpected HTTP answer) is still recorded."""
 
-    def __init__(self, message: str, output: Any = None) -> None:
+    def __init__(
+        self, message: str, output: Any = None, *, status: int | None = None, cause: str | None = None
+    ) -> None:
         super().__init__(message)
         self.output = output
+        self.status = status  # the answer's status, when an answer failed the step
+        self.cause = cause  # "timeout" or "connection", when that is why (a step's `retry.on`)
 
 
 class AnswerInvalid(StepFailed):

@@ -44,6 +44,7 @@ class HttpRunner:
         self.timeout: float | None = call.timeout
         self._call = call
         self.effects = call.method not in ("GET", "HEAD")
+        self.retry = step.retry
         # No httpx timeouts: they bound each read and write, not the call. The engine bounds
         # the whole call (connect, send, read) by the step's `timeout`.
         self._timeout = httpx.Timeout(None)
@@ -95,7 +96,9 @@ class HttpRunner:
         try:
             output = await _send(resources.http, method, address, headers, content, self._timeout)
         except httpx.HTTPError as exc:
-            raise StepFailed(scrub(f"{where}: {type(exc).__name__}: {exc}", target.secrets)) from None
+            cause = "connection" if isinstance(exc, httpx.TransportError) else None
+            message = scrub(f"{where}: {type(exc).__name__}: {exc}", target.secrets)
+            raise StepFailed(message, cause=cause) from None
         except _TooLarge:
             raise StepFailed(f"{where}: the answer is larger than {MAX_RESPONSE_BYTES} bytes") from None
         # A target may echo a credential back (a 401 quoting the key it refused): the record
@@ -104,7 +107,8 @@ class HttpRunner:
         recorded = scrub_value(output, target.secrets)
         if not _expected(output["status"], self._call.expect):
             wanted = ", ".join(str(e) for e in self._call.expect)
-            raise StepFailed(f"{where} answered {output['status']}; expected {wanted}", recorded)
+            message = f"{where} answered {output['status']}; expected {wanted}"
+            raise StepFailed(message, recorded, status=output["status"])
         context.recorded_output = recorded
         return output
 
