@@ -25,8 +25,9 @@ class Kept:
         self.loads += 1
         return dict(self.saved.get(execution_id, {}))
 
-    async def save(self, execution_id: str, step_id: str, checkpoint: Checkpoint) -> None:
+    async def save(self, execution_id: str, step_id: str, checkpoint: Checkpoint) -> bool:
         self.saved.setdefault(execution_id, {})[step_id] = checkpoint
+        return True
 
 
 @pytest.fixture

@@ -85,8 +85,8 @@ class Checkpoints(Protocol):
         """Every checkpoint of the execution, by step id."""
         ...
 
-    async def save(self, execution_id: str, step_id: str, checkpoint: Checkpoint) -> None:
-        """Return once the checkpoint is durable."""
+    async def save(self, execution_id: str, step_id: str, checkpoint: Checkpoint) -> bool:
+        """Return once the checkpoint is durable; False if it was not kept (too large)."""
         ...
 
 
@@ -228,7 +228,8 @@ class Workflow:
                 # secrets, like the record: a resumed run sees a credential a target echoed
                 # as `[redacted]`, and no secret value is ever stored.
                 kept = Checkpoint(scrub_value(output, context.secrets), record)
-                await store.save(str(context.data["execution"]["id"]), step.id, kept)
+                if not await store.save(str(context.data["execution"]["id"]), step.id, kept):
+                    record["checkpointed"] = False  # a retry runs it again
             answer, send = context.answer, context.answer_now
             if answer is not None and answer.early and context.answered_at is None and send is not None:
                 await send(answer)

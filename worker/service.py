@@ -127,7 +127,7 @@ class Worker:
                 self._pool,
                 self._connections,
                 self.settings.step_output_limit,
-                CheckpointStore(self._pool),
+                CheckpointStore(self._pool, self.settings.checkpoint_limit),
             ),
             Reporter(
                 self._recorder,

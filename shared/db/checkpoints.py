@@ -17,10 +17,15 @@ class Checkpoint(msgspec.Struct, frozen=True):
     record: dict[str, Any]
 
 
+def checkpoint_text(checkpoint: Checkpoint) -> tuple[str, str]:
+    """The output and the record as the JSON text stored (encoded once, to be measured)."""
+    return json_text(checkpoint.output), json_text(checkpoint.record)
+
+
 async def save_checkpoint(
-    connection: Connection, execution_id: str, step_id: str, checkpoint: Checkpoint
+    connection: Connection, execution_id: str, step_id: str, text: tuple[str, str]
 ) -> None:
-    """Keep a step's checkpoint (a second save of the same step, a race of two runs, wins)."""
+    """Keep a step's checkpoint, `checkpoint_text` (a second save of the same step wins)."""
     await connection.execute(
         """insert into step_checkpoints (execution_id, step_id, output, record)
            values ($1, $2, $3::text::json, $4::text::json)
@@ -28,8 +33,7 @@ async def save_checkpoint(
            do update set output = excluded.output, record = excluded.record, recorded_at = now()""",
         uuid.UUID(execution_id),
         step_id,
-        json_text(checkpoint.output),
-        json_text(checkpoint.record),
+        *text,
     )
 
 
