@@ -27,7 +27,7 @@ from shared.spec.model import Retry
 from shared.wire import topology
 from shared.wire.messages import Invocation, invocation_decoder
 from worker.deliveries import Delivery
-from worker.engine import Outcome
+from worker.engine import Outcome, Workflow
 from worker.execution import Finished, Reporter, reply_for
 from worker.holds import Abandoned, LaneHolds, pause
 from worker.retries import (
@@ -345,22 +345,33 @@ class Runner:
             status = "retrying"
         else:
             status = "succeeded" if finished.outcome.ok else "failed"
-        if status in ("dead", "failed") and not finished.outcome.ok:
-            await self._handle_error(invocation, finished, status)
         reply = reply_for(invocation, finished.outcome)
-        await self._reporter.record(invocation, finished, status, reply)
         answered = finished.outcome.answered_at is not None  # early, by `continue: true`: once
-        if reply is not None and message.reply_to and status != "retrying" and not answered:
+        waiting = reply is not None and bool(message.reply_to) and status != "retrying" and not answered
+        handlers = await self._error_handlers(invocation, finished, status)
+        if handlers is not None and not waiting:
+            await handlers.handle_error(invocation, finished.outcome, finished.runs, status)
+        await self._reporter.record(invocation, finished, status, reply)
+        if waiting and reply is not None:
             await self._reporter.reply(message, reply)
+        if handlers is not None and waiting:
+            # The caller has its answer first; the record is written again with the handlers'
+            # steps (same run number, counted once).
+            await handlers.handle_error(invocation, finished.outcome, finished.runs, status)
+            await self._reporter.record(invocation, finished, status, reply, count=False)
         await settle(message, verdict, lane, delay)
 
-    async def _handle_error(self, invocation: Invocation, finished: Finished, status: Status) -> None:
-        """The trigger's `on_error` steps, once, for a run that ended for good failed."""
+    async def _error_handlers(
+        self, invocation: Invocation, finished: Finished, status: Status
+    ) -> Workflow | None:
+        """The workflow whose `on_error` steps this run calls for: one that ended for good failed."""
+        if status not in ("dead", "failed") or finished.outcome.ok:
+            return None
         try:
             workflow = await self._workflows.get(invocation.workspace, invocation.trigger, invocation.version)
         except NotFound:
-            return  # no version, no handlers
-        await workflow.handle_error(invocation, finished.outcome, finished.runs, status)
+            return None  # no version, no handlers
+        return workflow if workflow.on_error else None
 
     async def _skip_held(self, message: Delivery, invocation: Invocation, queue: str) -> None:
         await self._reporter.mark_dead(invocation, "dead-lettered by an operator from a stopped lane")

@@ -48,11 +48,18 @@ class Reporter:
         self._output_limit = output_limit  # bytes of JSON kept, as for each step's output
 
     async def record(
-        self, invocation: Invocation, finished: Finished, status: Status, reply: Reply | None
+        self,
+        invocation: Invocation,
+        finished: Finished,
+        status: Status,
+        reply: Reply | None,
+        *,
+        count: bool = True,
     ) -> None:
         """Return once the record is committed (waits out a database outage).
 
-        `reply` is the run's answer (`reply_for`), recorded as the caller gets it.
+        `reply` is the run's answer (`reply_for`), recorded as the caller gets it. `count`
+        False: the same run written again (its on_error steps added), not counted again.
         """
         outcome = finished.outcome
         await self._recorder.record(
@@ -76,6 +83,8 @@ class Reporter:
                 caller=invocation.caller,
             )
         )
+        if not count:
+            return
         metrics.observe(
             invocation.workspace,
             invocation.trigger,

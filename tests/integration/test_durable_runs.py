@@ -75,6 +75,15 @@ triggers:
           method: POST
           url: "{target}/{ws}/alert"
           json: {{execution: "{{{{ execution.id }}}}", error: "{{{{ error }}}}"}}
+  - name: ask-then-alert
+    auth: {{type: none}}
+    mode: request_response
+    workflow:
+      - id: boom
+        http: {{method: POST, url: "{target}/{ws}/boom"}}
+    on_error:
+      - id: alert
+        http: {{method: POST, url: "{target}/slow/2000", json: "{{{{ error.step }}}}"}}
   - name: refuse
     auth: {{type: none}}
     mode: request_response
@@ -292,3 +301,33 @@ async def test_on_error_runs_exactly_once_per_dead_run_with_the_error(
         ("boom", "failed", False),
         ("alert", "succeeded", True),
     ]
+
+
+async def test_a_waiting_caller_gets_its_failure_before_the_on_error_steps_run(
+    durable_stack: Services, db: Connection, workspace: str, target: Target
+) -> None:
+    await apply_yaml(db, TRIGGERS.format(ws=workspace, target=target.base_url))
+    target.fail_times[f"/{workspace}/boom"] = 100
+    url = f"{durable_stack.base_url}/hooks/{workspace}/ask-then-alert"
+    await _call(url)  # the trigger is known
+    async with httpx.AsyncClient(timeout=30) as client:
+        sent = time.monotonic()
+        answer = await client.post(url)
+        took = time.monotonic() - sent
+    execution_id = answer.headers["x-execution-id"]
+    assert (answer.status_code, answer.json()["type"]) == (500, "/problems/workflow-failed")
+    assert took < 1.5, f"answered after {took:.2f} s"
+
+    async def handled() -> bool | None:
+        execution = await finished_execution(db, execution_id)
+        return len(execution.steps) == 2 or None
+
+    await eventually(handled, timeout=20)
+    done = await finished_execution(db, execution_id)
+    assert (done.status, done.attempts, done.response["status"]) == ("failed", 1, 500)
+    assert [(s["id"], s["status"], s.get("on_error", False)) for s in done.steps] == [
+        ("boom", "failed", False),
+        ("alert", "succeeded", True),
+    ]
+    alerts = [p for p in target.posts_to("/slow/2000") if p.idempotency_key == f"{execution_id}:alert"]
+    assert [json.loads(p.body) for p in alerts] == ["boom"]
