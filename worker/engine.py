@@ -212,7 +212,11 @@ class Workflow:
             records.append(record)  # before it runs: a workflow timeout finds it here
             context.detail, context.recorded_output = None, SAME_AS_OUTPUT
             try:
-                output = await _run_tries(step, context, record)
+                policy: StepRetry | None = getattr(step, "retry", None)
+                if policy is None:
+                    output = await _run_step(step, context)
+                else:
+                    output = await _run_tries(step, policy, context, record)
             except StepFailed as exc:
                 error = scrub(str(exc), context.secrets)
                 self._finish(
@@ -285,11 +289,8 @@ def _every(steps: Iterable[Runnable]) -> Iterator[Runnable]:
         yield from _every(getattr(step, "branches", ()))
 
 
-async def _run_tries(step: Runnable, context: RunContext, record: dict[str, Any]) -> Any:
+async def _run_tries(step: Runnable, policy: StepRetry, context: RunContext, record: dict[str, Any]) -> Any:
     """The step, tried again as its `retry` says; its record counts the attempts."""
-    policy: StepRetry | None = getattr(step, "retry", None)
-    if policy is None:
-        return await _run_step(step, context)
     retrying = AsyncRetrying(
         stop=stop_after_attempt(policy.max_attempts),
         wait=wait_exponential(multiplier=policy.backoff, max=policy.max_backoff),
