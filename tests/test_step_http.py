@@ -16,6 +16,7 @@ import pytest
 
 import worker.steps.http
 from shared.broker.publishers import ReplyPublisher
+from shared.errors import SpecError
 from tests.stack import free_port
 from tests.workflow_runs import Recorded, StaticResources, invocation, workflow_of
 from worker.execution import Finished, Reporter, reply_for
@@ -622,3 +623,21 @@ async def test_a_step_or_its_connection_renames_or_turns_off_the_idempotency_key
         "off_by_step": {},
         "own_value": {"idempotency-key": "mine"},
     }
+
+
+@pytest.mark.parametrize("name", ["Host", "content-length", "Transfer-Encoding", "Content-Type"])
+def test_an_idempotency_key_cannot_be_sent_as_a_header_that_frames_or_routes_the_request(name: str) -> None:
+    with pytest.raises(SpecError) as step:
+        workflow_of(f"- {{id: call, http: {{url: 'http://x', idempotency_header: {name}}}}}")
+    assert str(step.value) == (
+        f"<input>: trigger t, step call, field http: `idempotency_header` cannot be {name}: "
+        "that header frames or routes the request"
+    )
+    with pytest.raises(SpecError) as connection:
+        workflow_of(
+            "- {id: call, http: {connection: c, path: /}}",
+            connections=f"c: {{type: http, base_url: 'http://x', idempotency_header: {name}}}",
+        )
+    assert str(connection.value) == (
+        f"<input>: connection c: `idempotency_header` cannot be {name}: that header frames or routes the request"
+    )

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from shared.spec.base import Name, Spec
-from shared.spec.connections import HeaderName
+from shared.spec.connections import HeaderName, check_idempotency_header
 from shared.spec.types import Duration
 
 StepId = Annotated[
@@ -93,6 +93,8 @@ class HttpCall(Spec, frozen=True):
             raise ValueError("give either `json` or `body`, not both")
         if not self.expect:
             raise ValueError("`expect` must list at least one status")
+        if self.idempotency_header is not msgspec.UNSET:
+            check_idempotency_header(self.idempotency_header)
         _check_timeout(self.timeout)
 
 
