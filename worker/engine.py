@@ -27,7 +27,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from shared.db.checkpoints import Checkpoint
 from shared.errors import HooklineError
 from shared.spec.model import Trigger
-from shared.spec.steps import StepRetry
+from shared.spec.steps import StepRetry, status_listed
 from shared.wire.messages import Invocation
 from worker.steps import compile_step
 from worker.steps.base import (
@@ -309,11 +309,7 @@ def _retried(failure: StepFailed, on: Sequence[int | str]) -> bool:
     """Whether `retry.on` lists this failure (its answer's status or class, or its cause)."""
     if failure.cause is not None:
         return failure.cause in on
-    status = failure.status
-    return status is not None and any(
-        status == item if isinstance(item, int) else item[1:] == "xx" and status // 100 == int(item[0])
-        for item in on
-    )
+    return failure.status is not None and status_listed(failure.status, on)
 
 
 async def _run_step(step: Runnable, context: RunContext) -> Any:

@@ -7,7 +7,7 @@ they are compiled when a file is applied (shared/spec/checks.py) and again by th
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -26,6 +26,7 @@ StepId = Annotated[
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 StatusClass = Literal["1xx", "2xx", "3xx", "4xx", "5xx"]
 StatusCode = Annotated[int, msgspec.Meta(ge=100, le=599)]
+_CLASSES = frozenset(("1xx", "2xx", "3xx", "4xx", "5xx"))
 _READS = frozenset({"select", "with", "values", "table", "show", "explain"})
 _WRITING = re.compile(
     r"\b(insert|update|delete|merge|into|nextval|setval|call|copy|truncate|create|drop|alter|grant"
@@ -192,6 +193,14 @@ class PythonStep(StepBase, tag="python", frozen=True):
 
 
 Step = MapStep | HttpStep | SqlStep | ConditionStep | RespondStep | PythonStep
+
+
+def status_listed(status: int, items: Sequence[int | str]) -> bool:
+    """Whether `items` (`expect`, `retry.on`) lists `status`: by code, or by class (`5xx`)."""
+    return any(
+        status == item if isinstance(item, int) else item in _CLASSES and status // 100 == int(item[0])
+        for item in items
+    )
 
 
 def walk_steps(steps: list[Step]) -> Iterator[Step]:

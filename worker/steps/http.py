@@ -22,7 +22,7 @@ import msgspec
 
 from shared.expressions import Expr, Interpolation, compile_template, render
 from shared.spec.connections import is_credential_header
-from shared.spec.steps import HttpCall, HttpStep
+from shared.spec.steps import HttpCall, HttpStep, status_listed
 from worker.steps.base import HttpTarget, RunContext, StepFailed, scrub, scrub_value
 
 # An answer is read into memory to become the output: past this, the step fails instead.
@@ -353,4 +353,4 @@ def _redact(headers: dict[str, str], secret_names: set[str]) -> dict[str, str]:
 
 
 def _expected(status: int, expect: Sequence[int | str]) -> bool:
-    return any(status == e if isinstance(e, int) else status // 100 == int(e[0]) for e in expect)
+    return status_listed(status, expect)
