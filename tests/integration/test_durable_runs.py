@@ -84,6 +84,12 @@ triggers:
     on_error:
       - id: alert
         http: {{method: POST, url: "{target}/slow/2000", json: "{{{{ error.step }}}}"}}
+  - name: refuse-async
+    auth: {{type: none}}
+    retry: {{max_attempts: 2, backoff: 250ms}}
+    workflow:
+      - id: refusal
+        respond: {{status: 503}}
   - name: refuse
     auth: {{type: none}}
     mode: request_response
@@ -331,3 +337,13 @@ async def test_a_waiting_caller_gets_its_failure_before_the_on_error_steps_run(
     ]
     alerts = [p for p in target.posts_to("/slow/2000") if p.idempotency_key == f"{execution_id}:alert"]
     assert [json.loads(p.body) for p in alerts] == ["boom"]
+
+
+async def test_an_async_run_answering_5xx_is_retried_as_its_trigger_says_then_dead(
+    durable_stack: Services, db: Connection, workspace: str, target: Target
+) -> None:
+    await apply_yaml(db, TRIGGERS.format(ws=workspace, target=target.base_url))
+    answer = await _call(f"{durable_stack.base_url}/hooks/{workspace}/refuse-async")
+    assert answer.status_code == 202, answer.text
+    dead = await finished_execution(db, answer.json()["execution_id"], timeout=20)
+    assert (dead.status, dead.attempts, dead.error) == ("dead", 2, "the workflow answered 503")
