@@ -11,3 +11,5 @@ create table step_checkpoints (
     recorded_at timestamptz not null default now(),
     primary key (execution_id, step_id)
 );
+-- Swept by age with the run log (a checkpoint outlives no execution's retention).
+create index step_checkpoints_by_age on step_checkpoints (recorded_at);
