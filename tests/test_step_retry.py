@@ -55,6 +55,7 @@ async def test_a_step_retry_tries_a_flaky_call_again_inside_the_run_with_the_sam
         ("b", "succeeded", 3),
     ]
     assert outcome.steps[1]["output"]["body"] == {"path": "/b", "call": 3}
+    assert outcome.steps[1]["retried"] == [f"POST {target.url('/b')} answered 500; expected 2xx"] * 2
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from shared.db.checkpoints import Checkpoint
 from shared.errors import HooklineError
@@ -290,11 +296,20 @@ def _every(steps: Iterable[Runnable]) -> Iterator[Runnable]:
 
 
 async def _run_tries(step: Runnable, policy: StepRetry, context: RunContext, record: dict[str, Any]) -> Any:
-    """The step, tried again as its `retry` says; its record counts the attempts."""
+    """The step, tried again as its `retry` says; its record counts the attempts and keeps
+    why each earlier one failed (`retried`)."""
+    retried: list[str] = []
+
+    def note(state: RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome is not None else None
+        retried.append(scrub(str(failure), context.secrets))
+        record["retried"] = retried
+
     retrying = AsyncRetrying(
         stop=stop_after_attempt(policy.max_attempts),
         wait=wait_exponential(multiplier=policy.backoff, max=policy.max_backoff),
         retry=retry_if_exception(lambda exc: isinstance(exc, StepFailed) and _retried(exc, policy.on)),
+        before_sleep=note,
         reraise=True,
     )
     async for attempt in retrying:
