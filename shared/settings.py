@@ -39,6 +39,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ingress_workers: int = 1
     worker_concurrency: int = 32
     step_output_limit: int = 65536  # bytes of a step's output kept in its record
+    # Bytes of JSON an effect step's checkpoint may hold; a larger output is not kept, so a
+    # retry runs that step again (with the same idempotency key).
+    checkpoint_limit: int = 1_048_576
     publish_timeout: float = 5.0
     retry_after: int = 5
     work_queue_max_length: int = 1_000_000

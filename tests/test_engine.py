@@ -304,3 +304,80 @@ async def test_a_small_run_output_and_answer_are_recorded_whole() -> None:
         {"n": 1},
         Reply(execution_id=run.id, status=200, content=b'{"n":1}', media_type="application/json"),
     )
+
+
+@pytest.mark.parametrize("status", [500, 503])
+async def test_a_respond_with_a_5xx_is_a_failed_run_answered_as_the_workflow_decided(status: int) -> None:
+    workflow = workflow_of(f'- respond: {{status: {status}, body: {{retry: "later"}}}}')
+    call = invocation()
+    outcome = await workflow.run(call, 1)
+    assert (outcome.ok, outcome.error) == (False, f"the workflow answered {status}")
+    reply = reply_for(call, outcome)
+    assert reply is not None
+    assert (reply.status, reply.content, reply.media_type, reply.failed) == (
+        status,
+        b'{"retry":"later"}',
+        "application/json",
+        True,
+    )
+
+
+async def test_a_respond_below_500_is_a_succeeded_run() -> None:
+    outcome = await workflow_of("- respond: {status: 422}").run(invocation(), 1)
+    assert (outcome.ok, outcome.error, outcome.answer is not None) == (True, None, True)
+
+
+async def test_a_respond_with_continue_answers_at_once_and_the_run_goes_on_answering_once() -> None:
+    workflow = workflow_of(
+        """
+        - id: early
+          respond: {status: 202, body: {queued: true}, continue: true}
+        - id: later
+          map: {done: true}
+        - id: again
+          respond: {status: 200, body: late}
+        """
+    )
+    sent: list[tuple[int, Any]] = []
+
+    async def answer_now(answer: Any) -> None:
+        sent.append((answer.status, answer.body))
+
+    call = invocation()
+    outcome = await workflow.run(call, 1, answer_now=answer_now)
+    assert sent == [(202, {"queued": True})]
+    assert (outcome.ok, outcome.answer is not None and outcome.answer.status) == (True, 202)
+    assert [r["id"] for r in outcome.steps] == ["early", "later", "again"]
+    early, _, again = outcome.steps
+    assert outcome.answered_at == early["answered_at"]
+    assert early["started_at"] <= early["answered_at"]
+    assert again["output"] == {"status": 200, "headers": {}, "body": "late", "sent": False}
+    reply = reply_for(call, outcome)
+    assert reply is not None
+    assert (reply.status, reply.content) == (202, b'{"queued":true}')
+
+
+async def test_a_step_failing_after_an_early_answer_fails_the_run_which_keeps_the_answer_sent() -> None:
+    workflow = workflow_of(
+        """
+        - id: early
+          respond: {status: 200, body: ok, continue: true}
+        - id: call
+          http: {url: "http://127.0.0.1:9/x"}
+        """
+    )
+    sent: list[int] = []
+
+    async def answer_now(answer: Any) -> None:
+        sent.append(answer.status)
+
+    call = invocation()
+    outcome = await workflow.run(call, 1, answer_now=answer_now)
+    assert sent == [200]
+    assert (outcome.ok, outcome.error) == (
+        False,
+        "step call (http): this step needs connections, and none were given to the run",
+    )
+    reply = reply_for(call, outcome)
+    assert reply is not None
+    assert (reply.status, reply.content, reply.failed) == (200, b"ok", False)

@@ -61,7 +61,7 @@ def test_an_evaluation_error_names_the_expression() -> None:
         ("{{ open('/etc/passwd') }}", "unknown function open(); the functions are "),
         (
             "{{ env.HOME }}",
-            "unknown name `env`; an expression starts from request, execution, trigger, steps",
+            "unknown name `env`; an expression starts from request, execution, trigger, steps, error",
         ),
         (
             "{{ request.__class__ }}",

@@ -61,10 +61,10 @@ class FakeWorkflows:
     def __init__(self, on_exhausted: str) -> None:
         retry = Retry(max_attempts=1, on_exhausted=on_exhausted)  # type: ignore[arg-type]
         self.workflow = SimpleNamespace(
-            trigger=SimpleNamespace(retry=retry, workflow_timeout=1.0), run=self._run
+            trigger=SimpleNamespace(retry=retry, workflow_timeout=1.0), run=self._run, on_error=[]
         )
 
-    async def _run(self, invocation: Invocation, attempt: int) -> Outcome:
+    async def _run(self, invocation: Invocation, attempt: int, **_: Any) -> Outcome:
         return Outcome(True, output={"ok": True})
 
     async def get(self, workspace: str, trigger: str, version: int) -> Any:

@@ -16,6 +16,7 @@ import pytest
 
 import worker.steps.http
 from shared.broker.publishers import ReplyPublisher
+from shared.errors import SpecError
 from tests.stack import free_port
 from tests.workflow_runs import Recorded, StaticResources, invocation, workflow_of
 from worker.execution import Finished, Reporter, reply_for
@@ -213,6 +214,7 @@ async def test_a_connection_gives_base_url_and_headers_which_the_record_redacts(
             "X-Tenant": "[redacted]",
             "X-Request": run.id,
             "X-Auth-Token": "[redacted]",
+            "Idempotency-Key": f"{run.id}:call",
         },
     }
 
@@ -559,4 +561,86 @@ async def test_an_invalid_connection_url_fails_the_step_without_its_secret() -> 
         outcome = await workflow.run(invocation(), 1)
     assert outcome.error == (
         "step call (http): GET ${env:TARGET_URL}/api/orders: invalid URL: Invalid IPv6 address: '[[redacted]]'"
+    )
+
+
+async def test_every_http_step_sends_the_same_idempotency_key_per_execution_and_step(
+    server: str, resources: StaticResources
+) -> None:
+    workflow = workflow_of(
+        f"""
+        - id: create
+          http: {{method: POST, url: "{server}/echo", json: {{n: 1}}}}
+        - id: look
+          http: {{url: "{server}/echo"}}
+        """,
+        resources,
+    )
+    run = invocation()
+    keys = []
+    for attempt in (1, 2):
+        outcome = await workflow.run(run, attempt)
+        assert outcome.ok, outcome.error
+        keys.append([r["output"]["body"]["headers"]["idempotency-key"] for r in outcome.steps])
+    assert keys == [[f"{run.id}:create", f"{run.id}:look"]] * 2
+    other = invocation()
+    outcome = await workflow.run(other, 1)
+    assert outcome.steps[0]["output"]["body"]["headers"]["idempotency-key"] == f"{other.id}:create"
+
+
+async def test_a_step_or_its_connection_renames_or_turns_off_the_idempotency_key(server: str) -> None:
+    quiet = HttpTarget(f"{server}/api", {}, f"{server}/api", (), idempotency_header=None)
+    renamed = HttpTarget(f"{server}/api", {}, f"{server}/api", (), idempotency_header="X-Request-Key")
+    async with httpx.AsyncClient() as client:
+        resources = StaticResources(client, {"quiet": quiet, "renamed": renamed})
+        workflow = workflow_of(
+            f"""
+            - id: by_connection
+              http: {{connection: renamed, path: /echo}}
+            - id: off_by_connection
+              http: {{connection: quiet, path: /echo}}
+            - id: on_by_step
+              http: {{connection: quiet, path: /echo, idempotency_header: Request-Id}}
+            - id: off_by_step
+              http: {{url: "{server}/echo", idempotency_header: null}}
+            - id: own_value
+              http: {{url: "{server}/echo", headers: {{idempotency-key: mine}}}}
+            """,
+            resources,
+            connections=(
+                "renamed: {type: http, base_url: 'http://x', idempotency_header: X-Request-Key}\n"
+                "quiet: {type: http, base_url: 'http://x', idempotency_header: null}"
+            ),
+        )
+        run = invocation()
+        outcome = await workflow.run(run, 1)
+    assert outcome.ok, outcome.error
+    sent = {
+        r["id"]: {k: v for k, v in r["output"]["body"]["headers"].items() if k.endswith(("-key", "-id"))}
+        for r in outcome.steps
+    }
+    assert sent == {
+        "by_connection": {"x-request-key": f"{run.id}:by_connection"},
+        "off_by_connection": {},
+        "on_by_step": {"request-id": f"{run.id}:on_by_step"},
+        "off_by_step": {},
+        "own_value": {"idempotency-key": "mine"},
+    }
+
+
+@pytest.mark.parametrize("name", ["Host", "content-length", "Transfer-Encoding", "Content-Type"])
+def test_an_idempotency_key_cannot_be_sent_as_a_header_that_frames_or_routes_the_request(name: str) -> None:
+    with pytest.raises(SpecError) as step:
+        workflow_of(f"- {{id: call, http: {{url: 'http://x', idempotency_header: {name}}}}}")
+    assert str(step.value) == (
+        f"<input>: trigger t, step call, field http: `idempotency_header` cannot be {name}: "
+        "that header frames or routes the request"
+    )
+    with pytest.raises(SpecError) as connection:
+        workflow_of(
+            "- {id: call, http: {connection: c, path: /}}",
+            connections=f"c: {{type: http, base_url: 'http://x', idempotency_header: {name}}}",
+        )
+    assert str(connection.value) == (
+        f"<input>: connection c: `idempotency_header` cannot be {name}: that header frames or routes the request"
     )

@@ -163,7 +163,7 @@ FUNCTIONS = (
         pytest.param(
             ("{{ request.body.id }}", "{{ step.payload }}"),
             "f.yaml: trigger order, step payload, field map.id: expression {{ step.payload }}: "
-            "unknown name `step`; an expression starts from request, execution, trigger, steps",
+            "unknown name `step`; an expression starts from request, execution, trigger, steps, error",
             id="expression-unknown-name",
         ),
         pytest.param(
@@ -563,8 +563,14 @@ def test_what_is_filled_in_later_and_braces_that_are_text_load(change: tuple[str
     [
         ("open('/etc/passwd')", f"unknown function open(); the functions are {FUNCTIONS}"),
         ("__import__('os').environ", f"unknown function __import__(); the functions are {FUNCTIONS}"),
-        ("env.HOME", "unknown name `env`; an expression starts from request, execution, trigger, steps"),
-        ("environ", "unknown name `environ`; an expression starts from request, execution, trigger, steps"),
+        (
+            "env.HOME",
+            "unknown name `env`; an expression starts from request, execution, trigger, steps, error",
+        ),
+        (
+            "environ",
+            "unknown name `environ`; an expression starts from request, execution, trigger, steps, error",
+        ),
         (
             "__builtins__",
             "`__builtins__`: Python internals are not reachable; expressions read only the run's data",

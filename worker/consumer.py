@@ -33,7 +33,7 @@ from shared.spec.model import Retry
 from shared.wire import topology
 from shared.wire.messages import Invocation, RequestData, invocation_decoder
 from worker.deliveries import Delivery
-from worker.engine import Outcome
+from worker.engine import Outcome, Workflow
 from worker.execution import Finished, Reporter, reply_for
 from worker.holds import Abandoned, LaneHolds, pause
 from worker.retries import (
@@ -45,6 +45,7 @@ from worker.retries import (
     retry_copy,
     runs_before,
 )
+from worker.steps.base import Answer
 from worker.watchdog import Watchdog
 from worker.workflows import WorkflowCache
 
@@ -365,6 +366,13 @@ class Runner:
         self, message: Delivery, lane: Lane, invocation: Invocation, attempt: int, runs: int
     ) -> tuple[Finished, Retry]:
         started = time.time()
+
+        async def answer_now(answer: Answer) -> None:
+            # A `respond` with `continue: true`: the caller has its answer; the run goes on.
+            reply = reply_for(invocation, Outcome(True, answer=answer))
+            if reply is not None and message.reply_to:
+                await self._reporter.reply(message, reply)
+
         try:
             workflow = await self._workflows.get(invocation.workspace, invocation.trigger, invocation.version)
         except NotFound as exc:
@@ -372,7 +380,8 @@ class Runner:
         # From now on the run is bounded by its own timeout; the record and reply by the margin.
         self._watch(message, lane, invocation, workflow.trigger.workflow_timeout)
         try:
-            outcome = await workflow.run(invocation, attempt)
+            # A run after the first (a retry, a redelivery, a replayed dead letter) resumes.
+            outcome = await workflow.run(invocation, attempt, resume=runs > 1, answer_now=answer_now)
         except Exception as exc:  # noqa: BLE001 - a failed run, retried as the trigger says
             # HooklineError says what went wrong; anything else (RecursionError over a body
             # nested too deep) by its type only: its message may quote the caller's data.
@@ -404,10 +413,35 @@ class Runner:
         else:
             status = "succeeded" if finished.outcome.ok else "failed"
         reply = reply_for(invocation, finished.outcome)
+        answered = finished.outcome.answered_at is not None  # early, by `continue: true`: once
+        waiting = reply is not None and bool(message.reply_to) and status != "retrying" and not answered
+        handlers = await self._error_handlers(invocation, finished, status)
+        if handlers is not None:
+            # The on_error steps are a run of their own: the watchdog gives them its deadline.
+            self._watch(message, lane, invocation, handlers.trigger.workflow_timeout)
+        if handlers is not None and not waiting:
+            await handlers.handle_error(invocation, finished.outcome, finished.runs, status)
         await self._reporter.record(invocation, finished, status, reply)
-        if reply is not None and message.reply_to and status != "retrying":
+        if waiting and reply is not None:
             await self._reporter.reply(message, reply)
+        if handlers is not None and waiting:
+            # The caller has its answer first; the record is written again with the handlers'
+            # steps (same run number, counted once).
+            await handlers.handle_error(invocation, finished.outcome, finished.runs, status)
+            await self._reporter.record(invocation, finished, status, reply, count=False)
         await settle(message, verdict, lane, delay)
+
+    async def _error_handlers(
+        self, invocation: Invocation, finished: Finished, status: Status
+    ) -> Workflow | None:
+        """The workflow whose `on_error` steps this run calls for: one that ended for good failed."""
+        if status not in ("dead", "failed") or finished.outcome.ok:
+            return None
+        try:
+            workflow = await self._workflows.get(invocation.workspace, invocation.trigger, invocation.version)
+        except NotFound:
+            return None  # no version, no handlers
+        return workflow if workflow.on_error else None
 
     async def _skip_held(self, message: Delivery, invocation: Invocation, queue: str) -> None:
         await self._reporter.mark_dead(invocation, "dead-lettered by an operator from a stopped lane")

@@ -17,7 +17,7 @@ from shared.errors import BrokerUnavailable, RecordRefused
 from shared.wire.messages import Invocation, Reply, answer, reply_encoder
 from worker import metrics
 from worker.deliveries import Delivery
-from worker.engine import DEFAULT_OUTPUT_LIMIT, Outcome, truncated
+from worker.engine import DEFAULT_OUTPUT_LIMIT, SERVER_ERROR, Outcome, truncated
 from worker.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,13 @@ class Reporter:
         self._output_limit = output_limit  # bytes of JSON kept, as for each step's output
 
     async def record(
-        self, invocation: Invocation, finished: Finished, status: Status, reply: Reply | None
+        self,
+        invocation: Invocation,
+        finished: Finished,
+        status: Status,
+        reply: Reply | None,
+        *,
+        count: bool = True,
     ) -> None:
         """Return once the record is committed (waits out a database outage).
 
@@ -58,13 +64,15 @@ class Reporter:
         A record the database refuses (or that cannot be encoded: a body nested too deep)
         is replaced by a minimal failed one, and RecordRefused tells the caller to
         dead-letter the message: it would be refused again on every delivery.
+        `count` False: the same run written again (its on_error steps added), not counted again.
         """
         try:
             await self._recorder.record(self._record_of(invocation, finished, status, reply))
         except Exception as exc:  # noqa: BLE001 - any refusal; an outage never gets here
             await self._record_refused(invocation, finished, exc)
             raise RecordRefused(f"the execution could not be recorded ({type(exc).__name__})") from None
-        self._observe(invocation, finished, status)
+        if count:
+            self._observe(invocation, finished, status)
 
     async def _record_refused(self, invocation: Invocation, finished: Finished, exc: Exception) -> None:
         error = (
@@ -202,6 +210,19 @@ def reply_for(invocation: Invocation, outcome: Outcome) -> Reply | None:
     """
     if invocation.mode != "request_response":
         return None
+    if outcome.answer is not None:
+        # The workflow's own answer, a 5xx too (the run is then recorded failed).
+        status = outcome.answer.status
+        try:
+            return answer(
+                invocation.id,
+                status,
+                outcome.answer.headers,
+                outcome.answer.body,
+                failed=status >= SERVER_ERROR,
+            )
+        except (RecursionError, OverflowError, TypeError, ValueError) as exc:
+            return _unsendable(invocation, exc)
     if not outcome.ok:
         slug = outcome.problem_type if outcome.problem_type in _FAILED else "workflow-failed"
         status, title = _FAILED[slug]
@@ -219,11 +240,11 @@ def reply_for(invocation: Invocation, outcome: Outcome) -> Reply | None:
             failed=True,
         )
     try:
-        if outcome.answer is not None:
-            return answer(invocation.id, outcome.answer.status, outcome.answer.headers, outcome.answer.body)
         return answer(invocation.id, 200, {}, outcome.output)
     except (RecursionError, OverflowError, TypeError, ValueError) as exc:
-        # An answer JSON cannot carry (nested past msgspec's depth): a problem, not a timeout.
-        return reply_for(
-            invocation, Outcome(False, error=f"the answer cannot be sent ({type(exc).__name__})")
-        )
+        return _unsendable(invocation, exc)
+
+
+def _unsendable(invocation: Invocation, exc: BaseException) -> Reply | None:
+    # An answer JSON cannot carry (nested past msgspec's depth): a problem, not a timeout.
+    return reply_for(invocation, Outcome(False, error=f"the answer cannot be sent ({type(exc).__name__})"))

@@ -126,6 +126,7 @@ class Connections:
             headers={k: self._resolve(sources, name, v) for k, v in spec.headers.items()},
             shown_base_url=spec.base_url,
             secrets=self._secrets(sources, values),
+            idempotency_header=spec.idempotency_header,
         )
 
     async def postgres(self, workspace: str, name: str) -> tuple[asyncpg.Pool, tuple[str, ...]]:

@@ -30,6 +30,7 @@ from shared.runtime.probes import database_ready, start_probes
 from shared.settings import Settings
 from shared.spec.egress import operator_allow
 from shared.wire import topology
+from worker.checkpoints import CheckpointStore
 from worker.consumer import Lane, Runner
 from worker.deliveries import Delivery, RawConsumer
 from worker.execution import Reporter
@@ -153,7 +154,12 @@ class Worker:
         replies = await connection.channel(publisher_confirms=False)
         delays = await open_confirm_channel(connection)
         self._runner = Runner(
-            WorkflowCache(self._pool, self._connections, self.settings.step_output_limit),
+            WorkflowCache(
+                self._pool,
+                self._connections,
+                self.settings.step_output_limit,
+                CheckpointStore(self._pool, self.settings.checkpoint_limit),
+            ),
             Reporter(
                 self._recorder,
                 ReplyPublisher(replies, self.settings.publish_timeout),

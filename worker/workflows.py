@@ -9,7 +9,7 @@ import asyncpg
 from shared.db.registry import OPERATOR, trigger_version
 from shared.db.retry import retry_db
 from shared.spec.model import Trigger
-from worker.engine import DEFAULT_OUTPUT_LIMIT, Workflow
+from worker.engine import DEFAULT_OUTPUT_LIMIT, Checkpoints, Workflow
 from worker.steps.base import Resources
 
 log = logging.getLogger(__name__)
@@ -19,9 +19,14 @@ class WorkflowCache:
     """Fetches a trigger version once and keeps its compiled workflow."""
 
     def __init__(
-        self, pool: asyncpg.Pool, resources: Resources | None = None, output_limit: int = DEFAULT_OUTPUT_LIMIT
+        self,
+        pool: asyncpg.Pool,
+        resources: Resources | None = None,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+        checkpoints: Checkpoints | None = None,
     ) -> None:
         self._pool = pool
+        self._checkpoints = checkpoints
         self._resources = resources
         self._output_limit = output_limit
         self._cache: dict[tuple[str, str, int], Workflow] = {}
@@ -41,6 +46,10 @@ class WorkflowCache:
             load, lambda _: log.warning("cannot load trigger %s/%s; retrying", workspace, trigger)
         )
         workflow = self._cache[key] = Workflow(
-            spec, self._resources, self._output_limit, operator_written=written_by == OPERATOR
+            spec,
+            self._resources,
+            self._output_limit,
+            operator_written=written_by == OPERATOR,
+            checkpoints=self._checkpoints,
         )
         return workflow

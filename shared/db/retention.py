@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from shared.db import locks
 from shared.db.pool import Connection
 
-FAMILIES = ("executions", "samples", "rejected_calls", "idempotency_keys", "rate_limits")
+FAMILIES = ("executions", "step_checkpoints", "samples", "rejected_calls", "idempotency_keys", "rate_limits")
 
 
 @dataclass
@@ -92,6 +92,17 @@ async def sweep(
         default,
         [w for w, _ in custom],
         [t for _, t in custom],
+    )
+    # A step's checkpoint serves retries and `--resume` of its run: it goes with the run, at the
+    # latest when the longest retention a run may have has passed.
+    await _batches(
+        connection,
+        result,
+        "step_checkpoints",
+        batch,
+        "delete from step_checkpoints where (execution_id, step_id) in (select execution_id, step_id"
+        " from step_checkpoints where recorded_at < now() - $1::interval limit $2 for update skip locked)",
+        max(default, longest) if longest is not None else default,
     )
     await _batches(
         connection,

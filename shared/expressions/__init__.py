@@ -35,7 +35,8 @@ _OPTIONS = jmespath.Options(custom_functions=_FUNCTIONS)
 _INTERPRETER = jmespath.visitor.TreeInterpreter(_OPTIONS)
 
 # What a workflow's expressions start from; the ingress's async answer sees only the first two.
-WORKFLOW_ROOTS = ("request", "execution", "trigger", "steps")
+# `error` is the failure an `on_error` step handles (null in the workflow itself).
+WORKFLOW_ROOTS = ("request", "execution", "trigger", "steps", "error")
 RESPONSE_ROOTS = ("request", "execution")
 # Nodes whose first child reads the same value as the node and whose other children read
 # what the first produced (`a.b`, `a[0]`, `a[*].b`, `a[?b]`, `a | b`).

@@ -106,7 +106,13 @@ def _check_trigger(trigger: Trigger, connections: dict[str, Connection]) -> None
     response = trigger.response
     _check_answer(where, "response", response.status, response.headers, response.body)
     known = frozenset(step.id for step in walk_steps(trigger.workflow))
-    _check_steps(trigger.workflow, where, connections, [], known)
+    ran = _check_steps(trigger.workflow, where, connections, [], known)
+    # on_error steps may read any workflow step (those that did not run read as null).
+    handlers = frozenset(step.id for step in walk_steps(trigger.on_error))
+    _check_steps(trigger.on_error, f"{where}, on_error", connections, ran, known | handlers)
+    for step in walk_steps(trigger.on_error):
+        if isinstance(step, RespondStep):
+            raise SpecError(f"{where}, on_error, step {step.id}: on_error steps cannot answer the caller")
 
 
 def _check_auth(where: str, auth: Auth) -> None:
@@ -137,7 +143,7 @@ def _check_steps(
     ran = list(ran)
     for before, step in zip([None, *steps], steps, strict=False):
         here = f"{where}, step {step.id}"
-        if isinstance(before, RespondStep):
+        if isinstance(before, RespondStep) and not before.respond.continue_:
             raise SpecError(
                 f"{here}: comes after step {before.id} (respond), which ends the run; it would never run"
             )
@@ -158,6 +164,8 @@ def _check_steps(
 
 def _check_step(here: str, step: Step, connections: dict[str, Connection]) -> None:
     """What one step's kind needs beyond its templates."""
+    if step.retry is not None and not isinstance(step, HttpStep | SqlStep | PythonStep):
+        raise SpecError(f"{here}, field retry: only http, sql and python steps can be retried")
     if isinstance(step, HttpStep):
         _check_http(here, step.http, connections)
     elif isinstance(step, SqlStep):

@@ -102,11 +102,13 @@ def _normalise(document: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def _normalise_trigger(trigger: dict[str, Any], source: str) -> dict[str, Any]:
-    workflow = trigger.get("workflow")
-    if not isinstance(workflow, list):
-        return trigger
     where = f"{source}: trigger {trigger.get('name', '?')}"
-    return {**trigger, "workflow": normalise_steps(workflow, where)}
+    out = dict(trigger)
+    if isinstance(trigger.get("workflow"), list):
+        out["workflow"] = normalise_steps(trigger["workflow"], where)
+    if isinstance(trigger.get("on_error"), list):
+        out["on_error"] = normalise_steps(trigger["on_error"], f"{where}, on_error", "on_error")
+    return out
 
 
 def normalise_steps(steps: list[Any], where: str, prefix: str = "") -> list[Any]:
@@ -131,6 +133,10 @@ def normalise_steps(steps: list[Any], where: str, prefix: str = "") -> list[Any]
             raise SpecError(f"{where}, step {label}: one step has several kinds: {', '.join(kinds)}")
         kind = kinds[0]
         body = {**step, "kind": kind}
+        retry = body.get("retry")
+        if isinstance(retry, dict) and True in retry:
+            # YAML 1.1 (PyYAML) reads a bare `on` key as true: `retry: {on: [5xx]}` meant "on".
+            body["retry"] = {("on" if key is True else key): value for key, value in retry.items()}
         body.setdefault("id", f"{prefix or kind}_{index + 1}")
         if kind == "condition" and isinstance(step[kind], dict):
             body[kind] = _normalise_branches(step[kind], f"{where}, step {body['id']}", str(body["id"]))
@@ -166,9 +172,11 @@ def describe_error(message: str, document: dict[str, Any]) -> str:
             if fields and fields[-1] == "triggers" and isinstance(item, dict):
                 fields.pop()
                 parts.append(f"trigger {item.get('name', key)}")
-            elif fields and fields[-1] in ("workflow", "then", "else") and isinstance(item, dict):
+            elif fields and fields[-1] in ("workflow", "then", "else", "on_error") and isinstance(item, dict):
                 container = fields.pop()
-                if container != "workflow":
+                if container == "on_error":
+                    parts.append(container)
+                elif container != "workflow":
                     fields.pop()  # the `condition` around `then` / `else`
                     parts.append(container)
                 parts.append(f"step {item.get('id', key + 1)}")

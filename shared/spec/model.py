@@ -171,6 +171,9 @@ class Trigger(Spec, frozen=True):
     response: Response = Response()
     keep_rejected_bodies: bool = False
     workflow: list[Step] = []
+    # Steps run once when a run ends for good failed (dead, or failed with its caller
+    # answered), with `error` in scope; they cannot answer the caller.
+    on_error: list[Step] = []
     workflow_timeout: Duration = Duration(60)
     retention: Duration | None = None  # how long its executions are kept; None: HOOKLINE_RETENTION_DAYS
     description: str = ""
@@ -189,7 +192,8 @@ class Trigger(Spec, frozen=True):
                 raise ValueError(f"query parameter {name!r}: default {param.default!r} is not a {param.type}")
         if self.workflow_timeout <= 0:
             raise ValueError("`workflow_timeout` must be more than 0")
-        ids = [step.id for step in walk_steps(self.workflow)]  # branches share one namespace
+        # Branches and on_error share one namespace.
+        ids = [step.id for step in (*walk_steps(self.workflow), *walk_steps(self.on_error))]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"duplicate step id {duplicates[0]!r}")

@@ -6,12 +6,14 @@ they are compiled when a file is applied (shared/spec/checks.py) and again by th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from shared.spec.base import Name, Spec
+from shared.spec.connections import HeaderName, check_idempotency_header
 from shared.spec.types import Duration
 
 StepId = Annotated[
@@ -24,12 +26,40 @@ StepId = Annotated[
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 StatusClass = Literal["1xx", "2xx", "3xx", "4xx", "5xx"]
 StatusCode = Annotated[int, msgspec.Meta(ge=100, le=599)]
+_CLASSES = frozenset(("1xx", "2xx", "3xx", "4xx", "5xx"))
+_READS = frozenset({"select", "with", "values", "table", "show", "explain"})
+_WRITING = re.compile(
+    r"\b(insert|update|delete|merge|into|nextval|setval|call|copy|truncate|create|drop|alter|grant"
+    r"|revoke|lock|vacuum|refresh|notify|listen)\b",
+    re.IGNORECASE,
+)
 
 
-class StepBase(Spec, tag_field="kind", frozen=True):
+RetryOn = StatusCode | StatusClass | Literal["timeout", "connection"]
+
+
+class StepRetry(Spec, frozen=True):
+    """Tries of one step inside its run (before the trigger's retry of the whole run): again
+    after a failure listed in `on` (an answer's status or class, a timeout, a connection error),
+    waiting `backoff`, doubling up to `max_backoff`. The workflow's timeout still bounds them."""
+
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 3
+    backoff: Duration = Duration(1)
+    max_backoff: Duration = Duration(30)
+    on: list[RetryOn] = msgspec.field(default_factory=lambda: ["5xx", "timeout", "connection"])
+
+    def __post_init__(self) -> None:
+        if not self.on:
+            raise ValueError("`on` must list at least one failure to retry")
+        if self.max_backoff < self.backoff:
+            raise ValueError("`max_backoff` must be at least `backoff`")
+
+
+class StepBase(Spec, tag_field="kind", frozen=True, kw_only=True):
     """Fields every step has."""
 
     id: StepId
+    retry: StepRetry | None = None  # http, sql and python steps only
 
 
 class MapStep(StepBase, tag="map", frozen=True):
@@ -51,6 +81,9 @@ class HttpCall(Spec, frozen=True):
     body: str | None = None
     timeout: Duration = Duration(10)
     expect: list[StatusCode | StatusClass] = msgspec.field(default_factory=lambda: ["2xx"])
+    # The header carrying `<execution id>:<step id>`; unset: the connection's (by default
+    # Idempotency-Key); null: none.
+    idempotency_header: HeaderName | msgspec.UnsetType | None = msgspec.UNSET
 
     def __post_init__(self) -> None:
         if (self.url is None) == (self.connection is None):
@@ -61,6 +94,8 @@ class HttpCall(Spec, frozen=True):
             raise ValueError("give either `json` or `body`, not both")
         if not self.expect:
             raise ValueError("`expect` must list at least one status")
+        if self.idempotency_header is not msgspec.UNSET:
+            check_idempotency_header(self.idempotency_header)
         _check_timeout(self.timeout)
 
 
@@ -78,6 +113,19 @@ class SqlQuery(Spec, frozen=True):
     params: list[Any] = []
     timeout: Duration = Duration(10)
     max_rows: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
+    # Whether the query changes the database (then a retry reuses its checkpointed rows);
+    # unset: it does unless it is a plain read (see `writes`).
+    effects: bool | None = None
+
+    @property
+    def writes(self) -> bool:
+        """`effects`, or else whether the query may write: anything but a select (values,
+        table, show, explain) naming no writing keyword. A false positive costs one write."""
+        if self.effects is not None:
+            return self.effects
+        words = self.query.lstrip(" \t\r\n(").split(None, 1)
+        first = words[0].lower() if words else ""
+        return first not in _READS or _WRITING.search(self.query) is not None
 
     def __post_init__(self) -> None:
         if "{{" in self.query:
@@ -114,10 +162,12 @@ class RespondSpec(Spec, frozen=True):
     status: int | str = 200
     headers: dict[str, str] = {}
     body: Any = None
+    # Answer the caller at once and go on with the next steps (a run answers once).
+    continue_: bool = msgspec.field(name="continue", default=False)
 
 
 class RespondStep(StepBase, tag="respond", frozen=True):
-    """Set the answer to a request-response call and end the run."""
+    """Set the answer to a request-response call and end the run (or, `continue`, go on)."""
 
     respond: RespondSpec
 
@@ -129,6 +179,8 @@ class PythonCall(Spec, frozen=True):
     config: dict[str, Any] = {}
     input: Any = None
     timeout: Duration = Duration(30)
+    # Whether it changes something outside the run; unset: as its class declares (`effects`).
+    effects: bool | None = None
 
     def __post_init__(self) -> None:
         _check_timeout(self.timeout)
@@ -141,6 +193,14 @@ class PythonStep(StepBase, tag="python", frozen=True):
 
 
 Step = MapStep | HttpStep | SqlStep | ConditionStep | RespondStep | PythonStep
+
+
+def status_listed(status: int, items: Sequence[int | str]) -> bool:
+    """Whether `items` (`expect`, `retry.on`) lists `status`: by code, or by class (`5xx`)."""
+    return any(
+        status == item if isinstance(item, int) else item in _CLASSES and status // 100 == int(item[0])
+        for item in items
+    )
 
 
 def walk_steps(steps: list[Step]) -> Iterator[Step]:

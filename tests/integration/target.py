@@ -2,17 +2,30 @@
 
 `GET /work/N` answers 200 after N milliseconds (a run that takes time, so a worker can
 be killed in the middle of it); `GET /fail/NAME` answers 500 while NAME is in `failing`.
+Every POST is a recorder: kept in `posts` (path, Idempotency-Key, body), answered 500 while
+its path has failures left in `fail_times`, after N milliseconds for `/slow/N`, else 201.
 Served from threads, so many workers may call it at once.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True)
+class Post:
+    """One POST the target received."""
+
+    path: str
+    idempotency_key: str | None
+    body: str
 
 
 class Target:
@@ -20,12 +33,19 @@ class Target:
 
     def __init__(self) -> None:
         self.failing: set[str] = set()
+        self.fail_times: dict[str, int] = {}
+        self.posts: list[Post] = []
         self.calls = 0
         self.lock = threading.Lock()
         self.base_url = ""
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
+
+    def posts_to(self, path: str) -> list[Post]:
+        """The POSTs received at `path`, in order."""
+        with self.lock:
+            return [p for p in self.posts if p.path == path]
 
 
 def _handler(target: Target) -> type[BaseHTTPRequestHandler]:
@@ -47,6 +67,20 @@ def _handler(target: Target) -> type[BaseHTTPRequestHandler]:
                 self._answer(500 if failing else 200, b'{"failing": true}' if failing else b'{"ok": true}')
             else:
                 self._answer(404, b"{}")
+
+        def do_POST(self) -> None:
+            path = urlsplit(self.path).path
+            body = self.rfile.read(int(self.headers.get("content-length") or 0)).decode()
+            with target.lock:
+                target.posts.append(Post(path, self.headers.get("idempotency-key"), body))
+                count = sum(1 for p in target.posts if p.path == path)
+                failures = target.fail_times.get(path, 0)
+                if failures:
+                    target.fail_times[path] = failures - 1
+            if path.startswith("/slow/"):
+                time.sleep(int(path.removeprefix("/slow/")) / 1000)
+            answer = {"path": path, "call": count}
+            self._answer(500 if failures else 201, json.dumps(answer).encode())
 
         def _answer(self, status: int, body: bytes) -> None:
             self.send_response(status)

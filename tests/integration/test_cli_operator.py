@@ -198,4 +198,5 @@ async def test_status_reports_services_readiness_queues_and_failure_rate(stack: 
         "rate_limits",
         "rejected_calls",
         "samples",
+        "step_checkpoints",
     }

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 import asyncpg
 import httpx
 
+from shared.db.checkpoints import Checkpoint
 from shared.errors import WorkflowError
+from shared.spec.connections import IDEMPOTENCY_HEADER
 
 # RunContext.recorded_output when a step's record keeps its output as it is.
 SAME_AS_OUTPUT: Final[Any] = object()
@@ -17,11 +19,16 @@ SAME_AS_OUTPUT: Final[Any] = object()
 
 @dataclass
 class Answer:
-    """A response decided by a `respond` step: ends the run."""
+    """A response decided by a `respond` step."""
 
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
+    early: bool = False  # `continue: true`: sent at once, the run goes on
+
+
+# Sends an answer to the caller while the run goes on (a `respond` with `continue: true`).
+AnswerNow = Callable[[Answer], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,7 @@ class HttpTarget:
     headers: dict[str, str]
     shown_base_url: str  # as written in the file: `${env:NAME}` stays a reference
     secrets: tuple[str, ...]  # resolved secret values, scrubbed from any message
+    idempotency_header: str | None = IDEMPOTENCY_HEADER  # None: the connection sends none
 
 
 class Resources(Protocol):
@@ -64,6 +72,7 @@ class RunContext:
     operator_written: bool = False
     resources: Resources | None = None
     answer: Answer | None = None
+    ends: bool = False  # a `respond` without `continue` ends the run
     branch: Sequence[Runnable] = ()  # a condition's chosen steps, run next
     detail: dict[str, Any] | None = None  # what a step adds to its record only (not its output)
     # What the step's record keeps instead of its output (a copy with secrets scrubbed); later
@@ -72,6 +81,10 @@ class RunContext:
     # Secret values of the connections this run used: scrubbed from every record of the run
     # (a later step may copy what a target echoed), never from what steps and the caller see.
     secrets: set[str] = field(default_factory=set)
+    # Effect steps an earlier run of the execution finished, by step id (a resumed run).
+    checkpointed: Mapping[str, Checkpoint] = field(default_factory=dict)
+    answer_now: AnswerNow | None = None  # sends an early answer to the waiting caller
+    answered_at: float | None = None  # when it did
 
     def record_output(self, step_id: str, output: Any) -> None:
         self.data["steps"][step_id] = {"output": output}
@@ -85,9 +98,13 @@ class RunContext:
 class StepFailed(WorkflowError):
     """Raised when a step fails; `output` (e.g. an unexpected HTTP answer) is still recorded."""
 
-    def __init__(self, message: str, output: Any = None) -> None:
+    def __init__(
+        self, message: str, output: Any = None, *, status: int | None = None, cause: str | None = None
+    ) -> None:
         super().__init__(message)
         self.output = output
+        self.status = status  # the answer's status, when an answer failed the step
+        self.cause = cause  # "timeout" or "connection", when that is why (a step's `retry.on`)
 
 
 class AnswerInvalid(StepFailed):
@@ -105,6 +122,9 @@ class Runnable(Protocol):
     # Whether a run of it can wait for something (I/O): a step that never does cannot be
     # timed out, since a timeout is delivered only when the run waits.
     suspends: bool
+    # Whether it changes something outside the run (an http POST, a writing query): its
+    # output is kept as a checkpoint before the next step runs, and a retry reuses it.
+    effects: bool
 
     async def run(self, context: RunContext) -> Any:
         """Do the step's work and return its output (recorded under steps.<id>.output)."""

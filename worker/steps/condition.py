@@ -16,6 +16,7 @@ class ConditionRunner:
 
     kind = "condition"
     timeout: float | None = None
+    effects = False  # itself; its branches' steps say for themselves
 
     def __init__(self, step: ConditionStep, compile_step: Callable[[Step], Runnable]) -> None:
         self.id = step.id
@@ -25,6 +26,7 @@ class ConditionRunner:
         self._test = test
         self._then = [compile_step(s) for s in step.condition.then]
         self._else = [compile_step(s) for s in step.condition.else_]
+        self.branches = (*self._then, *self._else)
         self.suspends = any(s.suspends for s in (*self._then, *self._else))
 
     async def run(self, context: RunContext) -> Any:

@@ -32,7 +32,7 @@ import msgspec
 from shared.expressions import Expr, Interpolation, compile_template, render
 from shared.spec.connections import is_credential_header
 from shared.spec.egress import Origin, literal_origin
-from shared.spec.steps import HttpCall, HttpStep
+from shared.spec.steps import HttpCall, HttpStep, status_listed
 from worker.steps.base import HttpTarget, RunContext, StepFailed, scrub, scrub_value
 
 # An answer is read into memory to become the output: past this, the step fails instead.
@@ -57,6 +57,8 @@ class HttpRunner:
         self.id = step.id
         self.timeout: float | None = call.timeout
         self._call = call
+        self.effects = call.method not in ("GET", "HEAD")
+        self.retry = step.retry
         # No httpx timeouts: they bound each read and write, not the call. The engine bounds
         # the whole call (connect, send, read) by the step's `timeout`.
         self._timeout = httpx.Timeout(None)
@@ -88,6 +90,7 @@ class HttpRunner:
             except _DotSegment as exc:
                 raise StepFailed(f"url: a value may not be `{exc}`") from None
         headers = {**target.headers, **_texts(render(self._headers, data))}
+        key = self._idempotency_key(headers, target, data)
         content = self._content(data, headers)
         query = _query(render(self._query, data))
         method = self._call.method
@@ -98,7 +101,8 @@ class HttpRunner:
                     "method": method,
                     "url": shown_url,
                     "query": [list(pair) for pair in query],
-                    "headers": _redact(headers, set(target.headers)),
+                    # The idempotency key is no secret: shown, to match what the target logged.
+                    "headers": _redact(headers, set(target.headers)) | key,
                 },
                 target.secrets,
             )
@@ -122,7 +126,8 @@ class HttpRunner:
                 context.workspace,
                 scrub(f"{type(exc).__name__}: {exc}", target.secrets),
             )
-            raise StepFailed(scrub(f"{where}: {UNREACHABLE}", target.secrets)) from None
+            cause = "connection" if isinstance(exc, httpx.TransportError) else None
+            raise StepFailed(scrub(f"{where}: {UNREACHABLE}", target.secrets), cause=cause) from None
         except _TooLarge:
             raise StepFailed(f"{where}: the answer is larger than {MAX_RESPONSE_BYTES} bytes") from None
         # A target may echo a credential back (a 401 quoting the key it refused): the record
@@ -131,9 +136,23 @@ class HttpRunner:
         recorded = scrub_value(output, target.secrets)
         if not _expected(output["status"], self._call.expect):
             wanted = ", ".join(str(e) for e in self._call.expect)
-            raise StepFailed(f"{where} answered {output['status']}; expected {wanted}", recorded)
+            message = f"{where} answered {output['status']}; expected {wanted}"
+            raise StepFailed(message, recorded, status=output["status"])
         context.recorded_output = recorded
         return output
+
+    def _idempotency_key(
+        self, headers: dict[str, str], target: HttpTarget, data: dict[str, Any]
+    ) -> dict[str, str]:
+        """Add `<execution id>:<step id>`, the same on every attempt and redelivery of this
+        step, unless the step's own headers set it or the step or its connection turned it
+        off; the header added ({} if none)."""
+        step_header = self._call.idempotency_header
+        name = target.idempotency_header if step_header is msgspec.UNSET else step_header
+        if name is None or any(k.lower() == name.lower() for k in headers):
+            return {}
+        headers[name] = f"{data['execution']['id']}:{self.id}"
+        return {name: headers[name]}
 
     def _content(self, data: dict[str, Any], headers: dict[str, str]) -> bytes | None:
         has_type = any(k.lower() == "content-type" for k in headers)
@@ -382,4 +401,4 @@ def _redact(headers: dict[str, str], secret_names: set[str]) -> dict[str, str]:
 
 
 def _expected(status: int, expect: Sequence[int | str]) -> bool:
-    return any(status == e if isinstance(e, int) else status // 100 == int(e[0]) for e in expect)
+    return status_listed(status, expect)

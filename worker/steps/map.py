@@ -14,6 +14,7 @@ class MapRunner:
 
     kind = "map"
     timeout: float | None = None
+    effects = False
     suspends = False
 
     def __init__(self, step: MapStep) -> None:

@@ -34,6 +34,9 @@ class PythonRunner:
         except ValueError as exc:  # not installed on this worker
             raise WorkflowError(str(exc)) from None
         self._input = compile_template(step.python.input)
+        self.retry = step.retry
+        declared = step.python.effects
+        self.effects = bool(getattr(self._plugin, "effects", False)) if declared is None else declared
 
     async def run(self, context: RunContext) -> Any:
         output = await self._plugin.run(render(self._input, context.data))

@@ -1,5 +1,8 @@
 """`respond`: decide the status, headers and body of a request-response answer; ends the run.
 
+With `continue: true` the answer goes out at once (the engine sends it) and the run goes on.
+A run answers once: a respond after that is recorded (`sent: false`) and changes nothing.
+
 The answer is checked before it is taken (shared/spec/answers.py): one the ingress could not
 send, or should not (a 1xx, a CR in a header, `Set-Cookie`), fails the step, so the run is
 recorded failed and the caller gets a 502 problem instead of a dropped connection.
@@ -20,6 +23,7 @@ class RespondRunner:
 
     kind = "respond"
     timeout: float | None = None
+    effects = False
     suspends = False
 
     def __init__(self, step: RespondStep) -> None:
@@ -27,6 +31,7 @@ class RespondRunner:
         self._status = compile_template(step.respond.status)
         self._headers = compile_template(step.respond.headers)
         self._body = compile_template(step.respond.body)
+        self._continue = step.respond.continue_
 
     async def run(self, context: RunContext) -> Any:
         status = render(self._status, context.data)
@@ -39,5 +44,9 @@ class RespondRunner:
         problem = answer_problem(code, headers, body)
         if problem is not None:
             raise AnswerInvalid(problem)
-        context.answer = Answer(code, headers, body)
-        return {"status": code, "headers": headers, "body": body}
+        output = {"status": code, "headers": headers, "body": body}
+        context.ends = not self._continue
+        if context.answer is not None:
+            return {**output, "sent": False}  # answered already, by a `continue: true`
+        context.answer = Answer(code, headers, body, early=self._continue)
+        return output

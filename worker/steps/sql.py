@@ -31,6 +31,8 @@ class SqlRunner:
         self.id = step.id
         self.timeout: float | None = step.sql.timeout
         self._sql = step.sql
+        self.effects = step.sql.writes
+        self.retry = step.retry
         self._params = [compile_template(p) for p in step.sql.params]
 
     async def run(self, context: RunContext) -> Any:
@@ -49,7 +51,7 @@ class SqlRunner:
             raise StepFailed(scrub(f"connection {name}: {_one_line(exc)}", secrets)) from None
         except DB_ERRORS as exc:
             raise StepFailed(
-                scrub(f"connection {name}: cannot reach the database ({exc})", secrets)
+                scrub(f"connection {name}: cannot reach the database ({exc})", secrets), cause="connection"
             ) from None
         if len(rows) > self._sql.max_rows:
             raise StepFailed(f"the query returned more than {self._sql.max_rows} rows (max_rows)")

@@ -16,7 +16,7 @@ from shared.cli.commands.output import print_json, print_table, when
 from shared.db.executions import get_execution
 from shared.db.pool import connect
 from shared.db.runlog import STATUSES, RunFilter, list_runs
-from shared.ops.replay import publish_invocation, replay_invocation
+from shared.ops.replay import publish_invocation, replay_invocation, resume_invocation
 from shared.settings import Settings
 
 
@@ -39,6 +39,11 @@ def register(sub: Any) -> None:
     p.set_defaults(run=runs(_show))
     p = executions.add_parser("replay", help="run an execution's request again, as a new execution")
     p.add_argument("id")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the failed execution itself after its last good step (no effect step repeated)",
+    )
     p.set_defaults(run=runs(_replay))
 
 
@@ -71,10 +76,15 @@ async def _show(settings: Settings, ns: argparse.Namespace) -> int:
 
 async def _replay(settings: Settings, ns: argparse.Namespace) -> int:
     async with connect(settings.database_url) as connection:
-        invocation, key = await replay_invocation(connection, ns.id)
+        invocation, key = await (resume_invocation if ns.resume else replay_invocation)(connection, ns.id)
     async with connect_once(settings.amqp_url, "hookline-replay") as broker:
-        await publish_invocation(broker, settings.amqp_prefix, invocation, key, settings.publish_timeout)
+        await publish_invocation(
+            broker, settings.amqp_prefix, invocation, key, settings.publish_timeout, resumed=ns.resume
+        )
     print(invocation.id)
+    if ns.resume:
+        print(f"execution {ns.id} resumes (trigger version {invocation.version})", file=sys.stderr)
+        return 0
     print(
         f"execution {invocation.id} replays {ns.id} (trigger version {invocation.version})", file=sys.stderr
     )
