@@ -218,6 +218,8 @@ def test_a_process_mentions_a_folder_only_as_a_whole_path_component(folder: Path
 def test_a_url_in_the_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOOKLINE_TEST_AMQP_URL", "amqp://elsewhere:5672/")
     monkeypatch.setenv("HOOKLINE_TEST_DATABASE_URL", "postgresql://elsewhere/db")
+    # Whether the named server answers is tested in test_suite_servers.py; here only which URL wins.
+    monkeypatch.setattr("tests.servers._answers_or_exit", lambda *_: None)
     with amqp_server(tmp_path) as amqp_url, postgres_server(tmp_path) as database_url:
         assert (amqp_url, database_url) == ("amqp://elsewhere:5672/", "postgresql://elsewhere/db")
 
