@@ -118,7 +118,9 @@ def broker(folder: Path) -> Iterator[LocalRabbitMQ]:
 
 @pytest.fixture(scope="module")
 def poison_stack(broker: LocalRabbitMQ, database_url: str, log_dir: Path) -> Iterator[Services]:
-    env = {"HOOKLINE_WATCHDOG_MARGIN": "2", "HOOKLINE_METRICS_PORT": "0"}
+    # The ingress caps JSON nesting at 128 by default; raised here so the deep bodies reach the
+    # workers (what this file proves). The cap itself: tests/integration/test_ingress_bounds.py.
+    env = {"HOOKLINE_WATCHDOG_MARGIN": "2", "HOOKLINE_METRICS_PORT": "0", "HOOKLINE_MAX_JSON_DEPTH": "2000"}
     with delivery_stack(broker.url, database_url, log_dir, workers=2, env=env) as stack:
         yield stack
 
