@@ -164,7 +164,12 @@ class Workflow:
         failed = next((r["id"] for r in reversed(outcome.steps) if r.get("status") == "failed"), None)
         data = self._data(invocation, attempt, outcome.outputs)
         data["error"] = {"message": outcome.error, "step": failed, "status": status, "attempts": attempt}
-        context = RunContext(data=data, workspace=invocation.workspace, resources=self._resources)
+        context = RunContext(
+            data=data,
+            workspace=invocation.workspace,
+            operator_written=self._operator_written,  # held to the same egress policy as the run
+            resources=self._resources,
+        )
         handled = await self._timed(self.on_error, context, checkpoint=False)
         outcome.steps.extend({**record, "on_error": True} for record in handled.steps)
 
