@@ -158,7 +158,9 @@ async def test_triggers_are_created_updated_as_new_versions_and_deleted(
         "async",
         "none",
     )
-    assert shown["spec"]["workflow"] == [{"kind": "map", "id": "map_1", "map": {"a": "{{ request.body }}"}}]
+    assert shown["spec"]["workflow"] == [
+        {"kind": "map", "id": "map_1", "map": {"a": "{{ request.body }}"}, "retry": None}
+    ]
     versions = (await api.get(f"/workspaces/{ws}/triggers/made/versions")).json()
     assert [v["version"] for v in versions] == [2, 1]
 

@@ -84,7 +84,12 @@ async def test_create_customer_creates_it_in_the_crm_and_answers_its_id(
         "method": "POST",
         "url": "${env:DEMO_TARGET_URL}/customers",
         "query": [],
-        "headers": {"api-key": "[redacted]", "Content-Type": "application/json"},
+        # The step's idempotency key: the same on every attempt of this step of this execution.
+        "headers": {
+            "api-key": "[redacted]",
+            "Idempotency-Key": f"{execution.id}:create",
+            "Content-Type": "application/json",
+        },
     }
     assert create["output"]["status"] == 201
     # The resolved secret is nowhere in the run log, only its reference.
