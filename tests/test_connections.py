@@ -55,6 +55,7 @@ async def test_the_registry_keeps_references_never_resolved_secrets(db: Connecti
         "type": "http",
         "base_url": "${env:CRM_URL}/v2",
         "headers": {"Authorization": "Bearer ${env:CRM_TOKEN}", "X-Tenant": "acme"},
+        "idempotency_header": "Idempotency-Key",
     }
     assert (await apply(db, workspace))[1:] == [
         f"connection {workspace}/crm: unchanged",

@@ -164,7 +164,7 @@ async def test_retention_deletes_only_what_is_past_its_age_in_batches_while_call
     line = next(x for x in status.stdout.splitlines() if x.startswith("retention:"))
     assert re.fullmatch(
         r"retention: last sweep \S+ deleted \d+ executions, \d+ idempotency keys, \d+ rate limits,"
-        r" \d+ rejected calls, \d+ samples \(\d+ rows in all\)",
+        r" \d+ rejected calls, \d+ samples, \d+ step checkpoints \(\d+ rows in all\)",
         line,
     ), line
 

@@ -235,7 +235,8 @@ async def test_the_cli_reads_a_secret_from_stdin_lists_names_only_and_a_basic_pa
     async def status(password: str) -> int | None:
         async with httpx.AsyncClient(base_url=stack.base_url) as client:
             answer = await client.post(f"/hooks/{workspace}/partner", json={}, auth=("partner", password))
-        return answer.status_code if answer.status_code != 404 else None
+        # 404 / 503: the ingress or the dispatcher has not caught up with the new trigger yet.
+        return answer.status_code if answer.status_code not in (404, 503) else None
 
     assert await eventually(lambda: status(value)) == 202
     assert await status(value + "x") == 401
