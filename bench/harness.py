@@ -109,6 +109,9 @@ class Bench:
             "HOOKLINE_ADMIN_TOKEN": "bench-admin-token-0123456789",
             "HOOKLINE_LOG_JSON": "true",
             "HOOKLINE_WORKER_CONCURRENCY": str(self.options.worker_concurrency),
+            # The bound the shared queue had before trigger queues: a scenario's trigger takes
+            # a whole load (async accept fills its queue with workers stopped).
+            "HOOKLINE_TRIGGER_QUEUE_MAX_LENGTH": "1000000",
             "BENCH_AMQP_URL": self.amqp_url,
         }
 
@@ -228,6 +231,9 @@ class Bench:
 
     async def purge_hookline(self) -> None:
         await broker.purge(self.amqp, topology.work_queue_name(PREFIX))
+        # Each unordered trigger's own queue (the start-up's probe calls wait there too).
+        for trigger in ("accept", "flow", "drain"):
+            await broker.purge(self.amqp, topology.trigger_queue_name(PREFIX, WORKSPACE, trigger))
         await broker.purge(self.amqp, topology.ordered_queue_name(PREFIX, WORKSPACE, "lane"))
 
     async def unacknowledged(self) -> int:

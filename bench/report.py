@@ -19,6 +19,9 @@ TARGETS = {
     "lane_ratio": 0.50,
     "drain_ratio": 0.50,
     "ingress_rss_mb": 120.0,
+    "neighbour_quiet_refused": 0,
+    "neighbour_lag_factor": 2.0,
+    "neighbour_flood_factor": 3.0,
 }
 
 
@@ -139,12 +142,33 @@ def verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "drain_all_recorded": _recorded(h),
         }
         out |= _scenario("drain", s, targets)
+    if (s := results.get("noisy_neighbour")) is not None:
+        out |= _neighbour_verdicts(s)
     if (m := results.get("memory")) is not None:
         servers = m.get("ingress-server") or m.get("ingress") or [0]
         out["ingress_rss_mb"] = _verdict(max(servers), "<", TARGETS["ingress_rss_mb"])
     if (w := results.get("watchdog")) is not None:
         out["run_complete"] = {"value": False, "met": False, "timed_out": [w]}
     return out
+
+
+def _neighbour_verdicts(s: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The quiet trigger is never refused and its lag stays within 2x of alone, while the noisy
+    one is offered several times what it runs and refused (503 with Retry-After)."""
+    alone, beside, noisy = s["quiet_alone"], s["quiet_beside"], s["noisy"]
+    refused = alone["refused"] + beside["refused"]
+    flooded = noisy["refused"] > 0 and noisy["probe_status"] == 503 and bool(noisy["probe_retry_after"])
+    factor = _ratio(noisy["offered_per_second"], noisy["executed_per_second"])
+    return {
+        "neighbour_quiet_refused": _verdict(refused, "<=", TARGETS["neighbour_quiet_refused"]),
+        "neighbour_lag_factor": _verdict(
+            _ratio(beside["lag"]["p99_ms"], alone["lag"]["p99_ms"]), "<=", TARGETS["neighbour_lag_factor"]
+        ),
+        "neighbour_flooded": {
+            **_verdict(factor, ">=", TARGETS["neighbour_flood_factor"]),
+            "met": flooded and factor is not None and factor >= TARGETS["neighbour_flood_factor"],
+        },
+    }
 
 
 def _recorded(h: dict[str, Any]) -> dict[str, Any]:
@@ -227,6 +251,7 @@ def markdown(results: dict[str, Any], verdict: dict[str, dict[str, Any]]) -> str
         ("request_response", _request_response),
         ("ordered_lane", _lane),
         ("worker_drain", _drain),
+        ("noisy_neighbour", _neighbour),
         ("memory", _memory),
     ):
         if (s := results.get(name)) is not None:
@@ -292,6 +317,26 @@ def _drain(t: _Table, s: dict[str, Any]) -> None:
     t.cpu(h, c, "execution")
     t.row("", "records committed once drained", f"{h['messages']:,}", "-", "", "drain_all_recorded")
     t.faults("drain", h, c)
+
+
+def _neighbour(t: _Table, s: dict[str, Any]) -> None:
+    alone, beside, noisy = s["quiet_alone"], s["quiet_beside"], s["noisy"]
+    name = "7. noisy neighbour (quiet beside flooded)"
+    refused = alone["refused"] + beside["refused"]
+    t.row(name, "quiet: refused calls (alone + beside)", str(refused), "-", "", "neighbour_quiet_refused")
+    a, b = alone["lag"]["p99_ms"], beside["lag"]["p99_ms"]
+    t.row(
+        "", "quiet: lag p99 ms beside / alone", _ms(b), _ms(a), _x(_ratio(b, a), "x"), "neighbour_lag_factor"
+    )
+    offered, executed = noisy["offered_per_second"], noisy["executed_per_second"]
+    t.row(
+        "",
+        f"noisy: offered / run per s ({noisy['refused']:,} refused 503, Retry-After {noisy['probe_retry_after']})",
+        _n(offered),
+        _n(executed),
+        _x(_ratio(offered, executed), "x"),
+        "neighbour_flooded",
+    )
 
 
 def _memory(t: _Table, m: dict[str, Any]) -> None:

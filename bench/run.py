@@ -18,12 +18,19 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import report, scenarios
+from bench import neighbours, report, scenarios
 from bench.harness import Bench, Options
 from bench.load import LoadError, ensure_wrk
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("async_accept", "ordered_lane", "worker_drain", "async_end_to_end", "request_response")
+SCENARIOS = (
+    "async_accept",
+    "ordered_lane",
+    "worker_drain",
+    "async_end_to_end",
+    "request_response",
+    "noisy_neighbour",
+)
 
 
 def say(text: str) -> None:
@@ -96,6 +103,7 @@ async def _scenarios(
         ("worker_drain", scenarios.worker_drain, True),
         ("async_end_to_end", scenarios.async_end_to_end, False),
         ("request_response", scenarios.request_response, False),
+        ("noisy_neighbour", neighbours.noisy_neighbour, False),
     ]
     for name, run, stopped in steps:
         if name not in only:

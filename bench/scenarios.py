@@ -196,7 +196,7 @@ async def async_end_to_end(bench: Bench) -> Result:
     bench.stop_consumers()
     await broker.purge(bench.amqp, broker.ASYNC_QUEUE)
 
-    work = topology.work_queue_name(PREFIX)
+    work = topology.trigger_queue_name(PREFIX, WORKSPACE, "flow")
     backlog = Backlog(bench, work)
     run = await load(bench, "end-to-end-hookline", bench.hook_url("flow"), bench.headers, every=backlog)
     end = await broker.depth(bench.amqp, work)
@@ -210,7 +210,8 @@ async def async_end_to_end(bench: Bench) -> Result:
 async def _lag(bench: Bench, trigger: str, began: float, ended: float, within: float = 60) -> Result:
     """Accepted -> executed (finished) of the calls received in [began, ended], once drained."""
     timed_out = []
-    outstanding = await until_settled(bench, topology.work_queue_name(PREFIX), time.monotonic() + within)
+    queue = topology.trigger_queue_name(PREFIX, WORKSPACE, trigger)
+    outstanding = await until_settled(bench, queue, time.monotonic() + within)
     if outstanding is not None:
         timed_out.append(f"{outstanding} after {within:.0f} s: lag of the calls run so far")
     connection = await bench.db()
@@ -415,7 +416,7 @@ async def worker_drain(bench: Bench) -> Result:
     out["ceiling"] = {**stats, **meter.stop(stats["messages"])}
     bench.stop_consumers()
 
-    work = topology.work_queue_name(PREFIX)
+    work = topology.trigger_queue_name(PREFIX, WORKSPACE, "drain")
     await broker.prefill(
         bench.amqp, topology.invocations_exchange(PREFIX), topology.routing_key(WORKSPACE, "drain"), bodies
     )

@@ -1,7 +1,11 @@
 """Desired topology from the registry, declared on the broker: RabbitMQ then routes alone.
 
 Every trigger's invocations carry the routing key `workspace.trigger`. An unordered
-trigger's key is bound to the shared work queue; an ordered trigger's key to its own
+trigger's key is bound to its own bounded work queue (`PREFIX.work.<workspace>.<trigger>`),
+so a trigger flooded past its bound is refused alone and its backlog delays no other
+trigger (workers consume every trigger queue fairly, worker/triggerqueues.py). The shared
+work queue stays: retries come back to it from their delay queues, released holds too, and
+calls queued there before trigger queues existed are drained by the workers. An ordered trigger's key to its own
 single-active-consumer queue, or (ordering key) to a consistent-hash exchange spreading
 the calls over N such queues by the `x-hookline-key` header. A key bound nowhere makes the
 ingress's mandatory publish come back unroutable (503), which is how an ordered trigger
@@ -17,6 +21,7 @@ a message of it, so no call of a key runs before an earlier call of the same key
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +39,7 @@ log = logging.getLogger(__name__)
 
 # The weight of each partition queue on the hash ring (equal shares).
 PARTITION_WEIGHT = "1"
+FULL_EVERY = 300.0  # seconds between whole passes of Reconciler.apply (see there)
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,9 @@ class Topology:
     lanes: tuple[Lane, ...]
     routes: tuple[Route, ...]
     holds: tuple[QueueSpec, ...] = ()  # hold queues of paused unordered triggers
+    triggers: tuple[QueueSpec, ...] = ()  # the own queue of each live unordered trigger
+    # Trigger queues of triggers deleted or ordered now: emptied into the work queue, then deleted.
+    retiring: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,7 @@ def desired_topology(
     max_length: int,
     delivery_limit: int,
     pauses: Mapping[tuple[str, str], bool] | None = None,
+    trigger_max_length: int | None = None,
 ) -> Topology:
     """What the broker should look like for these triggers and layouts.
 
@@ -118,6 +128,9 @@ def desired_topology(
     trigger's key is bound to its hold queue instead of the work queue; a resumed one's is
     bound back (the dispatcher then empties the hold queue). Ordered triggers keep their
     lanes: their workers stop consuming them instead, which keeps the order.
+
+    `trigger_max_length` bounds each trigger queue whose trigger sets no `max_queued`
+    (None: `max_length`).
     """
     pauses = pauses or {}
     work = QueueSpec(
@@ -137,8 +150,18 @@ def desired_topology(
     lanes: list[Lane] = []
     routes: list[Route] = []
     holds: list[QueueSpec] = []
+    triggers: list[QueueSpec] = []
+    retiring: list[str] = []
     for shape in sorted(shapes, key=lambda s: (s.workspace, s.name)):
         key = topology.routing_key(shape.workspace, shape.name)
+        own = Target("queue", topology.trigger_queue_name(prefix, shape.workspace, shape.name))
+        if shape.unordered:
+            bound = shape.max_queued or trigger_max_length or max_length
+            triggers.append(
+                QueueSpec(own.name, topology.trigger_queue_arguments(prefix, bound, delivery_limit))
+            )
+        else:
+            retiring.append(own.name)
         rows = by_trigger.get((shape.workspace, shape.name), [])
         old = tuple(_target(x, prefix) for x in rows if x.draining)
         active = next((x for x in rows if not x.draining), None)
@@ -148,18 +171,21 @@ def desired_topology(
             old = (*old, hold)  # left unless it is where the key must go (below)
         if shape.deleted:
             extra = (_target(active, prefix),) if active is not None else ()
-            routes.append(Route(key, None, (work_target, *old, *extra)))
+            routes.append(Route(key, None, (work_target, own, *old, *extra)))
         elif active is not None:
             lanes.append(
                 Lane(tuple(QueueSpec(q, lane_args) for q in active.queues(prefix)), active.exchange(prefix))
             )
-            routes.append(Route(key, _target(active, prefix), (work_target, *old)))
+            routes.append(Route(key, _target(active, prefix), (work_target, own, *old)))
         elif pause is False:
             holds.append(QueueSpec(hold.name, topology.hold_queue_arguments(prefix, max_length)))
-            routes.append(Route(key, hold, (work_target, *(x for x in old if x != hold))))
+            routes.append(Route(key, hold, (work_target, own, *(x for x in old if x != hold))))
         else:
-            routes.append(Route(key, work_target, old))
-    return Topology(work, dead, retries, tuple(lanes), tuple(routes), tuple(holds))
+            # The work queue is left too: before trigger queues, every unordered key was bound there.
+            routes.append(Route(key, own, (work_target, *old)))
+    return Topology(
+        work, dead, retries, tuple(lanes), tuple(routes), tuple(holds), tuple(triggers), tuple(retiring)
+    )
 
 
 def _by_trigger(layouts: list[LaneLayout]) -> dict[tuple[str, str], list[LaneLayout]]:
@@ -181,6 +207,17 @@ class Reconciler:
         self._connection = connection
         self._prefix = prefix
         self._channel: aiormq.abc.AbstractChannel  # one per apply()
+        # What the last apply() put in place, so that the next one (a registry change) only
+        # declares and routes what changed: with a thousand triggers a whole pass takes
+        # seconds, and a new trigger would wait that long to be routed. A whole pass runs
+        # again after FULL_EVERY seconds, after a failed apply and after a reconnect (`forget`).
+        self._queues_applied: frozenset[QueueSpec] = frozenset()
+        self._routes_applied: frozenset[Route] = frozenset()
+        self._full_at = -FULL_EVERY
+
+    def forget(self) -> None:
+        """The next apply() declares and routes everything again (the broker may have lost it)."""
+        self._queues_applied, self._routes_applied, self._full_at = frozenset(), frozenset(), -FULL_EVERY
 
     async def apply(self, desired: Topology) -> None:
         """Declare exchanges and queues, then route every trigger's key.
@@ -189,26 +226,40 @@ class Reconciler:
         calls are refused (503) for a moment rather than routed twice.
         """
         invocations = topology.invocations_exchange(self._prefix)
+        now = time.monotonic()
+        if now - self._full_at >= FULL_EVERY:
+            self.forget()
+            self._full_at = now
+        queues = (desired.dead, desired.work, *desired.retries, *desired.holds, *desired.triggers)
+        done_queues, done_routes = self._queues_applied, self._routes_applied
+        self._queues_applied, self._routes_applied = frozenset(), frozenset()  # until this one holds
         # The current channel: a refused declare closes it and `_declare_queue` opens another.
         self._channel = await raw_channel(self._connection)
         try:
             await self._channel.exchange_declare(invocations, exchange_type="direct", durable=True)
             dead_exchange = topology.dead_letter_exchange(self._prefix)
             await self._channel.exchange_declare(dead_exchange, exchange_type="fanout", durable=True)
-            for queue in (desired.dead, desired.work, *desired.retries, *desired.holds):
-                await self._declare_queue(queue)
+            for queue in queues:
+                if queue not in done_queues:
+                    await self._declare_queue(queue)
             await self._channel.queue_bind(desired.dead.name, dead_exchange)
             for lane in desired.lanes:
                 await self._declare_lane(lane)
             for route in desired.routes:
+                if route in done_routes:
+                    continue
                 for target in route.leave:
                     if target.name == desired.work.name or await self._exists(target):
                         await _unbind(self._channel, target, invocations, route.key)
                 if route.bind is not None:
                     await _bind(self._channel, route.bind, invocations, route.key)
+        except BaseException:
+            self._full_at = -FULL_EVERY  # the next one starts over
+            raise
         finally:
             if not self._channel.is_closed:
                 await self._channel.close()
+        self._queues_applied, self._routes_applied = frozenset(queues), frozenset(desired.routes)
         log.info(
             "topology reconciled: %d triggers", len(desired.routes), extra={"count": len(desired.routes)}
         )

@@ -19,8 +19,10 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from dispatcher.deadletters import move_forever
 from dispatcher.holds import delete_if_empty, release_held
 from dispatcher.metrics import sample_forever
-from dispatcher.reconcile import Reconciler, desired_topology, layout_changes
+from dispatcher.reconcile import Reconciler, Topology, desired_topology, layout_changes
 from dispatcher.retention import sweep_forever
+from dispatcher.retiring import empty_into_work
+from shared.broker.inspection import queue_state
 from shared.broker.link import BrokerLink
 from shared.db import locks
 from shared.db.lanes import delete_layout, load_layouts, save_layouts, trigger_shapes
@@ -51,8 +53,10 @@ class Dispatcher:
         self._broker = BrokerLink(settings.amqp_url, "hookline-dispatcher", settings.heartbeat)
         self._lock = asyncio.Lock()
         self._reconciler: Reconciler | None = None
+        self._after_reconnect: asyncio.Future[None] | None = None
         self._draining: dict[LaneLayout, float] = {}  # layout -> when first seen draining
         self._resumed: dict[tuple[str, str], float] = {}  # trigger -> when its key left the hold queue
+        self._retiring: dict[str, float] = {}  # trigger queue -> when its key was unbound
         self._reconciled = asyncio.Event()  # set once the topology (the dead-letter queue too) exists
 
     async def run(self) -> None:
@@ -106,8 +110,13 @@ class Dispatcher:
         self._stop.set()
 
     async def _on_connect(self, connection: AbstractRobustConnection) -> None:
-        self._reconciler = Reconciler(connection, self.settings.amqp_prefix)
-        connection.reconnect_callbacks.add(lambda *_: asyncio.ensure_future(self._reconcile_logged()))
+        self._reconciler = reconciler = Reconciler(connection, self.settings.amqp_prefix)
+
+        def reconnected(*_: object) -> None:
+            reconciler.forget()  # a restarted broker may have lost what was declared
+            self._after_reconnect = asyncio.ensure_future(self._reconcile_logged())
+
+        connection.reconnect_callbacks.add(reconnected)
 
     async def _reconcile_logged(self) -> None:
         try:
@@ -145,6 +154,7 @@ class Dispatcher:
                     self.settings.work_queue_max_length,
                     self.settings.delivery_limit,
                     pauses,
+                    self.settings.trigger_queue_max_length,
                 )
                 self._track_draining(layouts)
                 if self._reconciler is None:
@@ -153,6 +163,7 @@ class Dispatcher:
                     await self._reconciler.apply(desired)
                     self._reconciled.set()
                     self._track_resumed(pauses)
+                    await self._track_retiring(desired)
                 except (*CONNECTION_EXCEPTIONS, BrokerUnavailable) as exc:
                     # The broker went away mid-way; the reconnect callback runs us again.
                     log.warning("reconcile interrupted (%s)", type(exc).__name__)
@@ -167,6 +178,28 @@ class Dispatcher:
         # Recorded only once the key is bound back: from then on nothing new reaches the hold queue.
         now = time.monotonic()
         self._resumed = {t: self._resumed.get(t, now) for t, resumed in pauses.items() if resumed}
+
+    async def _track_retiring(self, desired: Topology) -> None:
+        # Only the retiring queues that exist: a trigger deleted long ago has none left.
+        connection = self._broker.connection
+        assert connection is not None
+        now = time.monotonic()
+        existing = [q for q in desired.retiring if q in self._retiring or await queue_state(connection, q)]
+        self._retiring = {q: self._retiring.get(q, now) for q in existing}
+
+    async def _retire(self) -> None:
+        """Empty retiring trigger queues into the work queue; delete each once settled and empty."""
+        connection = self._broker.connection
+        assert connection is not None
+        work = topology.work_queue_name(self.settings.amqp_prefix)
+        async with self._lock:
+            for queue, since in list(self._retiring.items()):
+                await empty_into_work(connection, queue, work)
+                if time.monotonic() - since >= DRAIN_SETTLE_SECONDS and await delete_if_empty(
+                    connection, queue
+                ):
+                    self._retiring.pop(queue, None)
+                    log.info("retired trigger queue deleted", extra={"queue": queue})
 
     async def _release_resumed(self) -> None:
         """Move what resumed triggers' hold queues kept; delete each once settled and empty."""
@@ -191,10 +224,13 @@ class Dispatcher:
             ready = [
                 x for x, seen in self._draining.items() if time.monotonic() - seen >= DRAIN_SETTLE_SECONDS
             ]
-            if not (ready or self._resumed) or self._reconciler is None or not self._broker.ready:
+            if not (ready or self._resumed or self._retiring) or self._reconciler is None:
+                continue
+            if not self._broker.ready:
                 continue
             try:
                 await self._release_resumed()
+                await self._retire()
                 if ready:
                     await self._drain(ready)
             except (*CONNECTION_EXCEPTIONS, BrokerUnavailable) as exc:

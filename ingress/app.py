@@ -10,10 +10,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import HttpMethod, Litestar, Request, Response, route
+from litestar.datastructures import State
 
-from ingress.api import Resources, api_router, health_routes, openapi_config, status_route
+from ingress.api import HEALTH_ROUTES, api_router, execution_status, openapi_config
 from ingress.api.health import readiness
 from ingress.console import console_router, console_templates
+from ingress.dependencies import cipher_of, hooks_of, resource_dependencies, settings_of
 from ingress.hooks import Hooks
 from ingress.idempotency import IdempotencyStore
 from ingress.limits import HttpLimits, use_limits
@@ -42,75 +44,80 @@ HOOK_METHODS: list[HttpMethod] = [
 
 
 def create_app(settings: Settings) -> Litestar:
-    """Wire the registry, the publisher and the routes; resources open in the lifespan."""
-    res = Resources()
-    res.settings = settings
-    res.cipher = cipher_from(settings.secrets_key)  # a malformed key stops the start, not a call
-
-    @asynccontextmanager
-    async def resources(_: Litestar) -> AsyncIterator[None]:
-        # Opened in this order, closed in the reverse order, also when one fails to open.
-        async with contextlib.AsyncExitStack() as opened:
-            res.pool = await opened.enter_async_context(
-                open_pool(settings.database_url, min_size=1, max_size=5)
-            )
-            res.registry = TriggerRegistry(res.pool, allowed_env=settings.allowed_env, cipher=res.cipher)
-            waiter = ReplyWaiter()
-            res.publisher = InvocationPublisher(settings, waiter)
-            await res.registry.reload()
-            opened.push_async_callback(
-                _cancelled, asyncio.create_task(_follow(settings, res), name="registry")
-            )
-            opened.push_async_callback(res.publisher.close)
-            await res.publisher.start()
-            rejections = RejectionLog(res.pool)
-            rejections.start()
-            opened.push_async_callback(rejections.close)
-            samples = Samples(res.pool)
-            samples.start()
-            opened.push_async_callback(samples.close)
-            idempotency = IdempotencyStore(res.pool, settle_within=2 * settings.publish_timeout + 1)
-            res.hooks = Hooks(
-                res.registry,
-                res.publisher,
-                waiter,
-                idempotency,
-                RateLimiter(res.pool),
-                rejections,
-                samples,
-                max_body_bytes=settings.max_body_bytes,
-                max_json_depth=settings.max_json_depth,
-            )
-            opened.push_async_callback(
-                _cancelled, asyncio.create_task(_purge_expired_keys(idempotency), name="idempotency-purge")
-            )
-            heartbeat = Heartbeat(res.pool, "ingress", lambda: readiness(res), lambda: settings.port)
-            heartbeat.start()
-            opened.push_async_callback(heartbeat.stop)
-            yield
-
-    @route(
-        "/hooks/{workspace:str}/{trigger:str}",
-        http_method=HOOK_METHODS,
-        request_max_body_size=None,
-        include_in_schema=False,
+    """The routes and their dependencies; the resources open in the lifespan (`opened`)."""
+    state = State(
+        # A malformed secrets key stops the start, not a call.
+        {"settings": settings, "cipher": cipher_from(settings.secrets_key)}
     )
-    async def hook(request: Request[Any, Any, Any], workspace: str, trigger: str) -> Response[bytes]:
-        return await res.hooks.handle(request, workspace, trigger)
-
-    app = Litestar(
-        route_handlers=[hook, status_route(res), api_router(res), console_router(res), *health_routes(res)],
-        lifespan=[resources],
+    return Litestar(
+        route_handlers=[hook, execution_status, api_router(), console_router(), *HEALTH_ROUTES],
+        dependencies=resource_dependencies(),
+        lifespan=[opened],
+        state=state,
         exception_handlers=make_handlers(settings.retry_after),
         openapi_config=openapi_config(),
         template_config=console_templates(),
         debug=False,
     )
-    return app
 
 
-async def _follow(settings: Settings, res: Resources) -> None:
-    await follow(settings.database_url, res.registry.reload)
+@route(
+    "/hooks/{workspace:str}/{trigger:str}",
+    http_method=HOOK_METHODS,
+    request_max_body_size=None,
+    include_in_schema=False,
+)
+async def hook(request: Request[Any, Any, Any], workspace: str, trigger: str) -> Response[bytes]:
+    # The hot path reads the state itself: no dependency to resolve per call.
+    return await hooks_of(request.app.state).handle(request, workspace, trigger)
+
+
+@asynccontextmanager
+async def opened(app: Litestar) -> AsyncIterator[None]:
+    """Open the pool, the registry, the publisher and the hot path, and put them in `app.state`."""
+    state = app.state
+    settings = settings_of(state)
+    # Opened in this order, closed in the reverse order, also when one fails to open.
+    async with contextlib.AsyncExitStack() as stack:
+        pool = await stack.enter_async_context(open_pool(settings.database_url, min_size=1, max_size=5))
+        registry = TriggerRegistry(pool, allowed_env=settings.allowed_env, cipher=cipher_of(state))
+        waiter = ReplyWaiter()
+        publisher = InvocationPublisher(settings, waiter)
+        await registry.reload()
+        stack.push_async_callback(
+            _cancelled, asyncio.create_task(follow(settings.database_url, registry.reload), name="registry")
+        )
+        stack.push_async_callback(publisher.close)
+        await publisher.start()
+        rejections = RejectionLog(pool)
+        rejections.start()
+        stack.push_async_callback(rejections.close)
+        samples = Samples(pool)
+        samples.start()
+        stack.push_async_callback(samples.close)
+        idempotency = IdempotencyStore(pool, settle_within=2 * settings.publish_timeout + 1)
+        hooks = Hooks(
+            registry,
+            publisher,
+            waiter,
+            idempotency,
+            RateLimiter(pool),
+            rejections,
+            samples,
+            max_body_bytes=settings.max_body_bytes,
+            max_json_depth=settings.max_json_depth,
+        )
+        stack.push_async_callback(
+            _cancelled, asyncio.create_task(_purge_expired_keys(idempotency), name="idempotency-purge")
+        )
+        heartbeat = Heartbeat(
+            pool, "ingress", lambda: readiness(pool, publisher, registry), lambda: settings.port
+        )
+        heartbeat.start()
+        stack.push_async_callback(heartbeat.stop)
+        # What the handlers are given (ingress/dependencies.py).
+        state.update(pool=pool, registry=registry, publisher=publisher, hooks=hooks)
+        yield
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:

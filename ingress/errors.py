@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from shared.errors import HooklineError
 
 
@@ -26,10 +28,13 @@ class Unauthorized(HooklineError):
 
     problem_type = "unauthorized"
 
-    def __init__(self, reason: str, challenge: str | None = None) -> None:
+    def __init__(self, reason: str, challenge: str | None = None, hint: dict[str, Any] | None = None) -> None:
         super().__init__("missing or invalid credentials")
         self.reason = reason
         self.challenge = challenge
+        # For the operator's list of refused calls only (never the caller's answer): what the
+        # sender can fix. Never a secret, the presented key or the expected signature.
+        self.hint = hint
 
 
 class BadRequest(HooklineError, ValueError):

@@ -220,6 +220,7 @@ class Hooks:
                 headers=redacted_headers(request.headers, entry.auth.credential_headers - {"authorization"}),
                 body=body[:MAX_BODY] if body is not None else None,
                 body_size=len(call.body) if call.body is not None else None,
+                hint=exc.hint if isinstance(exc, Unauthorized) else None,
             )
         )
 

@@ -11,14 +11,19 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import msgspec
+import qs_codec
 
-from ingress.errors import BodyTooLarge, InvalidParameter, MalformedBody, UnsupportedMediaType
+from ingress.errors import BadRequest, BodyTooLarge, InvalidParameter, MalformedBody, UnsupportedMediaType
 from shared.spec.model import BodyRules, QueryParam
 from shared.wire.messages import BodyKind
 
 _json_decode = msgspec.json.decode
 _INTEGER = re.compile(r"-?[0-9]+")
 _NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+# A nested query string (qs-codec): what a stranger can make us build stays small.
+_QS_OPTIONS = qs_codec.DecodeOptions(
+    depth=5, strict_depth=True, list_limit=100, parameter_limit=1000, raise_on_limit_exceeded=True
+)
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 # What the msgpack wire format carries (a larger query integer cannot be published; a JSON
@@ -147,28 +152,60 @@ def _multi(pairs: list[tuple[str, str]]) -> dict[str, Any]:
 
 
 def parse_query(query_string: str, declared: Mapping[str, QueryParam], extra: str) -> dict[str, Any]:
-    """Typed declared parameters (defaults filled in), the others passed through or refused."""
-    raw = _multi(parse_qsl(query_string, keep_blank_values=True)) if query_string else {}
+    """Typed declared parameters (defaults filled in), the others passed through or refused.
+
+    When an object or array parameter is declared, the query string is read as `qs` reads
+    it (qs-codec: `a[b]=1` an object, `a[]=1&a[]=2` a list), bounded in depth and size.
+    """
+    if not query_string:
+        raw: dict[str, Any] = {}
+    elif any(param.nested for param in declared.values()):
+        raw = _nested(query_string)
+    else:
+        raw = _multi(parse_qsl(query_string, keep_blank_values=True))
+    return _declared(raw, declared, extra, "")
+
+
+def _nested(query_string: str) -> dict[str, Any]:
+    try:
+        decoded = qs_codec.decode(query_string, _QS_OPTIONS)
+    except (IndexError, ValueError):
+        raise BadRequest(
+            f"the query string nests deeper than {_QS_OPTIONS.depth} brackets"
+            f" or lists more than {_QS_OPTIONS.list_limit} items"
+        ) from None
+    return dict(decoded)
+
+
+def _declared(
+    raw: Mapping[str, Any], declared: Mapping[str, QueryParam], extra: str, where: str
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, value in raw.items():
-        param = declared.get(name)
+    for key, value in raw.items():
+        name = f"{where}[{key}]" if where else key
+        param = declared.get(key)
         if param is None:
             if extra == "reject":
                 raise InvalidParameter(f"query parameter {name!r} is not accepted here", name)
-            out[name] = value
+            out[key] = value
         else:
-            out[name] = _typed(name, value, param)
-    for name, param in declared.items():
-        if name in out:
+            out[key] = _typed(name, value, param, extra)
+    for key, param in declared.items():
+        if key in out:
             continue
+        name = f"{where}[{key}]" if where else key
         if param.required:
             raise InvalidParameter(f"query parameter {name!r} is required", name)
         if param.default is not None:
-            out[name] = param.default
+            out[key] = param.default
     return out
 
 
-def _typed(name: str, value: Any, param: QueryParam) -> Any:
+def _typed(name: str, value: Any, param: QueryParam, extra: str = "pass") -> Any:
+    if param.nested:
+        return _typed_nested(name, value, param, extra)
+    if isinstance(value, dict):
+        raise InvalidParameter(f"query parameter {name!r} must be a single value, not an object", name)
     if isinstance(value, list):
         raise InvalidParameter(f"query parameter {name!r} is given more than once", name)
     text: str = value
@@ -193,3 +230,18 @@ def _typed(name: str, value: Any, param: QueryParam) -> Any:
     if lowered in _FALSE:
         return False
     raise InvalidParameter(f"query parameter {name!r} must be true or false, got {text!r}", name)
+
+
+def _typed_nested(name: str, value: Any, param: QueryParam, extra: str) -> Any:
+    if param.type == "object":
+        if not isinstance(value, dict):
+            raise InvalidParameter(
+                f"query parameter {name!r} must be an object: write {name}[key]=value", name
+            )
+        return _declared(value, param.properties, extra, name)
+    items = value if isinstance(value, list) else [value]
+    if param.items is None:
+        if any(not isinstance(item, str) for item in items):
+            raise InvalidParameter(f"query parameter {name!r} must be a list of values", name)
+        return items
+    return [_typed(f"{name}[{i}]", item, param.items, extra) for i, item in enumerate(items)]

@@ -26,7 +26,7 @@ from shared.expressions import Expr, compile_template
 from shared.signatures.presets import idempotency_headers, scheme_from_spec
 from shared.signatures.verify import secret_bytes
 from shared.spec.model import ApiKeyAuth, Auth, BasicAuth, HmacAuth, OrderingKey, Trigger
-from shared.spec.secrets import MissingSecret, Sources, sources_for
+from shared.spec.secrets import AuthorKind, MissingSecret, Sources, sources_for
 from shared.wire import topology
 from shared.wire.ordering import compile_key
 
@@ -52,6 +52,7 @@ class TriggerEntry:
     ordering_key: Expr | None = None  # a keyed ordered trigger's key, evaluated per call
     paused: bool = False  # async calls are held on the broker; request-response ones refused
     idempotency_headers: tuple[str, ...] = ()  # where the idempotency key is read, first found
+    author: AuthorKind = "workspace"  # who wrote this version: what its references may resolve
 
     @classmethod
     def from_row(cls, row: RegistryRow, sources: Sources) -> TriggerEntry:
@@ -75,6 +76,7 @@ class TriggerEntry:
             ordering_key=compile_key(spec.ordered.key) if isinstance(spec.ordered, OrderingKey) else None,
             paused=row.paused,
             idempotency_headers=idempotency_headers(spec),
+            author=row.author,
         )
 
 
@@ -119,6 +121,14 @@ class TriggerRegistry:
 
     def get(self, workspace: str, name: str) -> TriggerEntry | None:
         return self._entries.get((workspace, name))
+
+    async def sources(self, entry: TriggerEntry) -> Sources:
+        """What a trigger's references resolve from now (read from the database: not for the hot path)."""
+        async with self._pool.acquire() as connection:
+            secrets = await load_secrets(connection, self._cipher, entry.workspace)
+        return sources_for(
+            entry.workspace, entry.author, self._allowed_env, secrets.get(entry.workspace, {}), self._environ
+        )
 
     async def reload(self) -> None:
         """Read every live trigger and swap the table in one assignment."""

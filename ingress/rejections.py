@@ -2,7 +2,8 @@
 
 Refusals are written in the background in batches, at most `per_second` per process (a
 flood of bad calls must not become a flood of inserts); only the newest `keep` per trigger
-are kept. Credentials are never recorded; bodies only when the trigger asks for them.
+are kept. Credentials are never recorded (nor the key presented or the signature expected: a row's
+`hint` says only what the sender can fix); bodies only when the trigger asks for them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -42,6 +44,7 @@ class Rejection:
     headers: dict[str, str]
     body: bytes | None
     body_size: int | None
+    hint: dict[str, Any] | None = None  # what the sender can fix (ingress/auth/), never a secret
 
 
 def redacted_headers(headers: Mapping[str, str], secret_names: frozenset[str]) -> dict[str, str]:
@@ -106,6 +109,7 @@ class RejectionLog(BackgroundWriter):
                 r.headers,
                 r.body,
                 r.body_size,
+                r.hint,
             )
             for r in batch
         ]
@@ -113,8 +117,8 @@ class RejectionLog(BackgroundWriter):
             async with self._pool.acquire() as connection, connection.transaction():
                 await connection.executemany(
                     "insert into rejected_calls (workspace, trigger, at, status, problem_type, reason, method,"
-                    " content_type, headers, body, body_size)"
-                    " values ($1, $2, to_timestamp($3), $4, $5, $6, $7, $8, $9, $10, $11)",
+                    " content_type, headers, body, body_size, hint)"
+                    " values ($1, $2, to_timestamp($3), $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                     rows,
                 )
                 for workspace, trigger in {(r.workspace, r.trigger) for r in batch}:

@@ -45,6 +45,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     publish_timeout: float = 5.0
     retry_after: int = 5
     work_queue_max_length: int = 1_000_000
+    # An unordered trigger's own queue, unless the trigger sets `max_queued` (docs/triggers.md).
+    trigger_queue_max_length: int = 10_000
+    # A flow-control slot (`concurrency`) is leased for this long and renewed while its run
+    # lasts: a killed worker's slots free themselves after it.
+    flow_lease_seconds: float = 30.0
     delivery_limit: int = 10
     # The worker's watchdog settles a delivery still unsettled this long after its run's
     # workflow_timeout, and never lets a run hold one longer than `watchdog_limit` (keep it

@@ -24,6 +24,7 @@ async def _names(database_url: str, prefix: str) -> tuple[list[str], list[str]]:
     try:
         layouts = await load_layouts(connection)
         paused = await connection.fetch("select workspace, trigger from trigger_pauses")
+        triggers = await connection.fetch("select workspace, name from triggers")
     finally:
         await connection.close()
     queues = [
@@ -31,6 +32,7 @@ async def _names(database_url: str, prefix: str) -> tuple[list[str], list[str]]:
         topology.dead_letter_queue_name(prefix),
         *(topology.retry_queue_name(prefix, tier) for tier in topology.RETRY_TIERS),
         *(topology.hold_queue_name(prefix, r["workspace"], r["trigger"]) for r in paused),
+        *(topology.trigger_queue_name(prefix, r["workspace"], r["name"]) for r in triggers),
     ]
     exchanges = [topology.invocations_exchange(prefix), topology.dead_letter_exchange(prefix)]
     for layout in layouts:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -54,6 +54,20 @@ async def finished_execution(connection: Connection, execution_id: str, timeout:
         return execution if execution.status in ("succeeded", "failed", "dead") else None
 
     return await eventually(probe, timeout)
+
+
+async def marker_run(connection: Connection, client: httpx.AsyncClient, url: str, **request: Any) -> str:
+    """Send a call that must run, after calls that must not have, and wait for its record.
+
+    How "ran nothing" is proven without a timed guess: unordered calls share one work queue,
+    so a refused call the ingress wrongly published sits ahead of this marker and is
+    delivered before it; once the marker's run is recorded, count. Returns its execution id.
+    """
+    answer = await client.post(url, **request)
+    assert answer.status_code < 300, answer.text
+    execution_id = answer.headers.get("x-execution-id") or answer.json()["execution_id"]
+    await finished_execution(connection, execution_id)
+    return str(execution_id)
 
 
 async def filed_as_dead_letters(connection: Connection, *ids: str, timeout: float = 10) -> None:

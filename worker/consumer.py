@@ -22,10 +22,9 @@ from collections.abc import Container
 from dataclasses import dataclass
 
 import msgspec
-from aio_pika.abc import AbstractExchange
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, AMQPError
 
-from shared.broker.publishers import publish_confirmed
+from shared.broker.publishers import ConfirmedPublisher
 from shared.db.executions import Status
 from shared.errors import BrokerUnavailable, HooklineError, NotFound, RecordRefused
 from shared.logs import run_context
@@ -36,15 +35,7 @@ from worker.deliveries import Delivery
 from worker.engine import Outcome, Workflow
 from worker.execution import Finished, Reporter, reply_for
 from worker.holds import Abandoned, LaneHolds, pause
-from worker.retries import (
-    attempt_of,
-    backoff_delay,
-    parked,
-    redeliveries_of,
-    replayed,
-    retry_copy,
-    runs_before,
-)
+from worker.retries import backoff_delay, retry_properties
 from worker.steps.base import Answer
 from worker.watchdog import Watchdog
 from worker.workflows import WorkflowCache
@@ -140,11 +131,10 @@ def undecodable_stub(message: Delivery) -> Invocation | None:
 class Delay:
     """Where a shared run waits before its next attempt."""
 
-    exchange: AbstractExchange  # the default exchange of a confirm channel
+    publisher: ConfirmedPublisher  # to the default exchange, which routes by queue name
     queue: str
     next_attempt: int
     runs: int
-    deadline: float
 
 
 async def settle(message: Delivery, verdict: Verdict, lane: Lane, delay: Delay | None = None) -> Action:
@@ -156,11 +146,8 @@ async def settle(message: Delivery, verdict: Verdict, lane: Lane, delay: Delay |
         elif action is Action.DELAY_THEN_ACK:
             assert delay is not None
             try:
-                await publish_confirmed(
-                    delay.exchange,
-                    retry_copy(message, delay.next_attempt, delay.runs),
-                    delay.queue,
-                    delay.deadline,
+                await delay.publisher.publish(
+                    message.body, retry_properties(message, delay.next_attempt, delay.runs), delay.queue
                 )
             except BrokerUnavailable as exc:
                 # No delay queue to be had: retry at once rather than hold the message.
@@ -186,12 +173,11 @@ class Runner:
         workflows: WorkflowCache,
         reporter: Reporter,
         holds: LaneHolds,
-        delays: AbstractExchange,
-        invocations: AbstractExchange,
+        delays: ConfirmedPublisher,
+        invocations: ConfirmedPublisher,
         *,
         prefix: str,
         delivery_limit: int,
-        publish_timeout: float,
         stopping: asyncio.Event,
         paused: Container[tuple[str, str]] = frozenset(),
         watchdog: Watchdog | None = None,
@@ -203,7 +189,6 @@ class Runner:
         self._invocations = invocations
         self._prefix = prefix
         self._delivery_limit = delivery_limit
-        self._publish_timeout = publish_timeout
         self._stopping = stopping
         self._paused = paused  # (workspace, trigger) paused now, kept current by the worker
         self._watchdog = watchdog
@@ -246,9 +231,9 @@ class Runner:
                 lane is Lane.SHARED
                 and not message.reply_to  # its caller is waiting: accepted, so answered
                 and (invocation.workspace, invocation.trigger) in self._paused
-                and not parked(message)
+                and not message.state.parked
                 # A redelivery may have been run and recorded already: settle it as usual.
-                and not redeliveries_of(message)
+                and not message.state.redeliveries
                 and await self._park(message, invocation)
             ):
                 return False
@@ -265,10 +250,11 @@ class Runner:
         return False
 
     async def _handle(self, message: Delivery, invocation: Invocation, lane: Lane, queue: str) -> None:
-        redeliveries = redeliveries_of(message)
-        attempt = attempt_of(message)
-        runs = runs_before(message) + 1 + redeliveries  # this run's number, for the record
-        if redeliveries or replayed(message):
+        state = message.state
+        redeliveries = state.redeliveries
+        attempt = state.attempt
+        runs = state.runs_before + 1 + redeliveries  # this run's number, for the record
+        if redeliveries or state.replayed:
             # Runs retried in place before a crash, or before the message died, are recorded
             # but not counted in its headers: count on from the record.
             recorded_runs, recorded_status = await self._reporter.recorded(invocation)
@@ -276,10 +262,10 @@ class Runner:
             if lane is Lane.ORDERED and redeliveries and recorded_status == "retrying":
                 # Retried in place, then handed back (a crash, a SIGTERM in the backoff): the
                 # attempts made so far are in the record, not in the message. Go on counting.
-                attempt = max(attempt, recorded_runs - runs_before(message) + 1)
+                attempt = max(attempt, recorded_runs - state.runs_before + 1)
             if (
                 redeliveries
-                and not replayed(message)
+                and not state.replayed
                 and await self._settled_before(message, lane, queue, invocation, recorded_status)
             ):
                 return
@@ -332,11 +318,10 @@ class Runner:
         decides, not this worker's view of the pause, so nothing lands in a hold queue that
         is being deleted. False when it could not be published: it runs now."""
         key = topology.routing_key(invocation.workspace, invocation.trigger)
-        copy = retry_copy(
-            message, attempt_of(message), runs_before(message) + redeliveries_of(message), parked=True
-        )
+        state = message.state
+        copy = retry_properties(message, state.attempt, state.runs_before + state.redeliveries, parked=True)
         try:
-            await publish_confirmed(self._invocations, copy, key, self._publish_timeout)
+            await self._invocations.publish(message.body, copy, key)
         except BrokerUnavailable:
             return False
         log.info("paused: call sent on to the hold queue")
@@ -392,7 +377,7 @@ class Runner:
     def _delay(self, retry: Retry, attempt: int, runs: int) -> Delay:
         tier = topology.retry_tier(backoff_delay(retry, attempt))
         queue = topology.retry_queue_name(self._prefix, tier)
-        return Delay(self._delays, queue, attempt + 1, runs, self._publish_timeout)
+        return Delay(self._delays, queue, attempt + 1, runs)
 
     async def _finish(
         self,

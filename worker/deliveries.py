@@ -17,13 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiormq
+import msgspec
 from aio_pika.abc import AbstractRobustChannel
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from aiormq.abc import DeliveredMessage
+
+from shared.wire import topology
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +111,55 @@ def _log_failure(task: asyncio.Future[None]) -> None:
         log.warning("acks not sent (%s); the broker redelivers those messages", type(exc).__name__)
 
 
-class Delivery:
-    """One delivered message: its body, the properties hookline reads, and its settlement."""
+class DeliveryState(msgspec.Struct, frozen=True, gc=False):
+    """What a delivery's headers say of its history, read once as it arrives (`delivery_state`).
 
-    __slots__ = ("_acks", "_properties", "_settled", "body", "delivery_tag", "routing_key")
+    Two counters, kept apart on purpose (worker/retries.py): `attempt` counts runs that
+    failed and were retried (`x-hookline-attempt`, 1 on a first run); `redeliveries` counts
+    deliveries no worker settled (the quorum queue's `x-delivery-count`).
+    """
+
+    attempt: int = 1
+    runs_before: int = 0  # runs recorded before this copy was published (x-hookline-runs)
+    redeliveries: int = 0
+    replayed: bool = False  # an operator put it back (a dead letter, a resume)
+    parked: bool = False  # a worker sent it on towards a paused trigger's hold queue already
+
+
+FIRST_DELIVERY = DeliveryState()  # no headers: a call as the ingress published it
+
+
+def delivery_state(headers: Mapping[str, Any] | None) -> DeliveryState:
+    """The state `headers` describe (a header of the wrong type counts as absent)."""
+    if not headers:
+        return FIRST_DELIVERY
+    get = headers.get
+    attempt, runs, redeliveries = get(_ATTEMPT, 1), get(_RUNS, 0), get(_DELIVERY_COUNT, 0)
+    replayed, parked = bool(get(_REPLAYED)), bool(get(_PARKED))
+    if attempt == 1 and runs == 0 and redeliveries == 0 and not (replayed or parked):
+        # Most deliveries: a first run (the quorum queue's count at 0 is often its only header).
+        return FIRST_DELIVERY
+    return DeliveryState(_count(attempt, 1), _count(runs, 0), _count(redeliveries, 0), replayed, parked)
+
+
+_ATTEMPT, _RUNS, _DELIVERY_COUNT = topology.ATTEMPT_HEADER, topology.RUNS_HEADER, "x-delivery-count"
+_REPLAYED, _PARKED = topology.REPLAYED_HEADER, topology.PARKED_HEADER
+
+
+def _count(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+class Delivery:
+    """One delivered message: its body, the properties hookline reads, its state (read once
+    from its headers), and its settlement."""
+
+    __slots__ = ("_acks", "_properties", "_settled", "body", "delivery_tag", "routing_key", "state")
 
     def __init__(self, message: DeliveredMessage, acks: Acks) -> None:
         self.body: bytes = message.body
         self._properties = message.header.properties
+        self.state = delivery_state(self._properties.headers)
         self._acks = acks
         self.delivery_tag: int | None = message.delivery_tag
         self.routing_key: str | None = message.routing_key
@@ -125,6 +169,7 @@ class Delivery:
 
     @property
     def headers(self) -> dict[str, Any] | None:
+        """As delivered, for a copy published again (`state` is what the worker reads of them)."""
         return self._properties.headers
 
     @property

@@ -80,6 +80,16 @@ class LaneSet:
         self._lock = asyncio.Lock()
         self.stopping = False
 
+    @property
+    def queues(self) -> list[str]:
+        """The lanes wanted now (consumed, or to be once declared)."""
+        return list(self._lanes)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a run of any lane is in flight."""
+        return any(lane.busy for lane in self._lanes.values())
+
     async def sync(self, layouts: list[LaneLayout]) -> None:
         """Follow the layouts: consume new lanes, let go of the ones no longer wanted."""
         wanted = wanted_lanes(layouts, self._prefix)

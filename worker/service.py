@@ -1,8 +1,11 @@
-"""The worker: consumes the shared queue and every ordered lane, runs, records, replies.
+"""The worker: consumes the shared queue, every trigger queue and every ordered lane, runs,
+records, replies.
 
 `run()` returns after `stop()`; stopping goes in a fixed order (see `_shutdown`). Ordered
 lanes follow the lane layouts the dispatcher writes (LISTEN `hookline_lanes`), see
-worker/lanes.py.
+worker/lanes.py; trigger queues and flow limits follow the registry (LISTEN
+`hookline_registry`), see worker/triggerqueues.py and worker/flow.py. Unordered runs share
+the worker's `concurrency` slots fairly across queues (worker/fairness.py).
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from shared.broker.link import BrokerLink
-from shared.broker.publishers import ReplyPublisher, open_confirm_channel
+from shared.broker.publishers import ConfirmedPublisher, ReplyPublisher, open_confirm_channel
+from shared.db.flow import unordered_triggers
 from shared.db.lanes import LANES_CHANNEL, load_layouts
-from shared.db.notify import follow
+from shared.db.notify import REGISTRY_CHANNEL, follow
 from shared.db.pauses import paused_triggers
 from shared.db.pool import DB_ERRORS, open_pool
 from shared.db.retry import retry_db
@@ -34,16 +38,27 @@ from worker.checkpoints import CheckpointStore
 from worker.consumer import Lane, Runner
 from worker.deliveries import Delivery, RawConsumer
 from worker.execution import Reporter
-from worker.holds import LaneHolds
+from worker.fairness import FairSlots
+from worker.flow import Flow, FlowGate, flow_from_spec
+from worker.holds import Abandoned, LaneHolds
+from worker.idle import until_idle
 from worker.lanes import LaneSet
 from worker.recorder import Recorder
 from worker.resources import Connections
+from worker.triggerqueues import TriggerQueues
 from worker.watchdog import Watchdog
 from worker.workflows import WorkflowCache
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
+
+
+def queue_share(concurrency: int) -> int:
+    """The run slots one unordered queue may hold (its prefetch): three quarters of the
+    worker's, at least one, so a flooded trigger always leaves slots free for the others and
+    a call of a quiet trigger starts at once instead of waiting for a flooded one's run to end."""
+    return max(1, concurrency - concurrency // 4)
 
 
 class Worker:
@@ -58,9 +73,13 @@ class Worker:
         self._shared: RawConsumer | None = None
         self._channels: list[AbstractChannel] = []
         self._lanes: LaneSet | None = None
+        self._queues: TriggerQueues | None = None
+        self._queue_triggers: dict[str, tuple[str, str]] = {}  # trigger queue -> (workspace, trigger)
+        self._fair = FairSlots(concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
         self._paused: set[tuple[str, str]] = set()  # shared with the runner, updated in place
         self._watchdog = Watchdog(settings.watchdog_margin, settings.watchdog_limit, self._database_away)
+        self._started = asyncio.Event()  # run() consumes (what `run_until_idle` waits for first)
 
     async def run(self) -> None:
         """Consume until `stop()`.
@@ -79,6 +98,7 @@ class Worker:
             )
             self._connections.start(self.settings.database_url)
             resources.push_async_callback(self._connections.close)
+            self._gate = FlowGate(self._pool, self.settings.flow_lease_seconds, self._stop)
             self._recorder = Recorder(self._pool)
             self._recorder.start()
             resources.push_async_callback(self._recorder.close)
@@ -104,10 +124,17 @@ class Worker:
                 return
             if not await self._unless_stopped(retry_db(self._sync_lanes)):
                 return
+            if not await self._unless_stopped(retry_db(self._sync_triggers)):
+                return
             follower = asyncio.create_task(self._follow_lanes(), name="lanes")
             resources.push_async_callback(_cancelled, follower)
+            triggers = asyncio.create_task(self._follow_triggers(), name="trigger-queues")
+            resources.push_async_callback(_cancelled, triggers)
+            renewals = asyncio.create_task(self._gate.renew_forever(), name="flow-leases")
+            resources.push_async_callback(_cancelled, renewals)
             watchdog = asyncio.create_task(self._watchdog.run(), name="watchdog")
             resources.push_async_callback(_cancelled, watchdog)
+            self._started.set()
             await self._stop.wait()
 
     async def _unless_stopped(self, work: Coroutine[Any, Any, object]) -> bool:
@@ -150,6 +177,40 @@ class Worker:
         """Ask `run()` to finish (safe from a signal handler)."""
         self._stop.set()
 
+    async def run_until_idle(self) -> None:
+        """Run until nothing is left to do, then stop as `stop()` does (arq's burst mode).
+
+        Nothing left: the queues this worker reads hold no ready message and no run is in
+        flight (worker/idle.py). A retry waiting in a delay tier counts as queued, since it
+        comes back to the work queue; a hold queue does not (it waits for a resume). A lane
+        stopped for its operator (`on_exhausted: stop`) is a run in flight until answered.
+        For tests: `Runner`, the lanes and the recorder in-process, on the real broker and
+        database, once the dispatcher declared the queues. A failed start-up raises.
+        """
+        running = asyncio.create_task(self.run(), name="worker")
+        try:
+            await until_idle(
+                running, self._started, lambda: self._broker.connection, self._read_queues, self._busy
+            )
+        finally:
+            self.stop()
+            await running
+
+    def _read_queues(self) -> list[str]:
+        """The queues this worker consumes (the work queue, its trigger queues, its lanes) and the
+        retry tiers that flow into the work queue."""
+        prefix = self.settings.amqp_prefix
+        return [
+            topology.work_queue_name(prefix),
+            *(self._queues.consumed if self._queues is not None else ()),
+            *(topology.retry_queue_name(prefix, tier) for tier in topology.RETRY_TIERS),
+            *(self._lanes.queues if self._lanes is not None else ()),
+        ]
+
+    def _busy(self) -> bool:
+        """Whether a run is in flight (shared or ordered)."""
+        return bool(self._inflight) or (self._lanes is not None and self._lanes.busy)
+
     async def _on_connect(self, connection: AbstractRobustConnection) -> None:
         replies = await connection.channel(publisher_confirms=False)
         delays = await open_confirm_channel(connection)
@@ -167,18 +228,24 @@ class Worker:
                 self.settings.step_output_limit,
             ),
             LaneHolds(self._pool, self._stop),
-            delays.default_exchange,
-            await delays.get_exchange(topology.invocations_exchange(self.settings.amqp_prefix), ensure=False),
+            # Retries to a delay queue (by name, through the default exchange) and parked calls
+            # (through the invocations exchange) share one confirm channel.
+            ConfirmedPublisher(delays, "", self.settings.publish_timeout),
+            ConfirmedPublisher(
+                delays,
+                topology.invocations_exchange(self.settings.amqp_prefix),
+                self.settings.publish_timeout,
+            ),
             prefix=self.settings.amqp_prefix,
             delivery_limit=self.settings.delivery_limit,
-            publish_timeout=self.settings.publish_timeout,
             stopping=self._stop,
             paused=self._paused,
             watchdog=self._watchdog,
         )
         self._lanes = LaneSet(connection, self.settings.amqp_prefix, self._run_ordered)
+        self._queues = TriggerQueues(connection, self._run_trigger_queue)
         channel = await connection.channel()
-        await channel.set_qos(prefetch_count=self.concurrency)
+        await channel.set_qos(prefetch_count=queue_share(self.concurrency))
         self._channels = [channel, replies, delays]
         name = topology.work_queue_name(self.settings.amqp_prefix)
         await self._wait_for_queue(channel, name)
@@ -199,15 +266,28 @@ class Worker:
                     await channel.reopen()
 
     async def _run_shared(self, message: Delivery) -> None:
+        await self._run_unordered(message, topology.work_queue_name(self.settings.amqp_prefix))
+
+    async def _run_trigger_queue(self, message: Delivery, queue: str) -> None:
+        await self._run_unordered(message, queue, self._queue_triggers.get(queue))
+
+    async def _run_unordered(
+        self, message: Delivery, queue: str, trigger: tuple[str, str] | None = None
+    ) -> None:
+        """Admitted by the trigger's flow limits, then in the queue's turn for a run slot."""
         if self._stop.is_set():
             return  # not started: it goes back to the queue when the channel closes
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
         try:
-            await self._runner.handle(
-                message, Lane.SHARED, topology.work_queue_name(self.settings.amqp_prefix)
-            )
+            found, key = self._gate.flow_of(message, trigger)
+            async with self._gate.admitted(found, key), self._fair.slot(queue):
+                if self._stop.is_set():
+                    return
+                await self._runner.handle(message, Lane.SHARED, queue)
+        except Abandoned:
+            pass  # stopping while it waited: handed back unsettled when the channel closes
         finally:
             self._inflight.discard(task)
 
@@ -222,8 +302,36 @@ class Worker:
                 await asyncio.sleep(TICK_SECONDS)
                 if self._lanes is not None:
                     await self._lanes.tick()
+                if self._queues is not None:
+                    await self._queues.tick()
         finally:
             follower.cancel()
+
+    async def _follow_triggers(self) -> None:
+        await self._broker.wait_ready()
+        await follow(self.settings.database_url, self._sync_triggers, REGISTRY_CHANNEL)
+
+    async def _sync_triggers(self) -> None:
+        """Consume the queue of every live unordered trigger; take on their flow limits."""
+        async with self._pool.acquire() as connection:
+            rows = await unordered_triggers(connection)
+        prefix = self.settings.amqp_prefix
+        flows: dict[tuple[str, str], Flow] = {}
+        queues: dict[str, tuple[str, str]] = {}
+        prefetch: dict[str, int] = {}
+        for workspace, name, concurrency, throttle in rows:
+            queue = topology.trigger_queue_name(prefix, workspace, name)
+            queues[queue] = (workspace, name)
+            found = flow_from_spec(workspace, name, concurrency, throttle)
+            if found is not None:
+                flows[(workspace, name)] = found
+            prefetch[queue] = (
+                found.prefetch(queue_share(self.concurrency)) if found else queue_share(self.concurrency)
+            )
+        self._gate.update(flows)
+        self._queue_triggers = queues
+        if self._queues is not None:
+            await self._queues.sync(prefetch)
 
     async def _sync_lanes(self) -> None:
         async with self._pool.acquire() as connection:
@@ -252,6 +360,8 @@ class Worker:
         #    another worker start the lane's next message while this one still runs.
         if self._shared is not None:
             await self._shared.cancel()
+        if self._queues is not None:
+            await self._queues.cancel()
         # 2. Let in-flight runs finish (record, reply, ack) within the grace period, then
         #    close the lanes' channels.
         await asyncio.gather(
@@ -264,6 +374,8 @@ class Worker:
         if self._shared is not None:
             with contextlib.suppress(*CONNECTION_EXCEPTIONS):
                 await self._shared.flush()
+        if self._queues is not None:
+            await self._queues.close()
         for channel in self._channels:
             if not channel.is_closed:
                 with contextlib.suppress(*CONNECTION_EXCEPTIONS):

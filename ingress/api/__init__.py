@@ -1,4 +1,9 @@
-"""The management API under `/api` (one module per resource), described at `/api/schema`."""
+"""The management API under `/api` (one controller per resource), described at `/api/schema`.
+
+`token_guard` resolves the bearer token before anything else (the body included); each
+controller then holds its routes to what the token sees (`visible_workspace`, `admin_only`)
+and names the resources it needs as dependencies (ingress/dependencies.py).
+"""
 
 from __future__ import annotations
 
@@ -11,26 +16,49 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from ingress.api import deadletters, egress, executions, keys, queues, secrets, tokens, triggers, workspaces
-from ingress.api.access import scope_provider
-from ingress.api.health import health_routes
-from ingress.api.resources import MAX_BODY_BYTES, Resources
-from ingress.api.status import status_route
+from ingress.api.access import MAX_BODY_BYTES, provide_access, token_guard
+from ingress.api.deadletters import DeadLetterController
+from ingress.api.egress import EgressController
+from ingress.api.executions import ExecutionController
+from ingress.api.health import HEALTH_ROUTES
+from ingress.api.keys import KeyController
+from ingress.api.queues import QueueController
+from ingress.api.rejected import RejectedController
+from ingress.api.sample_paths import SamplePathsController
+from ingress.api.secrets import SecretController
+from ingress.api.status import execution_status
+from ingress.api.tokens import TokenController
+from ingress.api.trials import TrialController
+from ingress.api.triggers import TriggerController
+from ingress.api.workspaces import WorkspaceController
 from ingress.problems import problem_response
 
-__all__ = ["Resources", "api_router", "health_routes", "openapi_config", "status_route"]
+__all__ = ["HEALTH_ROUTES", "api_router", "execution_status", "openapi_config"]
 
-MODULES = (workspaces, triggers, egress, keys, secrets, executions, deadletters, queues, tokens)
+CONTROLLERS = (
+    WorkspaceController,
+    TriggerController,
+    EgressController,
+    KeyController,
+    SecretController,
+    ExecutionController,
+    DeadLetterController,
+    QueueController,
+    TokenController,
+    RejectedController,
+    SamplePathsController,
+    TrialController,
+)
 
 
-def api_router(res: Resources) -> Router:
-    """Every `/api` handler, each needing a management token (the `access` dependency)."""
+def api_router() -> Router:
+    """Every `/api` handler, each needing a management token (`token_guard`, then `access`)."""
     return Router(
         path="/api",
-        # Read (and parsed) before the token is checked: keep what a stranger can make us read small.
         request_max_body_size=MAX_BODY_BYTES,
-        route_handlers=[handler for module in MODULES for handler in module.routes(res)],
-        dependencies={"access": Provide(scope_provider(res))},
+        route_handlers=list(CONTROLLERS),
+        guards=[token_guard],
+        dependencies={"access": Provide(provide_access, sync_to_thread=False)},
         exception_handlers={asyncpg.DataError: _bad_data},
         security=[{"bearer": []}],
     )

@@ -7,19 +7,22 @@ a page at a time, and only the token's workspace's (shared/ops/deadletters.py).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
+import asyncpg
 import msgspec
-from litestar import Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.params import Parameter
 
-from ingress.api.access import Scope, database
-from ingress.api.resources import Resources
+from ingress.api.access import AccessDep, Scope, database
+from ingress.dependencies import PoolDep, PublisherDep, SettingsDep
+from ingress.publishing import InvocationPublisher
 from shared.db.deadletters import LetterFilter
 from shared.db.runlog import BadFilter
 from shared.errors import HooklineError, NotFound
 from shared.ops import deadletters
 from shared.ops.deadletters import DeadLetterView
+from shared.settings import Settings
 
 Limit = Annotated[int, Parameter(ge=1, le=1000, description="dead letters per page")]
 NEXT_CURSOR_HEADER = "X-Next-Cursor"  # the `cursor` of the next page; absent on the last
@@ -53,7 +56,7 @@ class ReplayResult(msgspec.Struct, kw_only=True):
 
 
 async def dead_letters(
-    res: Resources,
+    pool: asyncpg.Pool,
     access: Scope,
     workspace: str | None,
     trigger: str | None,
@@ -64,16 +67,20 @@ async def dead_letters(
 ) -> deadletters.DeadLetterPage:
     """A page of the dead letters this token may see, newest first."""
     where = LetterFilter(access.narrow(workspace), trigger, since, until, None, cursor)
-    async with database(res) as connection:
+    async with database(pool) as connection:
         return await deadletters.page(connection, where, limit)
 
 
-async def replay_letters(res: Resources, access: Scope, ids: list[str]) -> ReplayResult:
+async def replay_letters(
+    pool: asyncpg.Pool, publisher: InvocationPublisher, settings: Settings, access: Scope, ids: list[str]
+) -> ReplayResult:
     """Replay these dead letters (confirmed publish, then delete); the rest stay."""
-    return await replay_matching(res, access, ReplayRequest(ids=ids))
+    return await replay_matching(pool, publisher, settings, access, ReplayRequest(ids=ids))
 
 
-async def replay_matching(res: Resources, access: Scope, data: ReplayRequest) -> ReplayResult:
+async def replay_matching(
+    pool: asyncpg.Pool, publisher: InvocationPublisher, settings: Settings, access: Scope, data: ReplayRequest
+) -> ReplayResult:
     """Replay the letters asked for, within the token's workspace. One that cannot be put
     back is reported in `failed` and does not stop the others; when a single id was asked
     for, its error is the answer (409, 503)."""
@@ -85,13 +92,13 @@ async def replay_matching(res: Resources, access: Scope, data: ReplayRequest) ->
     def stop(_: HooklineError) -> bool:
         return single
 
-    async with database(res) as connection:
+    async with database(pool) as connection:
         outcome = await deadletters.replay(
             connection,
-            res.publisher.connection,
-            res.settings.amqp_prefix,
+            publisher.connection,
+            settings.amqp_prefix,
             where,
-            res.settings.publish_timeout,
+            settings.publish_timeout,
             stop,
         )
     missing = sorted(set(data.ids or ()) - outcome.found)
@@ -102,15 +109,18 @@ async def replay_matching(res: Resources, access: Scope, data: ReplayRequest) ->
     )
 
 
-def routes(res: Resources) -> list[Any]:
+class DeadLetterController(Controller):
     """The dead-letter handlers."""
 
+    path = "/dead-letters"
+
     @get(
-        "/dead-letters",
-        summary=f"Dead letters, newest first, with their executions' errors; `{NEXT_CURSOR_HEADER}` pages on",
+        summary=f"Dead letters, newest first, with their executions' errors; `{NEXT_CURSOR_HEADER}` pages on"
     )
     async def list_all(
-        access: Scope,
+        self,
+        pool: PoolDep,
+        access: AccessDep,
         workspace: str | None = None,
         trigger: str | None = None,
         since: datetime | None = None,
@@ -118,19 +128,31 @@ def routes(res: Resources) -> list[Any]:
         cursor: str | None = None,
         limit: Limit = 100,
     ) -> Response[list[DeadLetterView]]:
-        found = await dead_letters(res, access, workspace, trigger, since, until, cursor, limit)
+        found = await dead_letters(pool, access, workspace, trigger, since, until, cursor, limit)
         headers = {NEXT_CURSOR_HEADER: found.next_cursor} if found.next_cursor else {}
         return Response(found.items, headers=headers)
 
-    @post("/dead-letters/replay", summary="Replay dead letters by execution id or by filter", status_code=200)
-    async def replay_many(access: Scope, data: ReplayRequest) -> ReplayResult:
-        return await replay_matching(res, access, data)
+    @post("/replay", summary="Replay dead letters by execution id or by filter", status_code=200)
+    async def replay_many(
+        self,
+        pool: PoolDep,
+        publisher: PublisherDep,
+        settings: SettingsDep,
+        access: AccessDep,
+        data: ReplayRequest,
+    ) -> ReplayResult:
+        return await replay_matching(pool, publisher, settings, access, data)
 
-    @post("/dead-letters/{execution_id:str}/replay", summary="Replay one dead letter", status_code=200)
-    async def replay_one(access: Scope, execution_id: str) -> ReplayResult:
-        result = await replay_letters(res, access, [execution_id])
+    @post("/{execution_id:str}/replay", summary="Replay one dead letter", status_code=200)
+    async def replay_one(
+        self,
+        pool: PoolDep,
+        publisher: PublisherDep,
+        settings: SettingsDep,
+        access: AccessDep,
+        execution_id: str,
+    ) -> ReplayResult:
+        result = await replay_letters(pool, publisher, settings, access, [execution_id])
         if not result.replayed:
             raise NotFound(f"no dead letter {execution_id}")
         return result
-
-    return [list_all, replay_many, replay_one]

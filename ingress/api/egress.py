@@ -6,13 +6,13 @@ workspace token may read its own.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import get, put
+from litestar import Controller, get, put
 
-from ingress.api.access import Scope, database
-from ingress.api.resources import Resources
+from ingress.api.access import admin_only, database, visible_workspace
+from ingress.dependencies import PoolDep
 from shared.db.egress import set_workspace_allow, workspace_allow
 
 
@@ -22,20 +22,20 @@ class EgressAllow(msgspec.Struct, forbid_unknown_fields=True):
     allow: Annotated[list[Annotated[str, msgspec.Meta(max_length=100)]], msgspec.Meta(max_length=100)]
 
 
-def routes(res: Resources) -> list[Any]:
+class EgressController(Controller):
     """The egress allow-list handlers."""
+
     path = "/workspaces/{workspace:str}/egress"
 
-    @get(path, summary="The networks this workspace's http steps may reach beyond the public internet")
-    async def show(access: Scope, workspace: str) -> EgressAllow:
-        access.check(workspace)
-        async with database(res) as connection:
+    @get(
+        summary="The networks this workspace's http steps may reach beyond the public internet",
+        guards=[visible_workspace],
+    )
+    async def show(self, pool: PoolDep, workspace: str) -> EgressAllow:
+        async with database(pool) as connection:
             return EgressAllow([str(entry) for entry in await workspace_allow(connection, workspace)])
 
-    @put(path, summary="Set the workspace's egress allow-list (admin)")
-    async def replace(access: Scope, workspace: str, data: EgressAllow) -> EgressAllow:
-        access.require_admin()
-        async with database(res) as connection:
+    @put(summary="Set the workspace's egress allow-list (admin)", guards=[admin_only])
+    async def replace(self, pool: PoolDep, workspace: str, data: EgressAllow) -> EgressAllow:
+        async with database(pool) as connection:
             return EgressAllow(await set_workspace_allow(connection, workspace, data.allow))
-
-    return [show, replace]

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
+import asyncpg
 import msgspec
-from litestar import get, post
+from litestar import Controller, get, post
 from litestar.params import Parameter
 
-from ingress.api.access import Scope, database
-from ingress.api.resources import Resources
+from ingress.api.access import AccessDep, Scope, database
+from ingress.dependencies import PoolDep, PublisherDep
+from ingress.publishing import InvocationPublisher
 from shared.db.executions import Execution, get_execution
 from shared.db.runlog import RunFilter, RunPage, list_runs
 from shared.errors import NotFound
@@ -28,21 +30,23 @@ class Replayed(msgspec.Struct, kw_only=True):
     trigger_version: int
 
 
-async def visible_execution(res: Resources, access: Scope, execution_id: str) -> Execution:
+async def visible_execution(pool: asyncpg.Pool, access: Scope, execution_id: str) -> Execution:
     """An execution the token may see (another workspace's is as good as missing)."""
-    async with database(res) as connection:
+    async with database(pool) as connection:
         execution = await get_execution(connection, execution_id)
     if access.workspace is not None and execution.workspace != access.workspace:
         raise NotFound(f"no execution {execution_id}")
     return execution
 
 
-async def replay(res: Resources, access: Scope, execution_id: str) -> Replayed:
+async def replay(
+    pool: asyncpg.Pool, publisher: InvocationPublisher, access: Scope, execution_id: str
+) -> Replayed:
     """Run an execution's request again as a new execution (the trigger's current version)."""
-    await visible_execution(res, access, execution_id)
-    async with database(res) as connection:
+    await visible_execution(pool, access, execution_id)
+    async with database(pool) as connection:
         invocation, key = await replay_invocation(connection, execution_id)
-    await res.publisher.publish(
+    await publisher.publish(
         invocation,
         topology.routing_key(invocation.workspace, invocation.trigger),
         want_reply=False,
@@ -51,12 +55,16 @@ async def replay(res: Resources, access: Scope, execution_id: str) -> Replayed:
     return Replayed(execution_id=invocation.id, replay_of=execution_id, trigger_version=invocation.version)
 
 
-def routes(res: Resources) -> list[Any]:
+class ExecutionController(Controller):
     """The run-log handlers."""
 
-    @get("/executions", summary="The run log, newest first; `next_cursor` pages on")
+    path = "/executions"
+
+    @get(summary="The run log, newest first; `next_cursor` pages on")
     async def list_all(
-        access: Scope,
+        self,
+        pool: PoolDep,
+        access: AccessDep,
         workspace: str | None = None,
         trigger: str | None = None,
         status: str | None = None,
@@ -66,15 +74,15 @@ def routes(res: Resources) -> list[Any]:
         limit: Limit = 50,
     ) -> RunPage:
         where = RunFilter(access.narrow(workspace), trigger, status, since, until, cursor)
-        async with database(res) as connection:
+        async with database(pool) as connection:
             return await list_runs(connection, where, limit)
 
-    @get("/executions/{execution_id:str}", summary="One execution: request, steps, output, error")
-    async def show(access: Scope, execution_id: str) -> Execution:
-        return await visible_execution(res, access, execution_id)
+    @get("/{execution_id:str}", summary="One execution: request, steps, output, error")
+    async def show(self, pool: PoolDep, access: AccessDep, execution_id: str) -> Execution:
+        return await visible_execution(pool, access, execution_id)
 
-    @post("/executions/{execution_id:str}/replay", summary="Replay an execution", status_code=202)
-    async def replay_one(access: Scope, execution_id: str) -> Replayed:
-        return await replay(res, access, execution_id)
-
-    return [list_all, show, replay_one]
+    @post("/{execution_id:str}/replay", summary="Replay an execution", status_code=202)
+    async def replay_one(
+        self, pool: PoolDep, publisher: PublisherDep, access: AccessDep, execution_id: str
+    ) -> Replayed:
+        return await replay(pool, publisher, access, execution_id)

@@ -7,13 +7,13 @@ and first characters.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import delete, get, patch, post
+from litestar import Controller, delete, get, patch, post
 
-from ingress.api.access import Scope, database
-from ingress.api.resources import Resources
+from ingress.api.access import database, visible_workspace
+from ingress.dependencies import PoolDep
 from shared.db import keys
 from shared.db.keys import CreatedKey, KeyInfo
 from shared.db.pool import Connection
@@ -51,49 +51,43 @@ async def _one(connection: Connection, workspace: str, key_id: uuid.UUID) -> Key
     return found[0]
 
 
-def routes(res: Resources) -> list[Any]:
-    """The key handlers."""
-    base = "/workspaces/{workspace:str}/keys"
+class KeyController(Controller):
+    """The key handlers, for a workspace the token sees."""
 
-    @get(base, summary="List keys: label and prefix, never the key")
+    path = "/workspaces/{workspace:str}/keys"
+    guards = [visible_workspace]
+
+    @get(summary="List keys: label and prefix, never the key")
     async def list_all(
-        access: Scope, workspace: str, trigger: str | None = None, revoked: bool = False
+        self, pool: PoolDep, workspace: str, trigger: str | None = None, revoked: bool = False
     ) -> list[KeyInfo]:
-        access.check(workspace)
-        async with database(res) as connection:
+        async with database(pool) as connection:
             return await keys.list_keys(connection, workspace, trigger, revoked)
 
-    @post(base, summary="Create a key (shown in this answer only)", status_code=201)
-    async def create(access: Scope, workspace: str, data: NewKey) -> CreatedKey:
-        access.check(workspace)
-        async with database(res) as connection:
+    @post(summary="Create a key (shown in this answer only)", status_code=201)
+    async def create(self, pool: PoolDep, workspace: str, data: NewKey) -> CreatedKey:
+        async with database(pool) as connection:
             return await keys.create_key(connection, workspace, data.triggers, data.label, data.key)
 
-    @patch(base + "/{key_id:str}", summary="Relabel a key")
-    async def relabel(access: Scope, workspace: str, key_id: str, data: Relabel) -> KeyInfo:
-        access.check(workspace)
-        async with database(res) as connection:
+    @patch("/{key_id:str}", summary="Relabel a key")
+    async def relabel(self, pool: PoolDep, workspace: str, key_id: str, data: Relabel) -> KeyInfo:
+        async with database(pool) as connection:
             found = await keys.relabel_key(connection, workspace, key_id, data.label)
             return await _one(connection, workspace, found)
 
-    @delete(base + "/{key_id:str}", summary="Revoke a key (refused by every ingress within a second)")
-    async def revoke(access: Scope, workspace: str, key_id: str) -> None:
-        access.check(workspace)
-        async with database(res) as connection:
+    @delete("/{key_id:str}", summary="Revoke a key (refused by every ingress within a second)")
+    async def revoke(self, pool: PoolDep, workspace: str, key_id: str) -> None:
+        async with database(pool) as connection:
             await keys.revoke_key(connection, workspace, key_id)
 
-    @post(base + "/{key_id:str}/attach", summary="Let a key open more triggers", status_code=200)
-    async def attach(access: Scope, workspace: str, key_id: str, data: Triggers) -> KeyInfo:
-        access.check(workspace)
-        async with database(res) as connection:
+    @post("/{key_id:str}/attach", summary="Let a key open more triggers", status_code=200)
+    async def attach(self, pool: PoolDep, workspace: str, key_id: str, data: Triggers) -> KeyInfo:
+        async with database(pool) as connection:
             found = await keys.attach_key(connection, workspace, key_id, data.triggers)
             return await _one(connection, workspace, found)
 
-    @post(base + "/{key_id:str}/detach", summary="Stop a key opening some triggers", status_code=200)
-    async def detach(access: Scope, workspace: str, key_id: str, data: Triggers) -> KeyInfo:
-        access.check(workspace)
-        async with database(res) as connection:
+    @post("/{key_id:str}/detach", summary="Stop a key opening some triggers", status_code=200)
+    async def detach(self, pool: PoolDep, workspace: str, key_id: str, data: Triggers) -> KeyInfo:
+        async with database(pool) as connection:
             found = await keys.detach_key(connection, workspace, key_id, data.triggers)
             return await _one(connection, workspace, found)
-
-    return [list_all, create, relabel, revoke, attach, detach]

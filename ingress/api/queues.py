@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from litestar import Controller, get
 
-from litestar import get
-
-from ingress.api.access import Scope, database
-from ingress.api.resources import Resources
+from ingress.api.access import AccessDep, database
+from ingress.dependencies import PoolDep, PublisherDep, SettingsDep
 from shared.ops.queues import QueueDepth, queue_depths
 
 
-def routes(res: Resources) -> list[Any]:
+class QueueController(Controller):
     """The queue handler."""
 
-    @get("/queues", summary="Queue depths and consumers (shared queues for admin tokens only)")
-    async def list_all(access: Scope, workspace: str | None = None) -> list[QueueDepth]:
-        workspace = access.narrow(workspace)
-        broker = res.publisher.connection
-        async with database(res) as connection:
-            return await queue_depths(broker, connection, res.settings.amqp_prefix, workspace)
+    path = "/queues"
 
-    return [list_all]
+    @get(summary="Queue depths and consumers (shared queues for admin tokens only)")
+    async def list_all(
+        self,
+        pool: PoolDep,
+        publisher: PublisherDep,
+        settings: SettingsDep,
+        access: AccessDep,
+        workspace: str | None = None,
+    ) -> list[QueueDepth]:
+        workspace = access.narrow(workspace)
+        broker = publisher.connection
+        async with database(pool) as connection:
+            return await queue_depths(broker, connection, settings.amqp_prefix, workspace)

@@ -6,13 +6,13 @@ workspace's own definitions and connections resolves it.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Response, delete, get, put
+from litestar import Controller, Response, delete, get, put
 
-from ingress.api.access import Scope, database
-from ingress.api.resources import Resources
+from ingress.api.access import database, visible_workspace
+from ingress.dependencies import CipherDep, PoolDep
 from shared.db.secrets import (
     MAX_VALUE_BYTES,
     SecretInfo,
@@ -29,28 +29,27 @@ class SecretValue(msgspec.Struct, forbid_unknown_fields=True):
     value: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_VALUE_BYTES)]
 
 
-def routes(res: Resources) -> list[Any]:
-    """The secret handlers."""
-    base = "/workspaces/{workspace:str}/secrets"
+class SecretController(Controller):
+    """The secret handlers, for a workspace the token sees."""
 
-    @get(base, summary="List a workspace's secrets (names only, never values)")
-    async def list_all(access: Scope, workspace: str) -> list[SecretInfo]:
-        access.check(workspace)
-        async with database(res) as connection:
+    path = "/workspaces/{workspace:str}/secrets"
+    guards = [visible_workspace]
+
+    @get(summary="List a workspace's secrets (names only, never values)")
+    async def list_all(self, pool: PoolDep, workspace: str) -> list[SecretInfo]:
+        async with database(pool) as connection:
             return await list_secrets(connection, workspace)
 
-    @put(base + "/{name:str}", summary="Set a secret (its value is never shown again)")
-    async def store(access: Scope, workspace: str, name: str, data: SecretValue) -> Response[None]:
-        access.check(workspace)
-        cipher = require_cipher(res.cipher)
-        async with database(res) as connection:
-            created = await set_secret(connection, cipher, workspace, name, data.value)
+    @put("/{name:str}", summary="Set a secret (its value is never shown again)")
+    async def store(
+        self, pool: PoolDep, cipher: CipherDep, workspace: str, name: str, data: SecretValue
+    ) -> Response[None]:
+        usable = require_cipher(cipher)
+        async with database(pool) as connection:
+            created = await set_secret(connection, usable, workspace, name, data.value)
         return Response(None, status_code=201 if created else 204)
 
-    @delete(base + "/{name:str}", summary="Delete a secret")
-    async def remove(access: Scope, workspace: str, name: str) -> None:
-        access.check(workspace)
-        async with database(res) as connection:
+    @delete("/{name:str}", summary="Delete a secret")
+    async def remove(self, pool: PoolDep, workspace: str, name: str) -> None:
+        async with database(pool) as connection:
             await delete_secret(connection, workspace, name)
-
-    return [list_all, store, remove]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import delete, get, post
+from litestar import Controller, delete, get, post
 
-from ingress.api.access import Scope, database
-from ingress.api.resources import Resources
+from ingress.api.access import admin_only, database
+from ingress.dependencies import PoolDep
 from shared.db.tokens import CreatedToken, TokenInfo, create_token, list_tokens, revoke_token
 
 
@@ -19,25 +19,23 @@ class NewToken(msgspec.Struct, forbid_unknown_fields=True):
     workspace: str | None = None
 
 
-def routes(res: Resources) -> list[Any]:
-    """The token handlers."""
+class TokenController(Controller):
+    """The token handlers (admin)."""
 
-    @get("/tokens", summary="List management tokens (never the tokens themselves)")
-    async def list_all(access: Scope, revoked: bool = False) -> list[TokenInfo]:
-        access.require_admin()
-        async with database(res) as connection:
+    path = "/tokens"
+    guards = [admin_only]
+
+    @get(summary="List management tokens (never the tokens themselves)")
+    async def list_all(self, pool: PoolDep, revoked: bool = False) -> list[TokenInfo]:
+        async with database(pool) as connection:
             return await list_tokens(connection, revoked)
 
-    @post("/tokens", summary="Create a management token (shown in this answer only)", status_code=201)
-    async def create(access: Scope, data: NewToken) -> CreatedToken:
-        access.require_admin()
-        async with database(res) as connection:
+    @post(summary="Create a management token (shown in this answer only)", status_code=201)
+    async def create(self, pool: PoolDep, data: NewToken) -> CreatedToken:
+        async with database(pool) as connection:
             return await create_token(connection, data.workspace, data.label)
 
-    @delete("/tokens/{token_id:str}", summary="Revoke a management token")
-    async def revoke(access: Scope, token_id: str) -> None:
-        access.require_admin()
-        async with database(res) as connection:
+    @delete("/{token_id:str}", summary="Revoke a management token")
+    async def revoke(self, pool: PoolDep, token_id: str) -> None:
+        async with database(pool) as connection:
             await revoke_token(connection, token_id)
-
-    return [list_all, create, revoke]

@@ -9,13 +9,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import msgspec
-from litestar import Response, delete, get, post, put
+from litestar import Controller, Response, delete, get, post, put
 
-from ingress.api.access import Scope, database
-from ingress.api.resources import Resources
+from ingress.api.access import AccessDep, Scope, database, visible_workspace
+from ingress.dependencies import CipherDep, PoolDep, SettingsDep
 from shared.db.pauses import pause_trigger, resume_trigger
 from shared.db.registry import OPERATOR, WORKSPACE, Change
+from shared.db.secrets import SecretCipher
 from shared.db.triggers import (
     KeyLabel,
     Sample,
@@ -28,7 +30,8 @@ from shared.db.triggers import (
     list_triggers,
     list_versions,
 )
-from shared.spec.egress import AllowEntry, operator_allow
+from shared.settings import Settings
+from shared.spec.egress import operator_allow
 
 
 class TriggerView(msgspec.Struct, kw_only=True):
@@ -72,102 +75,108 @@ def applied(change: Change) -> Applied:
     )
 
 
-def _author(res: Resources, access: Scope, egress_allow: tuple[AllowEntry, ...]) -> dict[str, Any]:
+def _author(settings: Settings, cipher: SecretCipher | None, access: Scope) -> dict[str, Any]:
     """Who defines a trigger: the admin token is the operator's, a workspace token the workspace's.
 
     The workspace's `${env:NAME}` may name only what the operator allowed it, and its
-    definitions are held to the egress policy (`egress_allow` and its own list).
+    definitions are held to the egress policy (the operator's `egress_allow` and its own list);
+    every definition is held to the deployment's body cap.
     """
     return {
         "author": OPERATOR if access.admin else WORKSPACE,
-        "allowed_env": res.settings.allowed_env,
-        "cipher": res.cipher,
-        "egress_allow": egress_allow,
+        "allowed_env": settings.allowed_env,
+        "cipher": cipher,
+        "egress_allow": operator_allow(settings.egress_allow),
+        "max_body_bytes": settings.max_body_bytes,
     }
 
 
-def routes(res: Resources) -> list[Any]:
-    """The trigger handlers."""
-    base = "/workspaces/{workspace:str}/triggers"
-    public = res.settings.public_url
-    egress_allow = operator_allow(res.settings.egress_allow)
-    cap = res.settings.max_body_bytes
+class TriggerController(Controller):
+    """The trigger handlers, for a workspace the token sees."""
 
-    @get(base, summary="List a workspace's triggers")
-    async def list_all(access: Scope, workspace: str, deleted: bool = False) -> list[TriggerView]:
-        access.check(workspace)
-        async with database(res) as connection:
-            return [view(t, public) for t in await list_triggers(connection, workspace, deleted)]
+    path = "/workspaces/{workspace:str}/triggers"
+    guards = [visible_workspace]
 
-    @post(base, summary="Create a trigger from its definition", status_code=201)
-    async def create(access: Scope, workspace: str, data: dict[str, Any]) -> Applied:
-        access.check(workspace)
-        async with database(res) as connection:
+    @get(summary="List a workspace's triggers")
+    async def list_all(
+        self, pool: PoolDep, settings: SettingsDep, workspace: str, deleted: bool = False
+    ) -> list[TriggerView]:
+        async with database(pool) as connection:
+            return [view(t, settings.public_url) for t in await list_triggers(connection, workspace, deleted)]
+
+    @post(summary="Create a trigger from its definition", status_code=201)
+    async def create(
+        self,
+        pool: PoolDep,
+        settings: SettingsDep,
+        cipher: CipherDep,
+        access: AccessDep,
+        workspace: str,
+        data: dict[str, Any],
+    ) -> Applied:
+        async with database(pool) as connection:
             return applied(
                 await define_trigger(
-                    connection,
-                    workspace,
-                    data,
-                    create=True,
-                    max_body_bytes=cap,
-                    **_author(res, access, egress_allow),
+                    connection, workspace, data, create=True, **_author(settings, cipher, access)
                 )
             )
 
-    @get(base + "/{name:str}", summary="Show a trigger and its current definition")
-    async def show(access: Scope, workspace: str, name: str) -> TriggerView:
-        access.check(workspace)
-        async with database(res) as connection:
+    @get("/{name:str}", summary="Show a trigger and its current definition")
+    async def show(self, pool: PoolDep, settings: SettingsDep, workspace: str, name: str) -> TriggerView:
+        async with database(pool) as connection:
             info, spec = await get_trigger(connection, workspace, name)
-        return view(info, public, spec)
+        return view(info, settings.public_url, spec)
 
-    @put(base + "/{name:str}", summary="Update a trigger (a new version when it changed)")
-    async def update(access: Scope, workspace: str, name: str, data: dict[str, Any]) -> Applied:
-        access.check(workspace)
-        async with database(res) as connection:
+    @put("/{name:str}", summary="Update a trigger (a new version when it changed)")
+    async def update(
+        self,
+        pool: PoolDep,
+        settings: SettingsDep,
+        cipher: CipherDep,
+        access: AccessDep,
+        workspace: str,
+        name: str,
+        data: dict[str, Any],
+    ) -> Applied:
+        async with database(pool) as connection:
             change = await define_trigger(
-                connection,
-                workspace,
-                data,
-                create=False,
-                name=name,
-                max_body_bytes=cap,
-                **_author(res, access, egress_allow),
+                connection, workspace, data, create=False, name=name, **_author(settings, cipher, access)
             )
             return applied(change)
 
-    @delete(base + "/{name:str}", summary="Delete a trigger (its runs and versions are kept)")
-    async def remove(access: Scope, workspace: str, name: str) -> None:
-        access.check(workspace)
-        async with database(res) as connection:
+    @delete("/{name:str}", summary="Delete a trigger (its runs and versions are kept)")
+    async def remove(self, pool: PoolDep, workspace: str, name: str) -> None:
+        async with database(pool) as connection:
             await delete_trigger(connection, workspace, name)
 
-    @get(base + "/{name:str}/versions", summary="Every version of a trigger, newest first")
-    async def versions(access: Scope, workspace: str, name: str) -> list[TriggerVersion]:
-        access.check(workspace)
-        async with database(res) as connection:
+    @get("/{name:str}/versions", summary="Every version of a trigger, newest first")
+    async def versions(self, pool: PoolDep, workspace: str, name: str) -> list[TriggerVersion]:
+        async with database(pool) as connection:
             return await list_versions(connection, workspace, name)
 
-    @post(base + "/{name:str}/pause", summary="Pause: hold async calls on the broker, refuse others")
-    async def pause(access: Scope, workspace: str, name: str) -> Response[TriggerView]:
-        access.check(workspace)
-        async with database(res) as connection:
-            await pause_trigger(connection, workspace, name)
-            info, _ = await get_trigger(connection, workspace, name)
-        return Response(view(info, public), status_code=200)
+    @post("/{name:str}/pause", summary="Pause: hold async calls on the broker, refuse others")
+    async def pause(
+        self, pool: PoolDep, settings: SettingsDep, workspace: str, name: str
+    ) -> Response[TriggerView]:
+        return Response(await _paused(pool, settings, workspace, name, pause=True), status_code=200)
 
-    @post(base + "/{name:str}/resume", summary="Resume: the held calls run (in order, if ordered)")
-    async def resume(access: Scope, workspace: str, name: str) -> Response[TriggerView]:
-        access.check(workspace)
-        async with database(res) as connection:
-            await resume_trigger(connection, workspace, name)
-            info, _ = await get_trigger(connection, workspace, name)
-        return Response(view(info, public), status_code=200)
+    @post("/{name:str}/resume", summary="Resume: the held calls run (in order, if ordered)")
+    async def resume(
+        self, pool: PoolDep, settings: SettingsDep, workspace: str, name: str
+    ) -> Response[TriggerView]:
+        return Response(await _paused(pool, settings, workspace, name, pause=False), status_code=200)
 
-    @get(base + "/{name:str}/sample", summary="The last accepted call, as a workflow sees `request`")
-    async def sample(access: Scope, workspace: str, name: str) -> Sample:
-        access.check(workspace)
-        async with database(res) as connection:
+    @get("/{name:str}/sample", summary="The last accepted call, as a workflow sees `request`")
+    async def sample(self, pool: PoolDep, workspace: str, name: str) -> Sample:
+        async with database(pool) as connection:
             return await latest_sample(connection, workspace, name)
 
-    return [list_all, create, show, update, remove, versions, pause, resume, sample]
+
+async def _paused(
+    pool: asyncpg.Pool, settings: Settings, workspace: str, name: str, *, pause: bool
+) -> TriggerView:
+    """Pause or resume a trigger; the trigger as it is now."""
+    async with database(pool) as connection:
+        await (pause_trigger if pause else resume_trigger)(connection, workspace, name)
+        info, _ = await get_trigger(connection, workspace, name)
+    return view(info, settings.public_url)

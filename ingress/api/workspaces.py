@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Response, get, post
+from litestar import Controller, Response, get, post
 
-from ingress.api.access import Scope, database
-from ingress.api.resources import Resources
+from ingress.api.access import AccessDep, admin_only, database, visible_workspace
+from ingress.dependencies import PoolDep
 from shared.db.workspaces import WorkspaceInfo, create_workspace, get_workspace, list_workspaces
 
 
@@ -19,25 +19,23 @@ class NewWorkspace(msgspec.Struct, forbid_unknown_fields=True):
     description: Annotated[str, msgspec.Meta(max_length=2000)] = ""
 
 
-def routes(res: Resources) -> list[Any]:
+class WorkspaceController(Controller):
     """The workspace handlers."""
 
-    @get("/workspaces", summary="List the workspaces this token sees")
-    async def list_all(access: Scope) -> list[WorkspaceInfo]:
-        async with database(res) as connection:
+    path = "/workspaces"
+
+    @get(summary="List the workspaces this token sees")
+    async def list_all(self, pool: PoolDep, access: AccessDep) -> list[WorkspaceInfo]:
+        async with database(pool) as connection:
             return await list_workspaces(connection, access.workspace)
 
-    @post("/workspaces", summary="Create a workspace (admin)", status_code=201)
-    async def create(access: Scope, data: NewWorkspace) -> Response[WorkspaceInfo]:
-        access.require_admin()
-        async with database(res) as connection:
+    @post(summary="Create a workspace (admin)", status_code=201, guards=[admin_only])
+    async def create(self, pool: PoolDep, data: NewWorkspace) -> Response[WorkspaceInfo]:
+        async with database(pool) as connection:
             workspace, created = await create_workspace(connection, data.name, data.description)
         return Response(workspace, status_code=201 if created else 200)
 
-    @get("/workspaces/{workspace:str}", summary="Show a workspace")
-    async def show(access: Scope, workspace: str) -> WorkspaceInfo:
-        access.check(workspace)
-        async with database(res) as connection:
+    @get("/{workspace:str}", summary="Show a workspace", guards=[visible_workspace])
+    async def show(self, pool: PoolDep, workspace: str) -> WorkspaceInfo:
+        async with database(pool) as connection:
             return await get_workspace(connection, workspace)
-
-    return [list_all, create, show]

@@ -8,6 +8,15 @@ from ingress.errors import Unauthorized
 from shared.ids import key_digest
 
 CHALLENGE = 'Bearer realm="hookline"'
+# What a refused sender is told in the operator's list (never the key it sent).
+MISSING_HINT = {
+    "reason": "missing-key",
+    "message": "no API key: send it as X-API-Key or Authorization: Bearer",
+}
+UNKNOWN_HINT = {
+    "reason": "unknown-key",
+    "message": "unknown key: no live key of this trigger has this value (mistyped, revoked or another trigger's)",
+}
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -38,10 +47,10 @@ class ApiKeys:
         """
         key = presented_key(headers)
         if key is None:
-            raise Unauthorized("missing-key", challenge=CHALLENGE)
+            raise Unauthorized("missing-key", challenge=CHALLENGE, hint=MISSING_HINT)
         digest = key_digest(key)
         if digest not in self._digests:
-            raise Unauthorized("invalid-key", challenge=CHALLENGE)
+            raise Unauthorized("invalid-key", challenge=CHALLENGE, hint=UNKNOWN_HINT)
         return digest.hex()
 
     def after_body(self, body: bytes, headers: Mapping[str, str], now: float) -> None:

@@ -15,15 +15,18 @@ import msgspec
 from jinja2 import Environment, PackageLoader, select_autoescape
 from litestar import Request, Response, Router
 from litestar.datastructures import ResponseHeader
+from litestar.di import Provide
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
-from ingress.api.resources import MAX_BODY_BYTES, Resources
-from ingress.console.actions import actions
-from ingress.console.pages import pages, trigger_pages
-from ingress.console.session import NotSignedIn
+from ingress.api.access import MAX_BODY_BYTES, provide_access
+from ingress.console.deadletters import DeadLetterController
+from ingress.console.runs import RunController
+from ingress.console.session import NotSignedIn, provide_csrf, same_console, signed_in
+from ingress.console.signin import SignInController
+from ingress.console.triggers import TriggerController
 from ingress.problems import status_of
 from shared.errors import HooklineError
 
@@ -73,19 +76,28 @@ def _no_such_file(_: Request[Any, Any, Any], __: ValueError) -> Response[Any]:
     return Template(template_name="error.html", context={"message": "no such file"}, status_code=404)
 
 
-def console_router(res: Resources) -> Router:
-    """Pages, forms and static files under `/console`."""
+def console_router() -> Router:
+    """Pages, forms and static files under `/console`; all but signing in need a session."""
     static = create_static_files_router(
         path="/static",
         directories=[Path(__file__).parent / "static"],
         # A NUL in the file name makes os.stat raise ValueError: no such file, not a 500.
         exception_handlers={ValueError: _no_such_file},
     )
+    signed = Router(
+        path="/",
+        route_handlers=[RunController, TriggerController, DeadLetterController],
+        # Written once for every page and form: a live session, then (forms) its CSRF value.
+        guards=[signed_in, same_console],
+        dependencies={
+            "access": Provide(provide_access, sync_to_thread=False),
+            "csrf": Provide(provide_csrf, sync_to_thread=False),
+        },
+    )
     return Router(
         path="/console",
-        # Read (and parsed) before the token is checked: keep what a stranger can make us read small.
         request_max_body_size=MAX_BODY_BYTES,
-        route_handlers=[*pages(res), *trigger_pages(res), *actions(res), static],
+        route_handlers=[SignInController, signed, static],
         response_headers=HEADERS,
         exception_handlers={
             NotSignedIn: _to_sign_in,

@@ -27,21 +27,33 @@ class TriggerShape:
     deleted: bool
     partitions: int | None  # None: unordered; 0: one lane; N: N partitions
     key: str | None = None
+    max_queued: int | None = None  # an unordered trigger's own bound (None: the deployment's)
+
+    @property
+    def unordered(self) -> bool:
+        """Whether its calls go to its own trigger queue (a live, unordered trigger)."""
+        return self.partitions is None and not self.deleted
 
 
-def shape_from_spec(workspace: str, name: str, deleted: bool, ordered: Any) -> TriggerShape:
+def shape_from_spec(
+    workspace: str, name: str, deleted: bool, ordered: Any, max_queued: Any = None
+) -> TriggerShape:
     """`ordered` as stored (false, true or {key, partitions}) -> TriggerShape."""
     if isinstance(ordered, dict):
         return TriggerShape(workspace, name, deleted, int(ordered.get("partitions", 4)), str(ordered["key"]))
-    return TriggerShape(workspace, name, deleted, 0 if ordered is True else None)
+    bound = int(max_queued) if isinstance(max_queued, int) else None
+    return TriggerShape(workspace, name, deleted, 0 if ordered is True else None, max_queued=bound)
 
 
 async def trigger_shapes(connection: Connection) -> list[TriggerShape]:
     """Every trigger ever applied (deleted ones too: their keys must be unbound)."""
     rows = await connection.fetch(
-        "select workspace, name, deleted_at is not null as deleted, spec->'ordered' as ordered from triggers"
+        "select workspace, name, deleted_at is not null as deleted, spec->'ordered' as ordered,"
+        " spec->'max_queued' as max_queued from triggers"
     )
-    return [shape_from_spec(r["workspace"], r["name"], r["deleted"], r["ordered"]) for r in rows]
+    return [
+        shape_from_spec(r["workspace"], r["name"], r["deleted"], r["ordered"], r["max_queued"]) for r in rows
+    ]
 
 
 async def load_layouts(connection: Connection) -> list[LaneLayout]:

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import aio_pika
 import msgspec
-from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, DeliveryMode
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
-from shared.broker.publishers import publish_confirmed
+from shared.broker.publishers import ConfirmedPublisher
 from shared.db.deadletters import (
     LetterFilter,
     NewLetter,
@@ -34,7 +33,7 @@ from shared.db.deadletters import (
 from shared.db.pool import Connection
 from shared.errors import BrokerUnavailable, HooklineError
 from shared.wire import topology
-from shared.wire.amqp import republished_headers
+from shared.wire.amqp import republished, republished_headers
 
 REPLAY_BATCH = 50  # rows read per page of a replay
 
@@ -192,7 +191,7 @@ async def replay(
     outcome = ReplayOutcome([], [])
     channel = await broker.channel(publisher_confirms=True, on_return_raises=True)
     try:
-        exchange = await channel.get_exchange(topology.invocations_exchange(prefix), ensure=False)
+        publisher = ConfirmedPublisher(channel, topology.invocations_exchange(prefix), deadline)
         cursor = where.before
         while True:
             batch = await letters_to_replay(database, _after(where, cursor), REPLAY_BATCH)
@@ -201,7 +200,7 @@ async def replay(
                     if not await lock_letter(database, letter.id, letter.seq):
                         continue
                     try:
-                        path = await _publish(exchange, letter, deadline)
+                        path = await _publish(publisher, letter)
                     except HooklineError as exc:
                         if stop_on_failure(exc) or type(exc) is BrokerUnavailable:
                             raise
@@ -216,22 +215,18 @@ async def replay(
         await channel.close()
 
 
-async def _publish(exchange: aio_pika.abc.AbstractExchange, letter: StoredLetter, deadline: float) -> str:
+async def _publish(publisher: ConfirmedPublisher, letter: StoredLetter) -> str:
     if letter.workspace is None or letter.trigger is None:
         raise NotReplayable(f"dead letter {letter.id} is not an invocation; it cannot be replayed")
-    copy = aio_pika.Message(
-        letter.body,
-        # A fresh budget of attempts; the ordering key header (if any) stays.
-        headers=republished_headers(
-            _headers_decoder.decode(letter.headers),
-            **{topology.ATTEMPT_HEADER: None, topology.RUNS_HEADER: None, topology.REPLAYED_HEADER: True},
-        ),
-        delivery_mode=DeliveryMode.PERSISTENT,
-        message_id=letter.id,
+    properties = republished(
+        letter.id,
+        _headers_decoder.decode(letter.headers),
         content_type=letter.content_type,
-        type=letter.type,
+        message_type=letter.type,
+        # A fresh budget of attempts; the ordering key header (if any) stays.
+        **{topology.ATTEMPT_HEADER: None, topology.RUNS_HEADER: None, topology.REPLAYED_HEADER: True},
     )
-    await publish_confirmed(exchange, copy, topology.routing_key(letter.workspace, letter.trigger), deadline)
+    await publisher.publish(letter.body, properties, topology.routing_key(letter.workspace, letter.trigger))
     return f"{letter.workspace}/{letter.trigger}"
 
 

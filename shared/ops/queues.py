@@ -3,7 +3,8 @@
 A passive `queue.declare` answers with the number of messages ready (not those a consumer
 holds unacknowledged) and the number of consumers (a single-active-consumer queue counts
 only its active one). The queues to ask about come from the registry: the shared ones, each
-ordered trigger's lanes (lane layouts) and each paused trigger's hold queue.
+unordered trigger's own queue, each ordered trigger's lanes (lane layouts) and each paused
+trigger's hold queue.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from typing import Literal
 from aio_pika.abc import AbstractConnection
 
 from shared.broker.inspection import queue_state
+from shared.db.flow import unordered_triggers
 from shared.db.lanes import load_layouts
 from shared.db.pauses import pause_states
 from shared.db.pool import Connection
 from shared.wire import topology
 
-Kind = Literal["work", "dead", "retry", "ordered", "held"]
+Kind = Literal["work", "trigger", "dead", "retry", "ordered", "held"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,9 @@ async def queue_depths(
         wanted.append((topology.work_queue_name(prefix), "work", None, None))
         wanted.append((topology.dead_letter_queue_name(prefix), "dead", None, None))
         wanted += [(topology.retry_queue_name(prefix, t), "retry", None, None) for t in topology.RETRY_TIERS]
+    for owner, name, _, _ in sorted(await unordered_triggers(db)):
+        if workspace is None or owner == workspace:
+            wanted.append((topology.trigger_queue_name(prefix, owner, name), "trigger", owner, name))
     for layout in await load_layouts(db):
         if workspace is None or layout.workspace == workspace:
             wanted += [(q, "ordered", layout.workspace, layout.trigger) for q in layout.queues(prefix)]

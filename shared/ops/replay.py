@@ -12,11 +12,10 @@ from __future__ import annotations
 import base64
 import time
 
-import aio_pika
 import msgspec
-from aio_pika.abc import AbstractConnection, DeliveryMode
+from aio_pika.abc import AbstractConnection
 
-from shared.broker.publishers import publish_confirmed
+from shared.broker.publishers import ConfirmedPublisher
 from shared.db.executions import get_execution_and_caller
 from shared.db.pool import Connection
 from shared.db.registry import spec_from_json, trigger_version
@@ -24,6 +23,7 @@ from shared.errors import HooklineError, NotFound
 from shared.ids import uuid7
 from shared.spec.model import OrderingKey
 from shared.wire import topology
+from shared.wire.amqp import invocation_properties
 from shared.wire.messages import Invocation, RequestData, invocation_encoder
 from shared.wire.ordering import compile_key, ordering_key_value
 
@@ -115,20 +115,11 @@ async def publish_invocation(
     record and resumes it rather than settling it as already run."""
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     try:
-        exchange = await channel.get_exchange(topology.invocations_exchange(prefix), ensure=False)
-        message = aio_pika.Message(
+        publisher = ConfirmedPublisher(channel, topology.invocations_exchange(prefix), deadline)
+        await publisher.publish(
             invocation_encoder.encode(invocation),
-            delivery_mode=DeliveryMode.PERSISTENT,
-            message_id=invocation.id,
-            content_type="application/msgpack",
-            type="hookline.invocation",
-            headers={
-                **({topology.ORDERING_KEY_HEADER: ordering_key} if ordering_key is not None else {}),
-                **({topology.REPLAYED_HEADER: True} if resumed else {}),
-            }
-            or None,
+            invocation_properties(invocation.id, ordering_key=ordering_key, replayed=resumed),
+            topology.routing_key(invocation.workspace, invocation.trigger),
         )
-        routing_key = topology.routing_key(invocation.workspace, invocation.trigger)
-        await publish_confirmed(exchange, message, routing_key, deadline)
     finally:
         await channel.close()

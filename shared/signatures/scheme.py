@@ -74,6 +74,25 @@ class SignatureScheme:
         """Length in bytes of one digest."""
         return _DIGEST_SIZES[self.algorithm]
 
+    def describe(self) -> str:
+        """What a sender must send, for a refused sender to compare with (no secret in it).
+
+        `X-Slack-Signature: v0=<hex hmac-sha256 of "v0:{timestamp}:{body}">, timestamp in
+        X-Slack-Request-Timestamp (within 300 s)`.
+        """
+        content = self.signed_content or ("{timestamp}.{body}" if self.timestamped else "{body}")
+        value = f'{self.prefix}<{self.encoding} hmac-{self.algorithm} of "{content}">'
+        if self.timestamp_item is not None:
+            value = f"{self.timestamp_item}<timestamp>{self.separator}{value}"
+        text = f"{self.header}: {value}"
+        if self.timestamp_header is not None:
+            text += f", timestamp in {self.timestamp_header}"
+        if self.id_header is not None:
+            text += f", id in {self.id_header}"
+        if self.timestamped:
+            text += f" (within {self.tolerance:g} s)"
+        return text
+
     def _check_fields(self) -> None:
         if self.algorithm not in get_args(Algorithm):
             raise ValueError(f"unknown algorithm {self.algorithm!r}")

@@ -36,9 +36,11 @@ class SignatureInvalid(HooklineError):
 
     problem_type = "unauthorized"
 
-    def __init__(self, reason: Reason) -> None:
+    def __init__(self, reason: Reason, *, header: str | None = None, skew: int | None = None) -> None:
         super().__init__("invalid signature")
         self.reason: Reason = reason
+        self.header = header  # the header that was missing (or malformed), as the scheme spells it
+        self.skew = skew  # seconds the signed timestamp is behind (+) or ahead of (-) our clock
 
 
 # --- verify ---------------------------------------------------------------------------
@@ -72,15 +74,15 @@ def verify(
     if timestamp is not None:
         age = now - int(timestamp)
         if age > scheme.tolerance:
-            raise SignatureInvalid("timestamp-stale")
+            raise SignatureInvalid("timestamp-stale", skew=math.floor(age))
         if age < -scheme.tolerance:
-            raise SignatureInvalid("timestamp-future")
+            raise SignatureInvalid("timestamp-future", skew=math.floor(age))
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:
     value = headers.get(name.lower())
     if value is None or not value.strip():
-        raise SignatureInvalid("missing-header")
+        raise SignatureInvalid("missing-header", header=name)
     return value
 
 
@@ -92,17 +94,19 @@ def _items(scheme: SignatureScheme, value: str) -> list[str]:
 
 def _timestamp(scheme: SignatureScheme, headers: Mapping[str, str], items: list[str]) -> str | None:
     if scheme.timestamp_header is not None:
+        where = scheme.timestamp_header
         found = [headers.get(scheme.timestamp_header.lower(), "").strip()]
     elif scheme.timestamp_item is not None:
         tag = scheme.timestamp_item
+        where = f"{scheme.header} ({tag}...)"
         found = [item.removeprefix(tag) for item in items if item.startswith(tag)]
     else:
         return None
     if not found or not found[0]:
-        raise SignatureInvalid("timestamp-missing")
+        raise SignatureInvalid("timestamp-missing", header=where)
     # Two timestamps in one header are ambiguous: refuse rather than pick one.
     if len(found) > 1 or not _is_seconds(found[0]):
-        raise SignatureInvalid("bad-encoding")
+        raise SignatureInvalid("bad-encoding", header=where)
     return found[0]
 
 
@@ -120,7 +124,7 @@ def _signatures(scheme: SignatureScheme, items: list[str]) -> list[bytes]:
     ]
     signatures = [d for d in decoded if d is not None]
     if not signatures:
-        raise SignatureInvalid("bad-encoding")
+        raise SignatureInvalid("bad-encoding", header=scheme.header)
     return signatures
 
 

@@ -123,6 +123,10 @@ def _check_auth(where: str, auth: Auth) -> None:
             f"{where}, field auth.password_hash: cannot be given; write `password` "
             "(literal or ${env:NAME}) and hookline stores its hash"
         )
+    if isinstance(auth, BasicAuth) and auth.password_ref is not None:
+        raise SpecError(
+            f"{where}, field auth.password_ref: cannot be given; hookline keeps it from `password`"
+        )
     if isinstance(auth, BasicAuth) and auth.password is not None:
         _not_reserved(where, "auth.password", auth.password)
     elif isinstance(auth, HmacAuth) and isinstance(auth.secret, str):

@@ -38,6 +38,9 @@ class BasicAuth(Spec, tag="basic", tag_field="type", frozen=True):
     username: Annotated[str, msgspec.Meta(min_length=1)]
     password: str | None = None
     password_hash: str | None = None
+    # The `${env:NAME}` or `${secret:NAME}` the password was written as, kept by hookline at
+    # apply (never given), so `triggers try` can send the configured credentials.
+    password_ref: str | None = None
     realm: str = "hookline"
 
     def __post_init__(self) -> None:
@@ -81,11 +84,46 @@ Auth = NoAuth | ApiKeyAuth | BasicAuth | HmacAuth
 
 
 class QueryParam(Spec, frozen=True):
-    """A declared query parameter: its type, whether it is required, its default."""
+    """A declared query parameter: its type, whether it is required, its default.
 
-    type: Literal["string", "integer", "number", "boolean"] = "string"
+    `object` is written with brackets (`filter[status]=paid`) and declares its `properties`;
+    `array` is `ids[]=1&ids[]=2` (or `ids=1&ids=2`) and declares its `items`. A trigger that
+    declares one reads its whole query string as `qs` does (ingress/parse.py).
+    """
+
+    type: Literal["string", "integer", "number", "boolean", "object", "array"] = "string"
     required: bool = False
     default: str | int | float | bool | None = None
+    properties: dict[str, QueryParam] = {}
+    items: QueryParam | None = None
+
+    def __post_init__(self) -> None:
+        nested = self.type in ("object", "array")
+        if nested and self.default is not None:
+            raise ValueError(f"an {self.type} query parameter cannot have a default")
+        if self.properties and self.type != "object":
+            raise ValueError("`properties` belong to a query parameter of type object")
+        if self.items is not None and self.type != "array":
+            raise ValueError("`items` belong to a query parameter of type array")
+        if self.type == "object" and not self.properties:
+            raise ValueError("a query parameter of type object declares its `properties`")
+        for name, param in self.properties.items():
+            _check_param(name, param)
+        if self.items is not None:
+            if self.items.type == "array":
+                raise ValueError("`items` cannot be arrays themselves (write an object of arrays)")
+            _check_param("items", self.items)
+
+    @property
+    def nested(self) -> bool:
+        return self.type in ("object", "array")
+
+
+def _check_param(name: str, param: QueryParam) -> None:
+    if param.required and param.default is not None:
+        raise ValueError(f"query parameter {name!r}: a required parameter cannot have a default")
+    if param.default is not None and not _default_fits(param):
+        raise ValueError(f"query parameter {name!r}: default {param.default!r} is not a {param.type}")
 
 
 def _default_fits(param: QueryParam) -> bool:
@@ -140,6 +178,29 @@ class OrderingKey(Spec, frozen=True):
         compile_key(self.key)  # ExpressionError is a ValueError: reported with the field path
 
 
+class KeyedConcurrency(Spec, frozen=True):
+    """At most `limit` runs at once per value of `key` (an expression over the request)."""
+
+    key: str
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)]
+
+    def __post_init__(self) -> None:
+        compile_key(self.key)  # ExpressionError is a ValueError: reported with the field path
+
+
+class Throttle(Spec, frozen=True):
+    """Runs start at most `rate` every `per`, `burst` at once after a quiet spell; the rest
+    wait in the trigger's queue (callers are not refused for it)."""
+
+    rate: Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+    per: Duration = Duration(1)
+    burst: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
+
+    def __post_init__(self) -> None:
+        if self.per <= 0:
+            raise ValueError("`per` must be more than 0")
+
+
 class Response(Spec, frozen=True):
     """The answer to an async call (expressions may use `execution` and `request`)."""
 
@@ -176,6 +237,12 @@ class Trigger(Spec, frozen=True):
     on_error: list[Step] = []
     workflow_timeout: Duration = Duration(60)
     retention: Duration | None = None  # how long its executions are kept; None: HOOKLINE_RETENTION_DAYS
+    # Calls an unordered trigger's own queue holds; past it callers get 503 (None: the
+    # deployment's HOOKLINE_TRIGGER_QUEUE_MAX_LENGTH). Fixed when the queue is declared.
+    max_queued: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+    # Flow control across all workers (worker/flow.py): runs at once, per key, or per second.
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=1000)] | KeyedConcurrency | None = None
+    throttle: Throttle | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -186,12 +253,16 @@ class Trigger(Spec, frozen=True):
         if len(set(self.methods)) != len(self.methods):
             raise ValueError("`methods` lists a method twice")
         for name, param in self.query.items():
-            if param.required and param.default is not None:
-                raise ValueError(f"query parameter {name!r}: a required parameter cannot have a default")
-            if param.default is not None and not _default_fits(param):
-                raise ValueError(f"query parameter {name!r}: default {param.default!r} is not a {param.type}")
+            _check_param(name, param)
         if self.workflow_timeout <= 0:
             raise ValueError("`workflow_timeout` must be more than 0")
+        if self.ordered is not False:
+            for name in ("concurrency", "throttle", "max_queued"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"`{name}` applies to unordered triggers; an ordered trigger runs one at a"
+                        " time per lane already"
+                    )
         # Branches and on_error share one namespace.
         ids = [step.id for step in (*walk_steps(self.workflow), *walk_steps(self.on_error))]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})

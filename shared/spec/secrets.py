@@ -211,5 +211,8 @@ def seal(trigger: Trigger, stored: Trigger | None, sources: Sources | None = Non
         password_hash = previous.password_hash
     else:
         password_hash = hash_password(password)
-    sealed = msgspec.structs.replace(auth, password=None, password_hash=password_hash)
+    # A reference (not a literal) is kept beside the hash: it names where the password is,
+    # which `triggers try` resolves to send the configured credentials (ingress/trials.py).
+    reference = auth.password if REFERENCE.fullmatch(auth.password) else None
+    sealed = msgspec.structs.replace(auth, password=None, password_hash=password_hash, password_ref=reference)
     return msgspec.structs.replace(trigger, auth=sealed)

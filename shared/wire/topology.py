@@ -55,8 +55,15 @@ def dead_letter_exchange(prefix: str) -> str:
 
 
 def work_queue_name(prefix: str) -> str:
-    """The one queue all unordered triggers share (competing workers)."""
+    """The shared queue: retries back from their delay queues, released holds, and calls
+    queued before trigger queues existed. Every worker consumes it (competing workers)."""
     return f"{prefix}.work"
+
+
+def trigger_queue_name(prefix: str, workspace: str, trigger: str) -> str:
+    """An unordered trigger's own work queue, with its own bound: one trigger's flood fills
+    only this queue, so other triggers' callers are neither refused nor kept waiting."""
+    return f"{prefix}.work.{workspace}.{trigger}"
 
 
 def dead_letter_queue_name(prefix: str) -> str:
@@ -113,6 +120,15 @@ def work_queue_arguments(prefix: str, max_length: int, delivery_limit: int) -> t
         ("x-dead-letter-exchange", dead_letter_exchange(prefix)),
         ("x-dead-letter-strategy", "at-least-once"),
         ("x-delivery-limit", delivery_limit),
+    )
+
+
+def trigger_queue_arguments(prefix: str, max_length: int, delivery_limit: int) -> tuple[tuple[str, Any], ...]:
+    """A work queue of one trigger; leaders spread over the cluster's nodes (one Raft group
+    per trigger: without `balanced` they all land on the node the dispatcher talks to)."""
+    return (
+        *work_queue_arguments(prefix, max_length, delivery_limit),
+        ("x-queue-leader-locator", "balanced"),
     )
 
 

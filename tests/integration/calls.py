@@ -141,11 +141,11 @@ def never_overlap(ordered: list[Run]) -> None:
         assert after.started_at >= before.finished_at, f"{after.body} started before {before.body} finished"
 
 
-def cli(stack: Services, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run `hookline ARGS` against the stack; the finished process."""
+def cli(stack: Services, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `hookline ARGS` against the stack (with `env` added); the finished process."""
     return subprocess.run(
         [sys.executable, "-m", "shared.cli", *args],
-        env={**os.environ, **stack.env},
+        env={**os.environ, **stack.env, **(env or {})},
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -166,6 +166,16 @@ def worker_of(stack: Services, execution_id: str) -> str | None:
         if name.startswith("worker") and execution_id in stack.log(name):
             return name
     return None
+
+
+async def worker_that_logged(stack: Services, execution_id: str, timeout: float = 15) -> str:
+    """`worker_of`, waited for: a worker logs an execution when it ends a run of it, a moment
+    after the row a test may have read."""
+
+    async def probe() -> str | None:
+        return worker_of(stack, execution_id)
+
+    return await eventually(probe, timeout=timeout)
 
 
 @contextmanager

@@ -60,3 +60,15 @@ async def get(base_url: str, path: str, session: str) -> httpx.Response:
 async def post(base_url: str, path: str, session: str, data: dict[str, str]) -> httpx.Response:
     async with httpx.AsyncClient(base_url=base_url) as client:
         return await client.post(path, data=data, headers={"Cookie": f"{SESSION}={session}"})
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; a test never downloads a browser
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]

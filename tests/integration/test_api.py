@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import re
+import warnings
 from typing import Any
 
 import aio_pika
 import httpx
 import pytest
+from litestar.exceptions.base_exceptions import LitestarDeprecationWarning
 
+from ingress.app import create_app
 from shared.broker.link import connect_once
 from shared.db.pool import Connection
+from shared.settings import Settings
 from shared.wire import topology
 from tests.helpers import apply_yaml, eventually, finished_execution
 from tests.stack import Services
@@ -40,12 +44,6 @@ triggers:
     mode: request_response
     workflow: [{{respond: {{status: 204}}}}]
 """
-
-
-@pytest.fixture
-async def api(stack: Services) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"{stack.base_url}/api", headers=ADMIN, timeout=20) as client:
-        yield client
 
 
 @pytest.fixture
@@ -81,35 +79,55 @@ async def accepted(stack: Services, path: str, key: str | None = None, **kwargs:
     return await eventually(probe, timeout=5)
 
 
+def api_calls() -> list[tuple[str, str]]:
+    """Every (method, path) of the management API, read from the app itself, so a route added
+    later is checked too. Path parameters are filled in; the schema is public."""
+    with warnings.catch_warnings():  # litestar's deprecation notes on the routes' own style
+        warnings.simplefilter("ignore", LitestarDeprecationWarning)
+        app = create_app(Settings(database_url="postgresql://x/y", amqp_url="amqp://x"))
+    calls = []
+    for route in app.routes:
+        if not route.path.startswith("/api/") or route.path.startswith("/api/schema"):
+            continue
+        path = re.sub(r"\{(\w+):\w+\}", r"p-\1", route.path)
+        calls += [(method, path) for method in sorted(route.methods) if method not in ("OPTIONS", "HEAD")]
+    return calls
+
+
 async def test_every_api_call_needs_a_valid_token(stack: Services) -> None:
-    async with httpx.AsyncClient(base_url=f"{stack.base_url}/api") as client:
-        missing = await client.get("/workspaces")
-        wrong = await client.get("/workspaces", headers={"Authorization": "Bearer hlt_nope"})
-    assert missing.status_code == 401
-    assert missing.headers["content-type"] == "application/problem+json"
-    assert missing.json() == {
-        "type": "/problems/unauthorized",
-        "title": "Unauthorized",
-        "status": 401,
-        "detail": "a management token is required (Authorization: Bearer ...)",
-    }
-    assert wrong.json()["detail"] == "this token is not valid (revoked, or never issued)"
+    calls = api_calls()
+    assert len(calls) >= 36, calls  # 36 when written
+    async with httpx.AsyncClient(base_url=stack.base_url) as client:
+        for method, path in calls:
+            missing = await client.request(method, path, json={})
+            wrong = await client.request(method, path, json={}, headers={"Authorization": "Bearer hlt_nope"})
+            assert missing.status_code == 401, (method, path, missing.text)
+            assert missing.headers["content-type"] == "application/problem+json"
+            assert missing.json() == {
+                "type": "/problems/unauthorized",
+                "title": "Unauthorized",
+                "status": 401,
+                "detail": "a management token is required (Authorization: Bearer ...)",
+            }
+            assert wrong.status_code == 401, (method, path, wrong.text)
+            assert wrong.json()["detail"] == "this token is not valid (revoked, or never issued)"
 
 
 async def test_a_stranger_cannot_make_the_api_or_console_read_a_large_body(stack: Services) -> None:
-    """Bodies are read before the token is checked: the management routes read 4 MiB at most."""
+    """The token (the console's session) is checked before the body is read; the sign-in form,
+    the one body a stranger can send the console, is capped at 16 KiB."""
     big = b"x" * (5 * 1024 * 1024)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
     async with httpx.AsyncClient(base_url=stack.base_url) as client:
         api = await client.put("/api/workspaces/w/triggers/t", content=big)
-        console = await client.post(
-            "/console/login",
-            content=b"token=" + big,
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        )
-        small = await client.put("/api/workspaces/w/triggers/t", content=b"{}")
-    assert (api.status_code, console.status_code) == (413, 413)
+        not_json = await client.put("/api/workspaces/w/triggers/t", content=b"{not json")
+        console = await client.post("/console/login", content=b"token=" + big, headers=form)
+        signed_out = await client.post("/console/triggers/w/t/pause", content=b"csrf=" + big, headers=form)
+    assert (api.status_code, not_json.status_code) == (401, 401)  # neither body was parsed
     assert api.headers["content-type"] == "application/problem+json"
-    assert small.status_code == 401  # below the limit, the token is what is missing
+    assert api.json()["detail"] == "a management token is required (Authorization: Bearer ...)"
+    assert console.status_code == 413
+    assert (signed_out.status_code, signed_out.headers["location"]) == (302, "/console/login")
 
 
 async def test_workspaces_are_listed_shown_and_created(
@@ -254,6 +272,13 @@ async def test_run_log_filters_pages_by_cursor_shows_and_replays(
     assert dead["items"][0]["error"].startswith("step fail (http):")
     later = (await api.get("/executions", params={"workspace": ws, "since": "2999-01-01T00:00:00Z"})).json()
     assert later == {"items": [], "next_cursor": None}
+    # since is "received at or after", until "received before": a cut at the third call's time.
+    cut = (await db.fetchval("select received_at from executions where id = $1", ids[2])).isoformat()
+    window = {"workspace": ws, "trigger": "broken"}
+    before_cut = (await api.get("/executions", params={**window, "until": cut})).json()
+    assert [r["id"] for r in before_cut["items"]] == [ids[1], ids[0]]
+    from_cut = (await api.get("/executions", params={**window, "since": cut})).json()
+    assert [r["id"] for r in from_cut["items"]] == [ids[2]]
     bad = await api.get("/executions", params={"status": "exploded"})
     assert bad.status_code == 400
     assert (
@@ -292,8 +317,19 @@ async def test_dead_letters_are_listed_with_their_error_and_replayed(
     # Operators looking at the same time each see every letter (looks take turns).
     looks = await asyncio.gather(*(api.get("/dead-letters", params={"workspace": ws}) for _ in range(6)))
     assert [[x["id"] for x in look.json()] for look in looks] == [[execution_id]] * 6
+    first_run = await finished_execution(db, execution_id)
+    seq = await db.fetchval("select seq from dead_letters where id = $1", execution_id)
     replayed = await api.post(f"/dead-letters/{execution_id}/replay")
     assert replayed.json() == {"replayed": [execution_id], "missing": [], "failed": []}
+
+    async def ran_again() -> bool | None:
+        # The letter left the table and the queue: it ran (and, still broken, died) again, so
+        # it is a new letter now, and the execution's record is of a later run.
+        again = await db.fetchval("select seq from dead_letters where id = $1", execution_id)
+        run = await finished_execution(db, execution_id)
+        return True if again is not None and again > seq and run.started_at > first_run.started_at else None
+
+    await eventually(ran_again, timeout=20)
     missing = await api.post("/dead-letters/replay", json={"ids": ["0190f000-0000-7000-8000-000000000000"]})
     assert missing.json() == {
         "replayed": [],
@@ -349,7 +385,12 @@ async def test_queues_report_depth_and_consumers(api: httpx.AsyncClient, stack: 
     assert work["name"] == f"{stack.env['HOOKLINE_AMQP_PREFIX']}.work"
     assert work["consumers"] >= 2  # the session's two workers
     assert {q["kind"] for q in queues} >= {"work", "dead", "retry"}
-    assert (await api.get("/queues", params={"workspace": ws})).json() == []  # no ordered or held queue
+    # The workspace sees its own triggers' queues only: here its unordered triggers' own queues.
+    own = (await api.get("/queues", params={"workspace": ws})).json()
+    assert own
+    assert {q["kind"] for q in own} == {"trigger"}
+    assert all(q["name"] == f"{stack.env['HOOKLINE_AMQP_PREFIX']}.work.{ws}.{q['trigger']}" for q in own)
+    assert {q["workspace"] for q in own} == {ws}
 
 
 async def test_the_sample_is_the_last_accepted_call_as_a_workflow_sees_it_even_before_it_ran(

@@ -30,7 +30,7 @@ def bounded_stack(amqp_url: str, database_url: str, log_dir: Path) -> Iterator[S
     """Ingress and dispatcher, no worker, work queues bounded to a few messages."""
     prefix = f"bounded-{uuid.uuid4().hex[:6]}"
     (log_dir / prefix).mkdir()
-    env = {"HOOKLINE_WORK_QUEUE_MAX_LENGTH": str(BOUND)}
+    env = {"HOOKLINE_WORK_QUEUE_MAX_LENGTH": str(BOUND), "HOOKLINE_TRIGGER_QUEUE_MAX_LENGTH": str(BOUND)}
     with services(
         amqp_url, database_url, log_dir / prefix, workers=0, prefix=prefix, extra_env=env
     ) as running:

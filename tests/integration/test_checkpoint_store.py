@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
 from shared.db.checkpoints import Checkpoint
 from shared.db.pool import open_pool
-from tests.integration.target import Target, running_target
+from tests.integration.target import Target
 from tests.workflow_runs import StaticResources, invocation, workflow_of
 from worker.checkpoints import CheckpointStore
 from worker.engine import Workflow
-
-
-@pytest.fixture
-def target() -> Iterator[Target]:
-    with running_target() as running:
-        yield running
 
 
 async def test_a_checkpoint_is_read_back_as_it_was_kept(database_url: str) -> None:

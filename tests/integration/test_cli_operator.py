@@ -11,7 +11,7 @@ import httpx
 from shared.db.pool import Connection
 from tests.helpers import apply_yaml, eventually, finished_execution
 from tests.integration.calls import cli, cli_json
-from tests.stack import Services
+from tests.stack import Services, free_port
 
 TRIGGERS = """
 workspace: {ws}
@@ -200,3 +200,13 @@ async def test_status_reports_services_readiness_queues_and_failure_rate(stack: 
         "samples",
         "step_checkpoints",
     }
+
+
+def test_status_with_postgresql_unreachable_still_reports_the_ingress_and_exits_1(stack: Services) -> None:
+    # README: "With PostgreSQL unreachable it still reports the ingress and says so, and exits 1."
+    nowhere = f"postgresql://hookline@127.0.0.1:{free_port()}/hookline"
+    done = cli(stack, "status", env={"HOOKLINE_DATABASE_URL": nowhere})
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"ingress {stack.base_url}: ready (broker ok, registry ok, database ok)"
+    assert lines[1:] == ["database: unreachable (services, queues and failures need it)"]

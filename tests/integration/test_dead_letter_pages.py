@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
 import httpx
-import pytest
 
 from shared.broker.link import connect_once
 from shared.db.pool import Connection
@@ -23,7 +21,7 @@ from shared.db.tokens import create_token
 from shared.wire import topology
 from tests.helpers import apply_yaml, eventually, finished_execution
 from tests.integration.calls import cli_json
-from tests.integration.target import Target, running_target
+from tests.integration.target import Target
 from tests.stack import Services
 
 ADMIN = {"Authorization": "Bearer test-admin-token-0123456789"}
@@ -48,18 +46,6 @@ triggers:
     mode: request_response
     workflow: [{{respond: {{status: 204}}}}]
 """
-
-
-@pytest.fixture(scope="module")
-def target() -> Iterator[Target]:
-    with running_target() as running:
-        yield running
-
-
-@pytest.fixture
-async def api(stack: Services) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"{stack.base_url}/api", headers=ADMIN, timeout=30) as client:
-        yield client
 
 
 async def _applied(db: Connection, stack: Services, target: Target, ws: str) -> None:
@@ -141,7 +127,8 @@ async def test_dead_letters_are_listed_page_by_page_newest_first_and_filtered_by
         "workspace": workspace,
         "trigger": "flaky",
         "reason": "rejected",
-        "queue": f"{stack.env['HOOKLINE_AMQP_PREFIX']}.work",
+        # Died in its trigger's own queue (an unordered trigger's calls are routed there).
+        "queue": topology.trigger_queue_name(stack.env["HOOKLINE_AMQP_PREFIX"], workspace, "flaky"),
         "died_at": None,
         "status": "dead",
         "attempts": 1,

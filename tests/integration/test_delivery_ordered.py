@@ -16,8 +16,16 @@ from shared.db.lanes import load_layouts
 from shared.db.pool import Connection
 from shared.wire.topology import LaneLayout
 from tests.helpers import apply_yaml, eventually
-from tests.integration.calls import Run, all_finished, delivery_stack, never_overlap, runs, send, worker_of
-from tests.integration.target import Target, running_target
+from tests.integration.calls import (
+    Run,
+    all_finished,
+    delivery_stack,
+    never_overlap,
+    runs,
+    send,
+    worker_that_logged,
+)
+from tests.integration.target import Target
 from tests.stack import Services
 
 LANE = """
@@ -30,12 +38,6 @@ triggers:
       - id: call
         http: {{url: "{target}/work/{ms}"}}
 """
-
-
-@pytest.fixture(scope="module")
-def target() -> Iterator[Target]:
-    with running_target() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +71,7 @@ async def test_an_ordered_lane_keeps_arrival_order_while_its_active_worker_is_ki
     for threshold in (120, 300):
         await eventually(lambda n=threshold: _at_least(db, workspace, n), timeout=60)  # type: ignore[misc]
         latest = (await runs(db, workspace))[-1]
-        active = worker_of(ordered_stack, latest.id)
-        assert active is not None
+        active = await worker_that_logged(ordered_stack, latest.id)
         ordered_stack.stop(active, signal.SIGKILL)  # its in-flight run goes back to the head
         ordered_stack.start(f"worker-{spare}", "--concurrency", "16")
         spare += 1

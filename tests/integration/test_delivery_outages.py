@@ -22,7 +22,7 @@ from shared.devstack.localservers import LocalPostgres, LocalRabbitMQ
 from shared.wire import topology
 from tests.helpers import apply_yaml, eventually
 from tests.integration.calls import all_finished, delivery_stack, finished, runs, send_many
-from tests.integration.target import Target, running_target
+from tests.integration.target import Target
 
 TRIGGERS = """
 workspace: {ws}
@@ -43,12 +43,6 @@ def folder() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def target() -> Iterator[Target]:
-    with running_target() as running:
-        yield running
-
-
 @pytest.mark.fault
 async def test_a_thousand_queued_messages_all_run_after_a_broker_restart(
     folder: Path, database_url: str, log_dir: Path, workspace: str, target: Target
@@ -63,7 +57,7 @@ async def test_a_thousand_queued_messages_all_run_after_a_broker_restart(
             url = f"{stack.base_url}/hooks/{workspace}/slow"
             await eventually(lambda: _status(url, 202), timeout=20)  # one call, queued
             ids = await send_many(url, [{"n": n} for n in range(1000)])
-            work = topology.work_queue_name(stack.env["HOOKLINE_AMQP_PREFIX"])
+            work = topology.trigger_queue_name(stack.env["HOOKLINE_AMQP_PREFIX"], workspace, "slow")
             async with connect_once(broker.url, "test") as amqp:
                 state = await queue_state(amqp, work)
             assert state is not None

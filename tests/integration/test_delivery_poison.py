@@ -156,14 +156,18 @@ async def queues(broker: LocalRabbitMQ, prefix: str) -> dict[str, tuple[int, int
 
 
 async def settled_everywhere(broker: LocalRabbitMQ, stack: Services, timeout: float = 30) -> None:
-    """Until no queue of the stack holds an unacknowledged message and the work queue is empty."""
+    """Until no queue of the stack holds an unacknowledged message and no work queue (the
+    shared one, a trigger's own) holds a ready one."""
     work = topology.work_queue_name(_prefix(stack))
 
     async def probe() -> bool | None:
         counts = await queues(broker, _prefix(stack))
         unacked = {name: c[1] for name, c in counts.items() if c[1]}
         assert not unacked, f"unacknowledged: {unacked}"
-        assert counts[work][0] == 0, f"{counts[work][0]} ready in the work queue"
+        ready = {
+            name: c[0] for name, c in counts.items() if (name == work or name.startswith(f"{work}.")) and c[0]
+        }
+        assert not ready, f"ready in work queues: {ready}"
         return True
 
     await eventually(probe, timeout=timeout, every=0.5)

@@ -23,9 +23,9 @@ from tests.integration.calls import (
     runs,
     send,
     send_many,
-    worker_of,
+    worker_that_logged,
 )
-from tests.integration.target import Target, running_target
+from tests.integration.target import Target
 from tests.stack import Services
 
 TRIGGERS = """
@@ -70,12 +70,6 @@ triggers:
       - id: call
         http: {{url: "{target}/fail/{{{{ request.body.tag }}}}"}}
 """
-
-
-@pytest.fixture(scope="module")
-def target() -> Iterator[Target]:
-    with running_target() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -172,13 +166,24 @@ async def test_an_execution_replay_is_a_new_execution_linked_to_the_old_one(
     await apply_yaml(db, TRIGGERS.format(ws=workspace, target=target.base_url, on_exhausted="skip"))
     old_id = await _accepting(f"{retry_stack.base_url}/hooks/{workspace}/fine", {"n": 7})
     old = await finished_execution(db, old_id)
+    # README: a replay runs on the trigger's *current* version.
+    changed = TRIGGERS.format(ws=workspace, target=target.base_url, on_exhausted="skip")
+    await apply_yaml(db, changed.replace(f"{target.base_url}/work/20", f"{target.base_url}/work/21"))
 
+    async def current_version() -> int | None:
+        version = await db.fetchval(
+            "select version from triggers where workspace = $1 and name = 'fine'", workspace
+        )
+        return version if version and version > old.trigger_version else None
+
+    version = await eventually(current_version)
     done = cli(retry_stack, "executions", "replay", old_id)
     assert done.returncode == 0, done.stderr
     new_id = done.stdout.strip()
     assert new_id != old_id
     new = await finished_execution(db, new_id)
     assert (new.status, new.replay_of, new.request, new.attempts) == ("succeeded", old_id, old.request, 1)
+    assert new.trigger_version == version
 
 
 async def test_a_failed_request_response_call_is_answered_once_and_never_retried(
@@ -212,9 +217,16 @@ async def test_a_failed_request_response_call_is_answered_once_and_never_retried
     assert cli_json(retry_stack, "dlq", "list", "--trigger", f"{workspace}/ask") == []
 
 
-@pytest.mark.parametrize("on_exhausted", ["skip", "stop"])
+@pytest.mark.parametrize(
+    ("on_exhausted", "resume"), [("skip", None), ("stop", "--retry"), ("stop", "--skip")]
+)
 async def test_an_ordered_lane_retries_in_place_then_skips_or_stops_until_resumed(
-    retry_stack: Services, db: Connection, workspace: str, target: Target, on_exhausted: str
+    retry_stack: Services,
+    db: Connection,
+    workspace: str,
+    target: Target,
+    on_exhausted: str,
+    resume: str | None,
 ) -> None:
     await apply_yaml(db, TRIGGERS.format(ws=workspace, target=target.base_url, on_exhausted=on_exhausted))
     bad, ok = f"{workspace}-bad", f"{workspace}-ok"
@@ -230,18 +242,21 @@ async def test_an_ordered_lane_retries_in_place_then_skips_or_stops_until_resume
         # The lane holds seq 2: nothing behind it has run.
         assert [r.body["seq"] for r in await runs(db, workspace)] == [-1, 0, 1, 2]
         assert (await get_execution(db, ids[2])).status == "failed"
-        target.failing.discard(bad)
-        resumed = cli(retry_stack, "lanes", "resume", f"{workspace}/lane", "--retry")
+        if resume == "--retry":
+            target.failing.discard(bad)
+        # README: `--skip` dead-letters it (replayable later) and goes on; `--retry` runs it again.
+        resumed = cli(retry_stack, "lanes", "resume", f"{workspace}/lane", str(resume))
         assert resumed.returncode == 0, resumed.stderr
 
     done = await all_finished(db, workspace, 7, timeout=30)
     assert [r.body["seq"] for r in done] == [-1, 0, 1, 2, 3, 4, 5]
     never_overlap(done)
     third = done[3]
-    if on_exhausted == "skip":
+    if on_exhausted == "skip" or resume == "--skip":
         # Tried three times in place (backoff 0.25 s, 0.5 s), dead-lettered, then the lane went on.
         assert (third.status, third.attempts) == ("dead", 3)
-        assert third.finished_at - third.started_at < 1  # the record keeps the last attempt
+        if resume is None:
+            assert third.finished_at - third.started_at < 1  # the record keeps the last attempt
         await filed_as_dead_letters(db, ids[2])
         assert [x["id"] for x in cli_json(retry_stack, "dlq", "list", "--trigger", f"{workspace}/lane")] == [
             ids[2]
@@ -269,8 +284,7 @@ async def test_an_ordered_retry_handed_back_by_a_killed_worker_keeps_its_attempt
         return True if (execution.status, execution.attempts) == ("retrying", 1) else None
 
     await eventually(retrying, timeout=20)  # attempt 1 failed; its worker waits 3 s in place
-    holder = worker_of(retry_stack, execution_id)
-    assert holder is not None
+    holder = await worker_that_logged(retry_stack, execution_id)
     retry_stack.stop(holder, signal.SIGKILL, timeout=10)
     try:
         dead = await finished_execution(db, execution_id, timeout=40)

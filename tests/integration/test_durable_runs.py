@@ -15,7 +15,7 @@ import pytest
 from shared.db.pool import Connection
 from tests.helpers import apply_yaml, eventually, finished_execution
 from tests.integration.calls import cli, delivery_stack
-from tests.integration.target import Target, running_target
+from tests.integration.target import Target
 from tests.stack import Services, free_port
 
 TRIGGERS = """
@@ -97,12 +97,6 @@ triggers:
       - id: refusal
         respond: {{status: 500, body: {{error: try later}}}}
 """
-
-
-@pytest.fixture(scope="module")
-def target() -> Iterator[Target]:
-    with running_target() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

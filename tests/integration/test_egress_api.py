@@ -51,12 +51,6 @@ def recorder() -> Iterator[tuple[int, list[str]]]:
 
 
 @pytest.fixture
-async def admin(stack: Services) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"{stack.base_url}/api", headers=ADMIN, timeout=20) as client:
-        yield client
-
-
-@pytest.fixture
 async def tenant(
     db: Connection, workspace: str, stack: Services, admin: httpx.AsyncClient
 ) -> AsyncIterator[httpx.AsyncClient]:

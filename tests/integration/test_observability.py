@@ -54,8 +54,18 @@ def probed(stack: Services) -> Iterator[dict[str, int]]:
         stack.stop(name)
 
 
+def _samples(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples called `name` whose labels include `labels`, from /metrics."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
 async def test_worker_and_dispatcher_serve_health_readiness_and_metrics(
-    probed: dict[str, int], stack: Services
+    probed: dict[str, int], stack: Services, db: Connection, workspace: str
 ) -> None:
     async def ready(port: int) -> httpx.Response | None:
         async with httpx.AsyncClient() as client:
@@ -81,6 +91,23 @@ async def test_worker_and_dispatcher_serve_health_readiness_and_metrics(
         "hookline_worker_dead_letters_total",
     ):
         assert f"# TYPE {name} " in worker
+    # The counters move: calls that fail on their only attempt, until one reaches this worker
+    # (three workers share the queue).
+    await apply_yaml(db, TRIGGERS.format(ws=workspace))
+    ours = {"workspace": workspace, "trigger": "counted"}
+
+    async def counted() -> str | None:
+        async with httpx.AsyncClient() as client:
+            await client.post(f"{stack.base_url}/hooks/{workspace}/counted", json={})
+            text = (await client.get(f"http://127.0.0.1:{probed['worker-probed']}/metrics")).text
+        return text if _samples(text, "hookline_worker_executions_total", **ours) >= 1 else None
+
+    worker = await eventually(counted, timeout=30, every=0.2)
+    runs = _samples(worker, "hookline_worker_executions_total", **ours)
+    assert _samples(worker, "hookline_worker_executions_total", **ours, status="dead") == runs
+    assert _samples(worker, "hookline_worker_dead_letters_total", **ours) == runs
+    assert _samples(worker, "hookline_worker_execution_seconds_count", **ours) == runs
+    assert _samples(worker, "hookline_worker_end_to_end_seconds_count", **ours) == runs
 
     work = f'queue="{stack.env["HOOKLINE_AMQP_PREFIX"]}.work"'
 
@@ -126,13 +153,22 @@ async def test_ingress_metrics_count_calls_and_refusals(
 
     await eventually(accepted)
     async with httpx.AsyncClient(base_url=stack.base_url) as client:
+        before = (await client.get("/metrics")).text
         await client.get(f"/hooks/{workspace}/counted")  # 405
+        await client.post(f"/hooks/{workspace}/counted", json={})  # 202
         text = (await client.get("/metrics")).text
-    assert (
-        f'hookline_ingress_calls_total{{outcome="202",trigger="counted",workspace="{workspace}"}} 1.0' in text
+    ours = {"workspace": workspace, "trigger": "counted"}
+    assert _samples(text, "hookline_ingress_calls_total", **ours, outcome="202") == 2
+    # The stack is shared: the counters moved by what this test sent, at least.
+    moved = _samples(text, "hookline_ingress_rejected_total", reason="method-not-allowed") - _samples(
+        before, "hookline_ingress_rejected_total", reason="method-not-allowed"
     )
-    assert 'hookline_ingress_rejected_total{reason="method-not-allowed"}' in text
-    assert "hookline_ingress_publish_seconds_count" in text
+    assert moved >= 1
+    published = _samples(text, "hookline_ingress_publish_seconds_count") - _samples(
+        before, "hookline_ingress_publish_seconds_count"
+    )
+    assert published >= 1
+    assert _samples(text, "hookline_ingress_publish_seconds_sum") > 0
 
 
 def _refusals(text: str) -> dict[str, float]:
@@ -193,6 +229,9 @@ async def test_every_refusal_is_counted_by_its_reason(
 async def test_service_logs_are_json_with_the_run_ids_and_no_body(
     stack: Services, db: Connection, workspace: str
 ) -> None:
+    names = ("ingress", "dispatcher", "worker-1", "worker-2")
+    # The session's stack logs for every test: the lines format is checked from here on.
+    offsets = {name: len(stack.log(name)) for name in names}
     await apply_yaml(db, TRIGGERS.format(ws=workspace))
     marker = f"body-marker-{uuid.uuid4().hex}"
 
@@ -218,11 +257,15 @@ async def test_service_logs_are_json_with_the_run_ids_and_no_body(
         *TEST_SECRETS.values(),
     ]
     lines = []
-    for name in ("ingress", "dispatcher", "worker-1", "worker-2"):
+    for name in names:
         text = stack.log(name)
         assert marker not in text
         assert [x for x in secrets if x in text] == [], name
-        lines += [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        # Every line of this test's traffic, uvicorn's own included: one JSON object each.
+        for line in text[offsets[name] :].splitlines():
+            entry = json.loads(line)
+            assert isinstance(entry, dict), (name, line)
+            lines.append(entry)
     of_run = [x for x in lines if x.get("execution_id") == execution_id]
     assert of_run, "the run logged nothing"
     assert all((x["workspace"], x["trigger"]) == (workspace, "counted") for x in of_run)

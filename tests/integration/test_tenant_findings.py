@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -36,12 +35,6 @@ triggers:
     mode: request_response
     workflow: [{{respond: {{status: 204}}}}]
 """
-
-
-@pytest.fixture
-async def api(stack: Services) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"{stack.base_url}/api", headers=ADMIN, timeout=20) as client:
-        yield client
 
 
 async def _ready(db: Connection, stack: Services, workspace: str) -> str:

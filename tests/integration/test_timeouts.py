@@ -52,7 +52,9 @@ async def test_timeout_is_504_with_the_execution_id_and_the_status_url_has_the_r
             answer = await client.post(url, json={"n": 7}, headers=headers)
         return answer if answer.status_code == 504 else None
 
-    answer = await eventually(timed_out)
+    # The stack is new: its dispatcher's first reconcile declares a queue for every live
+    # trigger of the session's database before this one is routed.
+    answer = await eventually(timed_out, timeout=60)
     problem = answer.json()
     execution_id = problem["execution_id"]
     status_url = f"/hooks/{workspace}/slow/executions/{execution_id}"
@@ -98,7 +100,7 @@ async def test_on_timeout_accept_answers_202_with_the_status_url(
             )
         return answer if answer.status_code == 202 else None
 
-    answer = await eventually(accepted)
+    answer = await eventually(accepted, timeout=60)  # routed after the first reconcile
     execution_id = answer.json()["execution_id"]
     assert answer.json() == {
         "execution_id": execution_id,

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from shared.db.keys import attach_key, relabel_key, revoke_key
 from shared.db.pool import Connection
-from tests.helpers import apply_yaml, eventually, finished_execution, new_key
+from tests.helpers import apply_yaml, eventually, finished_execution, marker_run, new_key
 from tests.stack import Services
 
 CONTRACT = """
@@ -140,10 +140,11 @@ WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 class Contract:
     """The contract triggers in one test's workspace, with a key for the keyed ones."""
 
-    def __init__(self, stack: Services, workspace: str, key: str) -> None:
+    def __init__(self, stack: Services, workspace: str, key: str, warmup: str) -> None:
         self.stack = stack
         self.workspace = workspace
         self.key = key
+        self.warmup = warmup  # the fixture's own run of "raw", which proved a worker consumes
 
     def url(self, trigger: str) -> str:
         return f"{self.stack.base_url}/hooks/{self.workspace}/{trigger}"
@@ -161,7 +162,18 @@ async def contract(db: Connection, workspace: str, stack: Services) -> Contract:
         return True if answer.status_code == 204 else None
 
     await eventually(known)
-    return Contract(stack, workspace, key.key)
+
+    async def consumed() -> httpx.Response | None:
+        # Routed is not yet consumed: a worker takes up a new trigger's queue on its next
+        # look (worker/triggerqueues.py). A request-response answer proves it did.
+        async with httpx.AsyncClient(timeout=30) as client:
+            answer = await client.post(
+                f"{stack.base_url}/hooks/{workspace}/raw", content=b"x", headers={"X-API-Key": key.key}
+            )
+        return answer if answer.status_code == 200 else None
+
+    warmed = await eventually(consumed, timeout=60)
+    return Contract(stack, workspace, key.key, warmup=warmed.headers["x-execution-id"])
 
 
 def github_signature(body: bytes) -> str:
@@ -370,11 +382,15 @@ async def test_a_senders_own_signature_opens_its_preset_and_nothing_else_does(
     assert {a.json()["detail"] for a in refused} == {refused[0].json()["detail"]}, (
         "says nothing of what was wrong"
     )
-    await asyncio.sleep(0.2)
+    async with httpx.AsyncClient() as client:
+        marker = b'{"id": "evt_2", "amount": 100}'
+        await marker_run(
+            db, client, contract.url(sender), content=marker, headers={**sent, **sign(marker, now)}
+        )
     runs = await db.fetchval(
         "select count(*) from executions where workspace = $1 and trigger = $2", contract.workspace, sender
     )
-    assert runs == 1
+    assert runs == 2  # the good call and the marker
 
 
 async def test_a_revoked_key_is_refused_by_every_ingress_within_a_second(
@@ -482,11 +498,14 @@ async def test_idempotency_key_gives_async_callers_the_first_execution(
     assert first.status_code == second.status_code == 202
     assert first.json() == second.json()
     await finished_execution(db, first.json()["execution_id"])
-    await asyncio.sleep(0.3)
+    async with httpx.AsyncClient() as client:
+        await marker_run(
+            db, client, contract.url("once-async"), json={"n": 2}, headers={"X-API-Key": contract.key}
+        )
     runs = await db.fetchval(
         "select count(*) from executions where workspace = $1 and trigger = 'once-async'", contract.workspace
     )
-    assert runs == 1
+    assert runs == 2  # the first call and the marker, no second run of the first
 
 
 async def test_idempotency_key_replays_the_first_answer_without_a_second_run(
@@ -621,7 +640,10 @@ def test_any_byte_body_reaches_the_workflow_unchanged(
     contract: Contract, body: bytes, content_type: str
 ) -> None:
     answer = httpx.post(
-        contract.url("raw"), content=body, headers={"X-API-Key": contract.key, "Content-Type": content_type}
+        contract.url("raw"),
+        content=body,
+        headers={"X-API-Key": contract.key, "Content-Type": content_type},
+        timeout=30,
     )
     assert answer.status_code == 200
     assert answer.content == body
@@ -823,8 +845,13 @@ async def test_bad_input_gets_its_status_and_problem_and_runs_nothing(
         assert answer.headers["allow"] == "POST, PUT"
     if problem == "invalid-parameter":
         assert document["parameter"] == ("x" if "x=" in query else "customerid")
-    await asyncio.sleep(0.2)
-    runs = await db.fetchval(
-        "select count(*) from executions where workspace = $1 and trigger <> 'ready'", contract.workspace
+    async with httpx.AsyncClient() as client:
+        marker = await marker_run(
+            db, client, contract.url("once-async"), json={}, headers={"X-API-Key": contract.key}
+        )
+    runs = await db.fetch(
+        "select id from executions where workspace = $1 and trigger <> 'ready' and id <> $2",
+        contract.workspace,
+        uuid.UUID(contract.warmup),
     )
-    assert runs == 0
+    assert [str(r["id"]) for r in runs] == [marker]

@@ -3,7 +3,7 @@ the stack with no configuration, nothing secret is left on disk, a killed worker
 again, Ctrl-C stops everything.
 
 The servers are the session's (through HOOKLINE_AMQP_URL / HOOKLINE_DATABASE_URL, which `up`
-honours); starting private ones is what tests/test_localservers.py and the fresh-clone check
+honours); starting private ones is what tests/integration/test_localservers.py and the fresh-clone check
 cover.
 """
 
@@ -220,6 +220,8 @@ async def test_a_worker_killed_with_sigkill_is_started_again_and_every_accepted_
         "HOOKLINE_AMQP_PREFIX": prefix,
         "HOOKLINE_PORT": str(port),
         "HOOKLINE_DEMO_TARGET_PORT": str(free_port()),
+        # README: "set HOOKLINE_ADMIN_TOKEN to choose your own" (the other test has it made up).
+        "HOOKLINE_ADMIN_TOKEN": (chosen := f"chosen-{uuid.uuid4().hex}"),
     }
     log = tmp_path / "up.log"
     with log.open("wb") as out:
@@ -232,8 +234,12 @@ async def test_a_worker_killed_with_sigkill_is_started_again_and_every_accepted_
             stdin=subprocess.DEVNULL,
         )
     try:
-        key_match = re.search(r"API key for workspace demo \(shown once\): (\S+)", _banner(log))
+        banner = _banner(log)
+        key_match = re.search(r"API key for workspace demo \(shown once\): (\S+)", banner)
         assert key_match
+        token_match = re.search(r"Admin token \(management API[^)]*\): (\S+)", banner)
+        assert token_match
+        assert token_match.group(1) == chosen
         headers = {"X-API-Key": key_match.group(1)}
         workers = _children(up.pid, "worker")
         assert len(workers) == 2, workers
@@ -248,6 +254,8 @@ async def test_a_worker_killed_with_sigkill_is_started_again_and_every_accepted_
                 return None if answer.status_code == 503 else True
 
             await eventually(routed, timeout=10)
+            mine = await client.get("/api/workspaces", headers={"Authorization": f"Bearer {chosen}"})
+            assert mine.status_code == 200, mine.text
 
             async def send() -> None:
                 n = 0

@@ -31,12 +31,6 @@ Client = Callable[[str], Awaitable[httpx.AsyncClient]]
 
 
 @pytest.fixture
-async def admin(stack: Services) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"{stack.base_url}/api", headers=ADMIN, timeout=20) as client:
-        yield client
-
-
-@pytest.fixture
 async def token_of(admin: httpx.AsyncClient, stack: Services) -> AsyncIterator[Client]:
     """The management API as a workspace token of the workspace named (created if need be)."""
     clients: list[httpx.AsyncClient] = []

@@ -1,4 +1,4 @@
-// hookline console: copy buttons, live run log, waiting for a queued replay. No build step.
+// hookline console: copy buttons (URLs, keys, `{{ }}` expressions), live run log, waiting for a queued replay. No build step.
 "use strict";
 
 function copyButtons() {
@@ -10,7 +10,8 @@ function copyButtons() {
       } catch (err) {
         // No clipboard (plain http on another host): select the text instead.
         const code = button.previousElementSibling;
-        if (code) window.getSelection().selectAllChildren(code);
+        if (code && code.tagName === "INPUT") code.select();
+        else if (code) window.getSelection().selectAllChildren(code);
         button.textContent = "Select + copy";
       }
       setTimeout(() => { button.textContent = "Copy"; }, 1500);

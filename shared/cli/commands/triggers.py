@@ -1,4 +1,5 @@
-"""`hookline triggers list|show|versions|pause|resume|delete`: triggers as an operator sees them."""
+"""`hookline triggers list|show|versions|pause|resume|delete` (and try|rejected|sample, in
+trigger_loop.py): triggers as an operator sees them."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from shared.cli.commands import runs
+from shared.cli.commands import runs, trigger_loop
 from shared.cli.commands.dlq import trigger_path
 from shared.cli.commands.output import print_json, print_table, when
 from shared.db.pauses import pause_trigger, resume_trigger
@@ -16,9 +17,9 @@ from shared.settings import Settings
 
 
 def register(sub: Any) -> None:
-    actions = sub.add_parser("triggers", help="triggers: list, show, pause, resume").add_subparsers(
-        metavar="ACTION", required=True
-    )
+    actions = sub.add_parser(
+        "triggers", help="triggers: list, show, pause, resume, try, rejected, sample"
+    ).add_subparsers(metavar="ACTION", required=True)
     p = actions.add_parser("list", help="triggers with their URL, mode, auth, ordering and state")
     p.add_argument("--workspace", help="only this workspace's")
     p.add_argument("--deleted", action="store_true", help="include deleted triggers")
@@ -36,6 +37,7 @@ def register(sub: Any) -> None:
         if name == "versions":
             p.add_argument("--json", action="store_true", help="print JSON")
         p.set_defaults(run=runs(command))
+    trigger_loop.register_actions(actions)
 
 
 def _url(settings: Settings, info: TriggerInfo) -> str:
