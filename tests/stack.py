@@ -26,6 +26,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class StopTimedOut(subprocess.TimeoutExpired):
+    """A service that did not exit in time; its message ends with the service's log."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}; its log ends:\n{self.output}"
+
+
 @dataclass
 class Services:
     """A set of running service processes sharing one environment."""
@@ -59,10 +66,11 @@ class Services:
             process.send_signal(sig)
         try:
             return process.wait(timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:
             process.kill()
             process.wait()
-            raise
+            # What it still waited for: a service that does not stop in time logs its tasks.
+            raise StopTimedOut(exc.cmd, exc.timeout, output=self.log(name)[-6000:]) from None
 
     def stop_all(self) -> None:
         """Stop everything (ingress, workers, dispatcher); one that hangs does not spare the others."""

@@ -7,10 +7,12 @@ runs, shares `start` (settings and logging) only.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 from collections.abc import Callable
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import asyncpg
 import uvloop
@@ -18,6 +20,13 @@ import uvloop
 from shared.errors import HooklineError
 from shared.logs import setup_logging
 from shared.settings import STATE_DIR, Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+# A stop that has not finished after this long says what it still waits for (every task's
+# stack), up to STUCK_REPORTS times: a hung shutdown names its culprit in the log.
+STUCK_AFTER_SECONDS = 10.0
+STUCK_REPORTS = 3
 
 
 class Service(Protocol):
@@ -52,8 +61,15 @@ def run_service(name: str, build: Callable[[Settings], Service], **overrides: ob
 
 async def _serve(name: str, service: Service) -> int:
     loop = asyncio.get_running_loop()
+    stuck: list[asyncio.TimerHandle] = []
+
+    def stop() -> None:
+        service.stop()
+        if not stuck:
+            stuck.append(loop.call_later(STUCK_AFTER_SECONDS, _report_stuck, loop, stuck, 1))
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, service.stop)
+        loop.add_signal_handler(sig, stop)
     try:
         await service.run()
     except HooklineError as exc:
@@ -66,4 +82,32 @@ async def _serve(name: str, service: Service) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        for handle in stuck:
+            handle.cancel()
     return 0
+
+
+def _report_stuck(loop: asyncio.AbstractEventLoop, handles: list[asyncio.TimerHandle], report: int) -> None:
+    """Log what the stop still waits for: each pending task and the chain of awaits it hangs in."""
+    waits = sorted(f"{task.get_name()}: {_awaiting(task)}" for task in asyncio.all_tasks(loop))
+    log.warning(
+        "still stopping after %.0f s; waiting in %d tasks: %s",
+        report * STUCK_AFTER_SECONDS,
+        len(waits),
+        " | ".join(waits),
+    )
+    if report < STUCK_REPORTS:
+        handles.append(loop.call_later(STUCK_AFTER_SECONDS, _report_stuck, loop, handles, report + 1))
+
+
+def _awaiting(task: asyncio.Task[Any]) -> str:
+    """`outer (file.py:12) > inner (other.py:34) > ...`: where a suspended task waits."""
+    where: list[str] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None and len(where) < 16:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is not None:
+            where.append(f"{frame.f_code.co_name} ({Path(frame.f_code.co_filename).name}:{frame.f_lineno})")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return " > ".join(where) or repr(task)
