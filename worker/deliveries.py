@@ -26,6 +26,7 @@ from aio_pika.abc import AbstractRobustChannel
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from aiormq.abc import DeliveredMessage
 
+from shared.broker.link import quietly
 from shared.wire import topology
 
 log = logging.getLogger(__name__)
@@ -299,5 +300,4 @@ class RawConsumer:
                 await self._retrying
         underlay, tag = self._underlay, self._tag
         if underlay is not None and tag is not None and not underlay.is_closed:
-            with contextlib.suppress(*CONNECTION_EXCEPTIONS):
-                await underlay.basic_cancel(tag)
+            await quietly(underlay.basic_cancel(tag), f"cancelling the consumer of {self.queue}")

@@ -24,6 +24,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustChannel, AbstractRobustC
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from shared.broker.inspection import queue_state
+from shared.broker.link import quietly
 from shared.errors import BrokerUnavailable
 from shared.wire.topology import LaneLayout
 from worker.deliveries import Delivery, RawConsumer
@@ -176,7 +177,7 @@ class LaneSet:
         for lane in self._lanes.values():
             lane.closing = True
             if lane.channel is not None and not lane.channel.is_closed:
-                await lane.channel.close()
+                await quietly(lane.channel.close(), f"closing lane {lane.name}")
             lane.channel = None
 
 

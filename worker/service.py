@@ -20,7 +20,7 @@ import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
-from shared.broker.link import BrokerLink
+from shared.broker.link import BrokerLink, quietly
 from shared.broker.publishers import ConfirmedPublisher, ReplyPublisher, open_confirm_channel
 from shared.db.flow import unordered_triggers
 from shared.db.lanes import LANES_CHANNEL, load_layouts
@@ -372,14 +372,12 @@ class Worker:
         #    a channel's close goes out after them, where closing the connection would drop them.
         #    The shared consumer's coalesced acks are sent first.
         if self._shared is not None:
-            with contextlib.suppress(*CONNECTION_EXCEPTIONS):
-                await self._shared.flush()
+            await quietly(self._shared.flush(), "sending the shared queue's acks")
         if self._queues is not None:
             await self._queues.close()
         for channel in self._channels:
             if not channel.is_closed:
-                with contextlib.suppress(*CONNECTION_EXCEPTIONS):
-                    await channel.close()
+                await quietly(channel.close(), "closing a channel")
         await self._broker.close()
         # 4. Then (run() closes them, in reverse order of opening) the heartbeat, the probes,
         #    the recorder, the steps' connections and the pool: in-flight runs needed them.

@@ -23,6 +23,7 @@ from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from shared.broker.inspection import queue_state
+from shared.broker.link import quietly
 from shared.errors import BrokerUnavailable
 from worker.deliveries import Delivery, RawConsumer
 
@@ -159,9 +160,7 @@ class TriggerQueues:
         """Shutdown, last step: send coalesced acks, close every channel."""
         for queue in (*self._queues.values(), *self._leaving.values()):
             if queue.consumer is not None:
-                with contextlib.suppress(*CONNECTION_EXCEPTIONS):
-                    await queue.consumer.flush()
+                await quietly(queue.consumer.flush(), f"sending the acks of {queue.name}")
             channel, queue.channel, queue.consumer = queue.channel, None, None
             if channel is not None and not channel.is_closed:
-                with contextlib.suppress(*CONNECTION_EXCEPTIONS):
-                    await channel.close()
+                await quietly(channel.close(), f"closing the channel of {queue.name}")

@@ -23,6 +23,25 @@ log = logging.getLogger(__name__)
 
 OnConnect = Callable[[AbstractRobustConnection], Awaitable[None]]
 
+# How long one shutdown step on the broker (a consumer's cancel, a flush, a channel's or the
+# connection's close) may take: a broker that does not answer must not hold a stop forever.
+SHUTDOWN_STEP_SECONDS = 5.0
+
+
+async def quietly(step: Awaitable[object], what: str, seconds: float = SHUTDOWN_STEP_SECONDS) -> None:
+    """Await a shutdown step on the broker for at most `seconds`; a broker gone is no error.
+
+    What it did not get to do the broker does itself once the connection drops: the
+    unacknowledged messages go back to the head of their queues.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            await step
+    except TimeoutError:
+        log.warning("%s took over %.0f s; going on without it", what, seconds)
+    except CONNECTION_EXCEPTIONS:
+        pass
+
 
 class BrokerLink:
     """One robust connection, opened in the background until the broker answers."""
@@ -97,7 +116,7 @@ class BrokerLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self.connection is not None:
-            await self.connection.close()
+            await quietly(self.connection.close(), "closing the broker connection")
 
 
 @contextlib.asynccontextmanager

@@ -106,6 +106,8 @@ class ProbeServer:
             log_config=None,
             access_log=False,
             lifespan="off",
+            # A scrape or probe still open at the stop gets this long, then is closed.
+            timeout_graceful_shutdown=2,
         )
         self._server = _Server(config)
         self._service = service
