@@ -35,17 +35,19 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
     error: str | None = None
     replay_of: str | None = None
     caller: str | None = None
+    trace_id: str | None = None  # 32 hex digits, when tracing is on (shared/runtime/tracing.py)
 
 
 # One statement for a whole batch: arrays in, one row each out of unnest. A redelivered
 # invocation finds its row instead of creating a second record. A record carries its run
 # number (the worker counts runs, redeliveries included), so writing the same run twice (a
 # commit whose answer was lost in a database outage) counts it once, and an older run
-# never overwrites a newer one.
+# never overwrites a newer one. The trace id is the first one recorded: the call's (a run
+# resumed by an operator starts a trace of its own, and a minimal record has none).
 _INSERT = """
 insert into executions (id, workspace, trigger, trigger_version, status, attempts, received_at,
                         started_at, finished_at, request, output, response, steps, error, replay_of,
-                        caller)
+                        caller, trace_id)
 """
 _ON_CONFLICT = """
 on conflict (id) do update set
@@ -56,19 +58,20 @@ on conflict (id) do update set
     output = excluded.output,
     response = excluded.response,
     steps = excluded.steps,
-    error = excluded.error
+    error = excluded.error,
+    trace_id = coalesce(executions.trace_id, excluded.trace_id)
 where excluded.attempts >= executions.attempts
 """
 # Both statements are put together from the constants above only (no value is spliced in).
 _UPSERT = f"""{_INSERT}
 select id, workspace, trigger, version, status, attempts, to_timestamp(received_at),
        to_timestamp(started_at), to_timestamp(finished_at), request::json, output::json,
-       response::json, steps::json, error, replay_of, caller
+       response::json, steps::json, error, replay_of, caller, trace_id
 from unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::float8[],
             $8::float8[], $9::float8[], $10::text[], $11::text[], $12::text[], $13::text[],
-            $14::text[], $15::uuid[], $16::text[])
+            $14::text[], $15::uuid[], $16::text[], $17::text[])
      as r(id, workspace, trigger, version, status, attempts, received_at, started_at,
-          finished_at, request, output, response, steps, error, replay_of, caller)
+          finished_at, request, output, response, steps, error, replay_of, caller, trace_id)
 {_ON_CONFLICT}"""  # noqa: S608
 # A batch of one (an ordered lane's run, an idle worker's): the same upsert over VALUES,
 # which PostgreSQL runs in 0.11 ms where unnest over one-element arrays takes 0.18 ms. JSON
@@ -76,7 +79,7 @@ from unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[]
 _UPSERT_ONE = f"""{_INSERT}
 values ($1::uuid, $2::text, $3::text, $4::int, $5::text, $6::int, to_timestamp($7::float8),
         to_timestamp($8::float8), to_timestamp($9::float8), $10::text::json, $11::text::json,
-        $12::text::json, $13::text::json, $14::text, $15::uuid, $16::text)
+        $12::text::json, $13::text::json, $14::text, $15::uuid, $16::text, $17::text)
 {_ON_CONFLICT}"""
 
 
@@ -102,6 +105,7 @@ def _row(r: ExecutionRecord) -> tuple[Any, ...]:
         pg_text(r.error),
         r.replay_of,
         r.caller,
+        r.trace_id,
     )
 
 
@@ -110,7 +114,7 @@ async def record_executions(connection: Connection, records: list[ExecutionRecor
     if len(records) == 1:
         await connection.execute(_UPSERT_ONE, *_row(records[0]))
         return
-    columns: list[list[Any]] = [[] for _ in range(16)]
+    columns: list[list[Any]] = [[] for _ in range(17)]
     for r in records:
         for column, value in zip(columns, _row(r), strict=True):
             column.append(value)
@@ -136,6 +140,7 @@ class Execution(msgspec.Struct, kw_only=True):
     steps: list[Any]
     error: str | None
     replay_of: str | None
+    trace_id: str | None = None  # the W3C trace id of its call's trace (tracing on)
 
 
 async def get_execution(connection: Connection, execution_id: str) -> Execution:
@@ -194,6 +199,7 @@ def _execution(row: asyncpg.Record) -> Execution:
         steps=row["steps"],
         error=row["error"],
         replay_of=str(row["replay_of"]) if row["replay_of"] else None,
+        trace_id=row["trace_id"],
     )
 
 
