@@ -30,6 +30,7 @@ from shared.db.notify import follow
 from shared.db.pool import DB_ERRORS, open_pool
 from shared.db.secrets import cipher_from
 from shared.logs import setup_logging
+from shared.runtime import tracing
 from shared.runtime.heartbeats import Heartbeat
 from shared.settings import Settings, load_settings
 
@@ -141,4 +142,8 @@ def app_from_env() -> Litestar:
     settings = load_settings()
     setup_logging("ingress", settings.log_level, settings.log_json)
     use_limits(HttpLimits.of(settings))  # this process's connections (ingress/limits.py)
-    return create_app(settings)
+    app = create_app(settings)
+    # Each server process its own exporter thread (started after uvicorn's fork or spawn).
+    if tracing.start("ingress"):
+        app.on_shutdown.append(lambda: tracing.stop())  # called without arguments (no `app`)
+    return app

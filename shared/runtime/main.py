@@ -7,10 +7,12 @@ runs, shares `start` (settings and logging) only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,6 +21,7 @@ import uvloop
 
 from shared.errors import HooklineError
 from shared.logs import setup_logging
+from shared.runtime import tracing
 from shared.settings import STATE_DIR, Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -38,9 +41,11 @@ class Service(Protocol):
 
 
 def start(name: str, **overrides: object) -> Settings | None:
-    """Settings from the environment and logging set up; None (one line on stderr) if they are bad."""
+    """Settings from the environment and logging set up; None (one line on stderr) if they
+    are bad (tracing's OTEL_* variables too: each process sets tracing up itself, `traced`)."""
     try:
         settings = load_settings(None, STATE_DIR, **overrides)
+        tracing.exporters_wanted(os.environ)
     except HooklineError as exc:
         print(f"hookline {name}: {exc}", file=sys.stderr)
         return None
@@ -56,7 +61,19 @@ def run_service(name: str, build: Callable[[Settings], Service], **overrides: ob
     settings = start(name, **overrides)
     if settings is None:
         return 2
-    return uvloop.run(_serve(name, build(settings)))
+    with traced(name):
+        return uvloop.run(_serve(name, build(settings)))
+
+
+@contextlib.contextmanager
+def traced(name: str) -> Iterator[None]:
+    """Tracing on for the block if the OTEL_* variables ask for it (shared/runtime/tracing.py);
+    the last spans exported, within a deadline, as it ends."""
+    tracing.start(name)
+    try:
+        yield
+    finally:
+        tracing.stop()
 
 
 async def _serve(name: str, service: Service) -> int:
