@@ -35,6 +35,7 @@ from ingress.samples import Samples
 from shared.errors import HooklineError
 from shared.expressions import render
 from shared.ids import uuid7
+from shared.runtime import tracing
 from shared.spec.answers import answer_problem
 from shared.wire.messages import Invocation, Reply, RequestData, http_body, sent
 from shared.wire.ordering import ordering_key_value
@@ -86,11 +87,28 @@ class Hooks:
     async def handle(self, request: Request[Any, Any, Any], workspace: str, trigger: str) -> Response[bytes]:
         entry = self.lookup(workspace, trigger)
         call = Call(request)
-        try:
-            response = await self._handle(entry, call)
-        except HooklineError as exc:
-            self._refused(entry, call, exc)
-            raise
+        # A server span (tracing on; a call to no trigger has none): a scanner's guesses
+        # would each be a trace of their own.
+        traced = (
+            tracing.serving(
+                request.method,
+                request.headers.get(tracing.TRACEPARENT),
+                request.url.path,
+                entry.workspace,
+                entry.name,
+                answer_status,
+            )
+            if tracing.on
+            else tracing.UNTRACED
+        )
+        with traced as span:
+            try:
+                response = await self._handle(entry, call)
+            except HooklineError as exc:
+                self._refused(entry, call, exc)
+                raise
+            if span is not None and response.status_code is not None:  # always set here
+                tracing.answered(span, response.status_code)
         metrics.CALLS.labels(entry.workspace, entry.name, str(response.status_code)).inc()
         return response
 
@@ -234,6 +252,13 @@ class Call:
         self.request = request
         self.body: bytes | None = None
         self.published = False  # the broker confirmed the invocation
+
+
+def answer_status(exc: BaseException) -> int | None:
+    """The status a call that raised `exc` is answered with (None: the caller is gone)."""
+    if isinstance(exc, HooklineError):
+        return status_of(exc)
+    return 500 if isinstance(exc, Exception) else None
 
 
 def idempotency_key(entry: TriggerEntry, headers: Any, identity: str | None = None) -> str | None:

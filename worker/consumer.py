@@ -28,6 +28,7 @@ from shared.broker.publishers import ConfirmedPublisher
 from shared.db.executions import Status
 from shared.errors import BrokerUnavailable, HooklineError, NotFound, RecordRefused
 from shared.logs import run_context
+from shared.runtime import tracing
 from shared.spec.model import Retry
 from shared.wire import topology
 from shared.wire.messages import Invocation, RequestData, invocation_decoder
@@ -204,8 +205,17 @@ class Runner:
                 await self._reporter.record_lost(stub, "the message could not be decoded; dead-lettered")
             await settle(message, Verdict.GIVE_UP, lane)
             return
-        with run_context(
-            workspace=invocation.workspace, trigger=invocation.trigger, execution_id=invocation.id
+        # The run's consumer span (tracing on), the child of the publish in the headers.
+        traced = (
+            tracing.running(message.headers, queue, invocation.workspace, invocation.trigger, invocation.id)
+            if tracing.on
+            else tracing.UNTRACED
+        )
+        with (
+            run_context(
+                workspace=invocation.workspace, trigger=invocation.trigger, execution_id=invocation.id
+            ),
+            traced,
         ):
             self._watch(message, lane, invocation, 0)
             try:

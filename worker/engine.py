@@ -32,6 +32,7 @@ from tenacity import (
 
 from shared.db.checkpoints import Checkpoint
 from shared.errors import HooklineError
+from shared.runtime import tracing
 from shared.spec.model import Trigger
 from shared.spec.steps import StepRetry, status_listed
 from shared.wire.messages import Invocation
@@ -228,10 +229,11 @@ class Workflow:
             context.detail, context.recorded_output = None, SAME_AS_OUTPUT
             try:
                 policy: StepRetry | None = getattr(step, "retry", None)
-                if policy is None:
-                    output = await _run_step(step, context)
-                else:
-                    output = await _run_tries(step, policy, context, record)
+                with tracing.stepping(step.id, step.kind) if tracing.on else tracing.UNTRACED:
+                    if policy is None:
+                        output = await _run_step(step, context)
+                    else:
+                        output = await _run_tries(step, policy, context, record)
             except StepFailed as exc:
                 error = scrub(str(exc), context.secrets)
                 self._finish(

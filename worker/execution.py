@@ -14,6 +14,7 @@ from shared.db.executions import ExecutionRecord, Status, recorded_state
 from shared.db.lanes import mark_dead
 from shared.db.retry import retry_db
 from shared.errors import BrokerUnavailable, RecordRefused
+from shared.runtime import tracing
 from shared.wire.messages import Invocation, Reply, answer, reply_encoder
 from worker import metrics
 from worker.deliveries import Delivery
@@ -139,6 +140,9 @@ class Reporter:
             error=outcome.error,
             replay_of=invocation.replay_of,
             caller=invocation.caller,
+            # The run's trace (tracing on; the span notes the status). A record without one
+            # keeps the trace id recorded before.
+            trace_id=tracing.recorded(status) if tracing.on else None,
         )
 
     def _observe(self, invocation: Invocation, finished: Finished, status: Status) -> None:

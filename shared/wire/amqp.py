@@ -41,16 +41,19 @@ def invocation_properties(
     reply_to: str | None = None,
     ordering_key: str | None = None,
     replayed: bool = False,
+    traceparent: str | None = None,
 ) -> aiormq.spec.Basic.Properties:
     """A new invocation's properties: persistent, its id; `reply_to` where a waiting caller's
     answer goes (correlated by the id); `ordering_key` for a keyed ordered trigger's
     consistent-hash exchange; `replayed`, put back by an operator (the worker counts on from
-    the record)."""
+    the record); `traceparent`, the publish's trace context (tracing on)."""
     headers: dict[str, Any] | None = None
     if ordering_key is not None:
         headers = {topology.ORDERING_KEY_HEADER: ordering_key}
     if replayed:
         headers = {**(headers or {}), topology.REPLAYED_HEADER: True}
+    if traceparent is not None:
+        headers = {**(headers or {}), topology.TRACEPARENT_HEADER: traceparent}
     return _Properties(
         delivery_mode=_PERSISTENT,
         message_id=invocation_id,

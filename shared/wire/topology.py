@@ -24,6 +24,10 @@ REPLAYED_HEADER = "x-hookline-replayed"
 # exchange (to the hold queue the pause bound its key to). Met again on the work queue, it
 # came through a resume (or a pause not carried out yet) and runs.
 PARKED_HEADER = "x-hookline-parked"
+# The W3C trace context of the publish, when tracing is on (shared/runtime/tracing.py):
+# the worker's run continues it. Carried by retries and dead letters put back, so every run
+# of an execution is in the trace of its call.
+TRACEPARENT_HEADER = "traceparent"
 
 # Retry delays are served by a fixed set of delay queues, one per tier: quorum queues on
 # RabbitMQ 3.10 support a queue-level TTL but no per-message TTL, so a delay is rounded

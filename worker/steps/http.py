@@ -30,6 +30,7 @@ import httpx
 import msgspec
 
 from shared.expressions import Expr, Interpolation, compile_template, render
+from shared.runtime import tracing
 from shared.spec.connections import is_credential_header
 from shared.spec.egress import Origin, literal_origin
 from shared.spec.steps import HttpCall, HttpStep, status_listed
@@ -117,6 +118,9 @@ class HttpRunner:
             context.operator_written and self._origin is not None and _has_origin(address, self._origin)
         )
         client = resources.http if trusted else resources.guarded(context.workspace)
+        if tracing.on:
+            # After the record's copy of the headers: the record shows what the step set.
+            tracing.calling(headers, method, address.scheme, address.host, address.port)
         try:
             output = await _send(client, method, address, headers, content, self._timeout)
         except httpx.HTTPError as exc:
@@ -134,6 +138,8 @@ class HttpRunner:
         # keeps a scrubbed copy, while later steps read the answer as it came (a `next` link
         # under the base URL, an id that happens to contain the port).
         recorded = scrub_value(output, target.secrets)
+        if tracing.on:
+            tracing.called(output["status"])
         if not _expected(output["status"], self._call.expect):
             wanted = ", ".join(str(e) for e in self._call.expect)
             message = f"{where} answered {output['status']}; expected {wanted}"
