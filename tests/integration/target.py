@@ -2,7 +2,7 @@
 
 `GET /work/N` answers 200 after N milliseconds (a run that takes time, so a worker can
 be killed in the middle of it); `GET /fail/NAME` answers 500 while NAME is in `failing`.
-Every POST is a recorder: kept in `posts` (path, Idempotency-Key, body), answered 500 while
+Every POST is a recorder: kept in `posts` (path, Idempotency-Key, body, trace context), answered 500 while
 its path has failures left in `fail_times`, after N milliseconds for `/slow/N`, else 201.
 Served from threads, so many workers may call it at once.
 """
@@ -26,6 +26,8 @@ class Post:
     path: str
     idempotency_key: str | None
     body: str
+    traceparent: str | None = None  # the W3C trace context it came with (tracing on)
+    tracestate: str | None = None
 
 
 class Target:
@@ -72,7 +74,15 @@ def _handler(target: Target) -> type[BaseHTTPRequestHandler]:
             path = urlsplit(self.path).path
             body = self.rfile.read(int(self.headers.get("content-length") or 0)).decode()
             with target.lock:
-                target.posts.append(Post(path, self.headers.get("idempotency-key"), body))
+                target.posts.append(
+                    Post(
+                        path,
+                        self.headers.get("idempotency-key"),
+                        body,
+                        self.headers.get("traceparent"),
+                        self.headers.get("tracestate"),
+                    )
+                )
                 count = sum(1 for p in target.posts if p.path == path)
                 failures = target.fail_times.get(path, 0)
                 if failures:
