@@ -3,7 +3,8 @@
 It reconciles on start, on every registry notification and after every reconnect to the
 broker (a broker that lost its definitions gets them back), and every second while an old
 lane layout drains, to delete it once empty. It never runs messages; it moves dead letters
-from their queue into PostgreSQL (dispatcher/deadletters.py).
+from their queue into PostgreSQL (dispatcher/deadletters.py), and one dispatcher at a time
+publishes the scheduled triggers' ticks (dispatcher/schedules.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dispatcher.metrics import sample_forever
 from dispatcher.reconcile import Reconciler, Topology, desired_topology, layout_changes
 from dispatcher.retention import sweep_forever
 from dispatcher.retiring import empty_into_work
+from dispatcher.schedules import ScheduleLeader
 from shared.broker.inspection import queue_state
 from shared.broker.link import BrokerLink
 from shared.db import locks
@@ -58,6 +60,7 @@ class Dispatcher:
         self._resumed: dict[tuple[str, str], float] = {}  # trigger -> when its key left the hold queue
         self._retiring: dict[str, float] = {}  # trigger queue -> when its key was unbound
         self._reconciled = asyncio.Event()  # set once the topology (the dead-letter queue too) exists
+        self._schedules = ScheduleLeader(settings, self._broker)
 
     async def run(self) -> None:
         """Reconcile until `stop()`; what opened closes in reverse order, also on a failed start."""
@@ -87,6 +90,7 @@ class Dispatcher:
                 asyncio.create_task(self._drain_loop(), name="drain"),
                 asyncio.create_task(self._move_dead_letters(), name="dead-letters"),
                 asyncio.create_task(sweep_forever(self._pool, self.settings), name="retention"),
+                asyncio.create_task(self._lead_schedules(), name="schedules"),
             ]
             if probes is not None:
                 tasks.append(asyncio.create_task(self._sample_queues(), name="queue-depths"))
@@ -101,6 +105,10 @@ class Dispatcher:
     async def _move_dead_letters(self) -> None:
         await self._reconciled.wait()
         await move_forever(self._broker, self._pool, self.settings.amqp_prefix)
+
+    async def _lead_schedules(self) -> None:
+        await self._reconciled.wait()  # ticks go where the triggers' calls go: routed first
+        await self._schedules.run()
 
     async def _checks(self) -> dict[str, bool]:
         return {"broker": self._broker.ready, "database": await database_ready(self._pool)}
@@ -162,6 +170,7 @@ class Dispatcher:
                 try:
                     await self._reconciler.apply(desired)
                     self._reconciled.set()
+                    self._schedules.registry_changed()  # routed: a new schedule's ticks find their queue
                     self._track_resumed(pauses)
                     await self._track_retiring(desired)
                 except (*CONNECTION_EXCEPTIONS, BrokerUnavailable) as exc:

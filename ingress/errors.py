@@ -19,7 +19,10 @@ class MethodNotAllowed(HooklineError):
     problem_type = "method-not-allowed"
 
     def __init__(self, method: str, allow: str) -> None:
-        super().__init__(f"{method} is not allowed here; use {allow}")
+        if allow:
+            super().__init__(f"{method} is not allowed here; use {allow}")
+        else:  # `methods: []`: a scheduled trigger that takes no calls
+            super().__init__(f"{method} is not allowed here; this trigger runs on its schedule only")
         self.allow = allow
 
 

@@ -30,6 +30,7 @@ from shared.errors import BrokerUnavailable, HooklineError, NotFound, RecordRefu
 from shared.logs import run_context
 from shared.runtime import tracing
 from shared.spec.model import Retry
+from shared.spec.schedule import SCHEDULE_METHOD
 from shared.wire import topology
 from shared.wire.messages import Invocation, RequestData, invocation_decoder
 from worker.deliveries import Delivery
@@ -219,8 +220,9 @@ class Runner:
         ):
             self._watch(message, lane, invocation, 0)
             try:
-                while await self._settled_whatever_fails(message, invocation, lane, queue):
-                    pass  # an operator answered `retry` on a lane stopped by a broken run
+                again = False
+                while await self._settled_whatever_fails(message, invocation, lane, queue, again):
+                    again = True  # an operator answered `retry` on a lane stopped by a broken run
             except Abandoned:  # out of a failure's handling (a stopped lane's wait)
                 log.info("stopping: execution handed back unsettled", extra={"execution_id": invocation.id})
             except Exception as exc:  # noqa: BLE001 - the failure's own handling failed: settle anyway
@@ -233,9 +235,9 @@ class Runner:
                 self._unwatch(message)
 
     async def _settled_whatever_fails(
-        self, message: Delivery, invocation: Invocation, lane: Lane, queue: str
+        self, message: Delivery, invocation: Invocation, lane: Lane, queue: str, again: bool = False
     ) -> bool:
-        """Run and settle; True when it must run again (see `_broken`)."""
+        """Run and settle; True when it must run again (see `_broken`; then `again`)."""
         try:
             if (
                 lane is Lane.SHARED
@@ -246,6 +248,8 @@ class Runner:
                 and not message.state.redeliveries
                 and await self._park(message, invocation)
             ):
+                return False
+            if not again and await self._run_elsewhere(message, invocation, lane):
                 return False
             await self._handle(message, invocation, lane, queue)
         except Abandoned:
@@ -320,6 +324,21 @@ class Runner:
             if held:
                 await self._holds.release(queue)
             return
+
+    async def _run_elsewhere(self, message: Delivery, invocation: Invocation, lane: Lane) -> bool:
+        """Settle a schedule's tick whose run another copy claimed; False: this copy runs.
+
+        A tick may be published twice under one id (its leader died between the broker's
+        confirm and its commit): the first copy to start claims the run in the run log. A
+        retry, a redelivery or a replay is a run of the claimed execution and runs.
+        """
+        if invocation.request.method != SCHEDULE_METHOD or not message.state.first_copy:
+            return False
+        if await self._reporter.claim(invocation):
+            return False
+        log.info("a copy of this schedule tick has run already: settled without a second run")
+        await settle(message, Verdict.DONE, lane)
+        return True
 
     async def _park(self, message: Delivery, invocation: Invocation) -> bool:
         """Send a paused trigger's call met on the shared queue (a retry back from its delay

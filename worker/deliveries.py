@@ -126,6 +126,11 @@ class DeliveryState(msgspec.Struct, frozen=True, gc=False):
     replayed: bool = False  # an operator put it back (a dead letter, a resume)
     parked: bool = False  # a worker sent it on towards a paused trigger's hold queue already
 
+    @property
+    def first_copy(self) -> bool:
+        """Whether no run of it can have started: not a retry, a redelivery or a replay."""
+        return self.attempt == 1 and self.runs_before == 0 and self.redeliveries == 0 and not self.replayed
+
 
 FIRST_DELIVERY = DeliveryState()  # no headers: a call as the ingress published it
 

@@ -10,7 +10,7 @@ import aiormq
 import asyncpg
 
 from shared.broker.publishers import ReplyPublisher
-from shared.db.executions import ExecutionRecord, Status, recorded_state
+from shared.db.executions import ExecutionRecord, Status, claim_execution, recorded_state
 from shared.db.lanes import mark_dead
 from shared.db.retry import retry_db
 from shared.errors import BrokerUnavailable, RecordRefused
@@ -165,6 +165,21 @@ class Reporter:
                 "duration_ms": round((finished.finished - finished.started) * 1000, 3),
             },
         )
+
+    async def claim(self, invocation: Invocation) -> bool:
+        """Record `invocation` as started unless it is recorded already (False: do not run it).
+
+        For a message that may have been published twice under one id (a schedule's tick).
+        """
+        now = time.time()
+        started = Finished(Outcome(True), 0, now, now)
+        record = self._record_of(invocation, started, "running", None)
+
+        async def insert() -> bool:
+            async with self._pool.acquire() as connection:
+                return await claim_execution(connection, record)
+
+        return await retry_db(insert)
 
     async def recorded(self, invocation: Invocation) -> tuple[int, Status | None]:
         """Runs of this execution already recorded, and its recorded status (waits out an outage)."""

@@ -109,6 +109,36 @@ def _row(r: ExecutionRecord) -> tuple[Any, ...]:
     )
 
 
+# A run that must happen once per id although its message may be published twice (a
+# schedule's tick: see dispatcher/schedules.py): the first worker to start it inserts a
+# `running` row with no run counted yet (the run's own record replaces it); a copy that
+# finds a row does not run.
+_CLAIM = """
+insert into executions (id, workspace, trigger, trigger_version, status, attempts, received_at,
+                        started_at, request, replay_of, caller)
+values ($1::uuid, $2::text, $3::text, $4::int, 'running', 0, to_timestamp($5::float8), now(),
+        $6::text::json, $7::uuid, $8::text)
+on conflict (id) do nothing
+returning id
+"""
+
+
+async def claim_execution(connection: Connection, record: ExecutionRecord) -> bool:
+    """Insert `record`'s execution as started (no run counted) unless one is recorded: False then."""
+    claimed = await connection.fetchval(
+        _CLAIM,
+        record.id,
+        record.workspace,
+        record.trigger,
+        record.version,
+        record.received_at,
+        json_text(record.request),
+        record.replay_of,
+        record.caller,
+    )
+    return claimed is not None
+
+
 async def record_executions(connection: Connection, records: list[ExecutionRecord]) -> None:
     """Upsert a batch of executions in one statement (one commit for all of them)."""
     if len(records) == 1:

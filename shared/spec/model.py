@@ -13,6 +13,7 @@ import msgspec
 
 from shared.spec.base import Name, Spec
 from shared.spec.connections import Connection
+from shared.spec.schedule import Schedule
 from shared.spec.steps import Step, walk_steps
 from shared.spec.types import Duration
 from shared.wire.ordering import compile_key
@@ -217,6 +218,7 @@ class Trigger(Spec, frozen=True):
 
     name: Name
     auth: Auth
+    # Empty only with a `schedule`: a trigger that runs by its clock alone (calls get 405).
     methods: list[Method] = msgspec.field(default_factory=lambda: ["POST"])
     mode: Literal["async", "request_response"] = "async"
     timeout: Duration = Duration(30)
@@ -243,13 +245,17 @@ class Trigger(Spec, frozen=True):
     # Flow control across all workers (worker/flow.py): runs at once, per key, or per second.
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=1000)] | KeyedConcurrency | None = None
     throttle: Throttle | None = None
+    # Runs by itself too: one invocation per tick, published by the leading dispatcher.
+    schedule: Schedule | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
         if self.retention is not None and self.retention < 60:
             raise ValueError("`retention` must be at least 1m")
-        if not self.methods:
-            raise ValueError("`methods` must list at least one method")
+        if not self.methods and self.schedule is None:
+            raise ValueError(
+                "`methods` must list at least one method (`methods: []` is for a trigger with a `schedule`)"
+            )
         if len(set(self.methods)) != len(self.methods):
             raise ValueError("`methods` lists a method twice")
         for name, param in self.query.items():

@@ -24,6 +24,8 @@ class RequestData(msgspec.Struct, kw_only=True, omit_defaults=True):
     content_type: str | None = None
     body_kind: BodyKind = "empty"
     body: Any = None
+    # A schedule's tick (method "SCHEDULE"): its time, ISO 8601 in UTC (`2026-03-29T01:00:00Z`).
+    scheduled_at: str | None = None
 
 
 class Invocation(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -12,6 +12,7 @@ from shared.cli.commands.dlq import trigger_path
 from shared.cli.commands.output import print_json, print_table, when
 from shared.db.pauses import pause_trigger, resume_trigger
 from shared.db.pool import connect
+from shared.db.schedules import schedule_state
 from shared.db.triggers import TriggerInfo, delete_trigger, get_trigger, list_triggers, list_versions
 from shared.settings import Settings
 
@@ -79,7 +80,11 @@ async def _show(settings: Settings, ns: argparse.Namespace) -> int:
     workspace, name = ns.trigger
     async with connect(settings.database_url) as connection:
         info, spec = await get_trigger(connection, workspace, name)
-    print_json({**vars(info), "url": _url(settings, info), "spec": spec})
+        ticks = await schedule_state(connection, workspace, name)
+    shown = {**vars(info), "url": _url(settings, info), "spec": spec}
+    if ticks is not None:  # a scheduled trigger the leading dispatcher has picked up
+        shown |= {"next_tick": ticks.next_at, "last_tick": ticks.last_tick, "tick_error": ticks.last_error}
+    print_json(shown)
     return 0
 
 
