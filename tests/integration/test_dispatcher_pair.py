@@ -1,5 +1,7 @@
 """Two dispatchers on real processes: the survivor of a `kill -9` reconciles a trigger change
-within 5 s, and two reconciles of the same registry at once leave one topology, no error.
+within 5 s (the schedules' leader killed; the holder of the reconcile lock killed mid-way
+through declaring 60 trigger queues), and two reconciles of the same registry at once leave
+one topology, no error.
 
 Reconciling has no leader: both dispatchers follow the registry and each reconciles every
 change, one at a time under an advisory lock (shared/db/locks.py RECONCILE), so when one
@@ -24,6 +26,7 @@ import pytest
 
 from dispatcher.reconcile import Reconciler, Topology, desired_topology
 from shared.broker.inspection import queue_state
+from shared.db import locks
 from shared.db.lanes import TriggerShape
 from shared.db.pool import Connection, connect
 from shared.wire import topology
@@ -112,6 +115,77 @@ async def test_the_other_dispatcher_reconciles_a_new_trigger_within_5_s_of_the_l
         # The survivor did it, and went on to lead the schedules as well.
         assert logged(stack, "dispatcher-2", "topology reconciled: 1 triggers")
         await until_logged(stack, "dispatcher-2", LEADING)
+
+
+MANY = 60  # triggers created at once: enough quorum queues that a reconcile lasts ~1 s here
+
+
+async def lock_holder(db: Connection) -> str | None:
+    """The application_name of the session holding the reconcile lock, if any."""
+    holder: str | None = await db.fetchval(
+        "select a.application_name from pg_locks l join pg_stat_activity a using (pid)"
+        " where l.locktype = 'advisory' and l.granted and l.classid = 0 and l.objid = $1",
+        locks.RECONCILE,
+    )
+    return holder
+
+
+@pytest.mark.fault
+async def test_a_dispatcher_killed_mid_reconcile_leaves_the_other_to_finish_it_within_5_s(
+    own_database: str, own_db: Connection, amqp_url: str, log_dir: Path, target: Target, workspace: str
+) -> None:
+    prefix = f"dm-{uuid.uuid4().hex[:6]}"
+    folder = log_dir / prefix
+    folder.mkdir()
+    named = {name: f"{own_database}?application_name={name}" for name in ("dispatcher", "dispatcher-2")}
+    env = {"HOOKLINE_DATABASE_URL": named["dispatcher"]}
+    with services(amqp_url, own_database, folder, workers=1, prefix=prefix, extra_env=env) as stack:
+        stack.env["HOOKLINE_DATABASE_URL"] = named["dispatcher-2"]
+        stack.start("dispatcher-2")
+        stack.env["HOOKLINE_DATABASE_URL"] = own_database
+        await until_logged(stack, "dispatcher-2", RECONCILED)
+        await until_logged(stack, "dispatcher", RECONCILED)
+
+        names = [f"t{i:02}" for i in range(MANY)]
+        triggers = "".join(
+            TRIGGER.format(ws=workspace, name=n, target=target.base_url).split("triggers:\n")[1]
+            for n in names
+        )
+        await apply_yaml(own_db, f"workspace: {workspace}\ntriggers:\n{triggers}")
+        # Both are woken by the change; kill -9 the one that got the lock, mid-way through.
+        holder = await eventually(lambda: lock_holder(own_db), timeout=10, every=0.01)
+        victim = stack.processes.pop(holder)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        killed = time.monotonic()
+        survivor = "dispatcher-2" if holder == "dispatcher" else "dispatcher"
+
+        connection = await aio_pika.connect(amqp_url)
+        async with connection, httpx.AsyncClient(timeout=5) as client:
+            accepted: dict[str, httpx.Response] = {}
+
+            async def every_trigger_accepts() -> bool | None:
+                # A trigger answers 202 once its queue exists and its key is bound to it
+                # (before that its call comes back unroutable: 503, and nothing is queued).
+                for name in names:
+                    queue = topology.trigger_queue_name(prefix, workspace, name)
+                    if name in accepted or await queue_state(connection, queue) is None:
+                        continue
+                    answer = await client.post(f"{stack.base_url}/hooks/{workspace}/{name}", json={"n": name})
+                    if answer.status_code == 202:
+                        accepted[name] = answer
+                return True if len(accepted) == MANY else None
+
+            await eventually(every_trigger_accepts, timeout=TAKEOVER_SECONDS, every=0.1)
+            took = time.monotonic() - killed
+        answers = [accepted[n] for n in names]
+        assert [a.status_code for a in answers] == [202] * MANY
+        assert took < TAKEOVER_SECONDS
+        assert f"topology reconciled: {MANY} triggers" in stack.log(survivor)
+        assert f"topology reconciled: {MANY} triggers" not in stack.log(holder)  # killed mid-way
+        for answer in answers[-3:]:
+            execution = await finished_execution(own_db, answer.json()["execution_id"], timeout=30)
+            assert (execution.status, execution.attempts) == ("succeeded", 1)
 
 
 async def test_two_reconciles_of_the_same_registry_at_once_leave_one_topology(amqp_url: str) -> None:
