@@ -1,0 +1,84 @@
+"""README claims about the CLI on a real stack: `hookline triggers try` exits 2 for an answer of
+400 or more, and `hookline status` shows each process `up`, `not ready` or `silent N s`."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+
+from shared.db.pool import Connection
+from tests.helpers import apply_yaml, eventually
+from tests.integration.calls import cli
+from tests.stack import Services
+
+TRIGGERS = """
+workspace: {ws}
+triggers:
+  - name: found
+    auth: {{type: none}}
+    mode: request_response
+    workflow: [{{respond: {{status: 200, body: {{ok: true}}}}}}]
+  - name: missing
+    auth: {{type: none}}
+    mode: request_response
+    workflow: [{{respond: {{status: 404, body: {{error: "no such order"}}}}}}]
+"""
+
+
+async def _routable(stack: Services, workspace: str, *names: str) -> None:
+    """Until every trigger is in the ingress's registry and routed by the dispatcher."""
+    async with httpx.AsyncClient(base_url=stack.base_url) as client:
+        for name in names:
+
+            async def probe(name: str = name) -> int | None:
+                answer = await client.put(f"/hooks/{workspace}/{name}")  # refused (405), but routed
+                return answer.status_code if answer.status_code not in (404, 503) else None
+
+            await eventually(probe, timeout=20)
+
+
+async def test_triggers_try_exits_0_below_400_and_2_for_an_answer_of_400_or_more(
+    stack: Services, db: Connection, workspace: str
+) -> None:
+    # README: "it exits 0 for an answer below 400, 2 for one of 400 or more, 1 with one line for bad input".
+    await apply_yaml(db, TRIGGERS.format(ws=workspace))
+    await _routable(stack, workspace, "found", "missing")
+    found = cli(stack, "triggers", "try", f"{workspace}/found", "-d", "{}")
+    missing = cli(stack, "triggers", "try", f"{workspace}/missing", "-d", "{}")
+    assert found.returncode == 0, found.stdout + found.stderr
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    assert re.fullmatch(r"HTTP 404 in [0-9]+\.[0-9] ms", missing.stdout.splitlines()[1])
+    assert '{"error":"no such order"}' in missing.stdout.splitlines()
+    assert missing.stderr == ""  # an answer, not an error of the command
+
+
+async def test_status_shows_a_process_not_ready_and_one_silent_with_its_seconds(
+    stack: Services, db: Connection
+) -> None:
+    # README: "every ingress, worker and dispatcher process with its state, `up`, `not ready` or
+    # `silent N s`, from the heartbeat each writes to PostgreSQL every 5 s, metrics port or not".
+    tag = uuid.uuid4().hex[:8]
+    stuck, gone = f"claims-{tag}:1001", f"claims-{tag}:1002"
+    await db.execute(
+        "insert into service_heartbeats (instance, service, started_at, seen_at, ready, metrics_port)"
+        " values ($1, 'worker', now() - interval '1 hour', now(), false, 9464),"
+        " ($2, 'dispatcher', now() - interval '1 hour', now() - interval '40 seconds', true, null)",
+        stuck,
+        gone,
+    )
+    try:
+        done = cli(stack, "status")
+    finally:
+        await db.execute("delete from service_heartbeats where instance = any($1::text[])", [stuck, gone])
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = {line.split()[1]: line.split() for line in done.stdout.splitlines() if "claims-" in line}
+    assert lines[stuck][0] == "worker"
+    assert lines[stuck][2:4] == ["not", "ready"]
+    assert lines[stuck][-1] == "9464"
+    assert lines[gone][0] == "dispatcher"
+    assert lines[gone][2] == "silent"
+    assert 40 <= int(lines[gone][3]) <= 70  # seconds since its last heartbeat
+    assert lines[gone][4] == "s"
+    assert lines[gone][-1] == "-"  # no metrics port
