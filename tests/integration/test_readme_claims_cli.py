@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
 import httpx
+import pytest
 
 from shared.db.pool import Connection
 from tests.helpers import apply_yaml, eventually
@@ -24,6 +26,9 @@ triggers:
     auth: {{type: none}}
     mode: request_response
     workflow: [{{respond: {{status: 404, body: {{error: "no such order"}}}}}}]
+  - name: keyed
+    auth: {{type: api_key}}
+    workflow: [{{id: seen, map: {{n: 1}}}}]
 """
 
 
@@ -82,3 +87,38 @@ async def test_status_shows_a_process_not_ready_and_one_silent_with_its_seconds(
     assert silent is not None, lines[gone]
     assert 40 <= int(silent[1]) <= 70  # seconds since its last heartbeat
     assert lines[gone][-1] == "-"  # no metrics port
+
+
+async def test_every_listing_prints_json_with_json_and_a_table_otherwise(
+    stack: Services, db: Connection, workspace: str
+) -> None:
+    # README (CLI): "`--json` on every listing, tables otherwise".
+    await apply_yaml(db, TRIGGERS.format(ws=workspace))
+    await _routable(stack, workspace, "found")
+    assert cli(stack, "triggers", "try", f"{workspace}/found", "-d", "{}").returncode == 0
+    made = cli(stack, "keys", "create", "--workspace", workspace, "--trigger", "keyed", "--label", "listed")
+    assert made.returncode == 0, made.stderr
+    listings = {
+        ("triggers", "list", "--workspace", workspace): "found",
+        ("triggers", "versions", f"{workspace}/found"): "1",
+        ("triggers", "rejected", f"{workspace}/found"): None,
+        ("keys", "list", "--workspace", workspace): "listed",
+        ("tokens", "list"): None,
+        ("executions", "list", "--workspace", workspace): "succeeded",
+        ("dlq", "list", "--workspace", workspace): None,
+        ("lanes", "list", "--trigger", f"{workspace}/found"): None,
+        ("secrets", "list", "--workspace", workspace): None,
+    }
+    for args, shown in listings.items():
+        as_json = cli(stack, *args, "--json")
+        table = cli(stack, *args)
+        assert (as_json.returncode, table.returncode) == (0, 0), (args, as_json.stderr, table.stderr)
+        parsed = json.loads(as_json.stdout)  # one JSON document, nothing else on stdout
+        assert isinstance(parsed, (list, dict)), args
+        if shown is not None:
+            assert shown in json.dumps(parsed), args
+            header = table.stdout.splitlines()[0]
+            assert header == header.upper(), (args, table.stdout)  # a table: its header row first
+            assert any(shown in line for line in table.stdout.splitlines()[1:]), (args, table.stdout)
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(table.stdout or "not json")
