@@ -16,10 +16,12 @@ import pytest
 from prometheus_client import REGISTRY
 
 from dispatcher.metrics import sample
+from dispatcher.retention import sweep_once
 from shared.db.migrate import migrate, migrations
 from shared.db.pool import Connection, create_pool
 from shared.db.tokens import create_token, token_scope
 from shared.devstack.localservers import LocalPostgres, processes_mentioning
+from shared.settings import Settings
 from tests.conftest import _create_database, _drop_database, _with_database
 from tests.servers import traversable_tmp_dir
 
@@ -138,3 +140,36 @@ async def test_the_dead_letters_gauge_counts_the_letters_waiting_per_trigger(
         await db.execute("delete from dead_letters where workspace = $1", workspace)
         await pool.close()
         await broker.close()
+
+
+async def test_the_retention_counter_moves_by_the_rows_a_sweep_deleted(bare_database: str) -> None:
+    # README (Retention): "`hookline_retention_deleted_total{family}` counts what went"; a running
+    # execution is kept until it finishes.
+    connection = await asyncpg.connect(bare_database)
+    try:
+        await migrate(connection)
+        for status, count in (("succeeded", 2), ("dead", 1), ("running", 1)):
+            await connection.execute(
+                "insert into executions (id, workspace, trigger, trigger_version, status, received_at,"
+                " started_at, finished_at, request) select gen_random_uuid(), 'w', 't', 1, $1,"
+                " now() - '40 days'::interval, now() - '40 days'::interval, now() - '40 days'::interval,"
+                " '{}'::json from generate_series(1, $2)",
+                status,
+                count,
+            )
+    finally:
+        await connection.close()
+    before = REGISTRY.get_sample_value("hookline_retention_deleted_total", {"family": "executions"}) or 0.0
+    pool = await create_pool(bare_database, min_size=1, max_size=1)
+    try:
+        swept = await sweep_once(pool, Settings(amqp_url="amqp://unused", database_url=bare_database))
+        async with pool.acquire() as connection:
+            left = await connection.fetch("select status from executions")
+    finally:
+        await pool.close()
+    assert swept is not None
+    assert swept.deleted["executions"] == 3
+    after = REGISTRY.get_sample_value("hookline_retention_deleted_total", {"family": "executions"})
+    assert after == before + 3
+    assert [r["status"] for r in left] == ["running"]
+    assert (REGISTRY.get_sample_value("hookline_retention_last_sweep_timestamp_seconds") or 0) > 0
