@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
+from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -122,3 +125,54 @@ async def test_every_listing_prints_json_with_json_and_a_table_otherwise(
             assert any(shown in line for line in table.stdout.splitlines()[1:]), (args, table.stdout)
         with pytest.raises(json.JSONDecodeError):
             json.loads(table.stdout or "not json")
+
+
+SCHEDULED = """
+workspace: {ws}
+triggers:
+  - name: ticking
+    auth: {{type: none}}
+    methods: []
+    schedule: {{every: 1s, catch_up: none}}
+    workflow: [{{id: seen, map: {{at: "{{{{ request.scheduled_at }}}}"}}}}]
+"""
+
+
+def _shown(stack: Services, trigger: str) -> dict[str, Any]:
+    """`hookline triggers show W/T`: one JSON object."""
+    done = cli(stack, "triggers", "show", trigger)
+    assert done.returncode == 0, done.stderr
+    shown: dict[str, Any] = json.loads(done.stdout)
+    return shown
+
+
+async def test_triggers_show_gives_a_scheduled_triggers_next_and_last_tick(
+    stack: Services, db: Connection, workspace: str
+) -> None:
+    # README (Schedules): "`hookline triggers show W/T` shows `next_tick` and `last_tick`".
+    await apply_yaml(db, SCHEDULED.format(ws=workspace))
+    await apply_yaml(db, TRIGGERS.format(ws=workspace))
+    try:
+
+        async def ticked() -> dict[str, Any] | None:
+            shown = await asyncio.to_thread(_shown, stack, f"{workspace}/ticking")
+            return shown if shown.get("last_tick") else None
+
+        shown = await eventually(ticked, timeout=30, every=0.5)
+    finally:
+        assert cli(stack, "triggers", "delete", f"{workspace}/ticking").returncode == 0
+    last = datetime.fromisoformat(str(shown["last_tick"]))
+    following = datetime.fromisoformat(str(shown["next_tick"]))
+    assert following - last == timedelta(seconds=1)  # every: 1s, counted from the epoch
+    assert last.microsecond == 0
+    assert shown["tick_error"] is None
+
+    async def ran() -> int | None:
+        count = await db.fetchval(
+            "select count(*) from executions where workspace = $1 and trigger = 'ticking'", workspace
+        )
+        return int(count) or None
+
+    await eventually(ran, timeout=20)  # the ticks it shows were published, and run
+    plain = _shown(stack, f"{workspace}/found")
+    assert "next_tick" not in plain  # only a scheduled trigger has ticks
