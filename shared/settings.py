@@ -6,8 +6,10 @@ import base64
 import ipaddress
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
@@ -87,6 +89,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     egress_allow: str = ""
 
     def __post_init__(self) -> None:
+        check_amqp_url(self.amqp_url)
         for proxy in self.trusted_proxy_list:
             if proxy != "*":
                 try:
@@ -114,6 +117,64 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# What aiormq reads from an amqps:// URL's query to build its TLS context
+# (aiormq/connection.py, Connection.__init__ and SSLContextProvider): verification and the
+# host name check are on unless `no_verify_ssl` turns both off.
+TLS_FILES = ("cafile", "capath", "certfile", "keyfile")
+TLS_PARAMETERS = (*TLS_FILES, "cadata")
+
+
+def check_amqp_url(setting: str) -> None:
+    """Refuse an AMQP URL the services would use without checking the broker, or not at all.
+
+    ValueError says why; it never repeats the URL (it may hold a password). Each of several
+    comma-separated URLs (broker nodes) is checked. The TLS files are loaded as aiormq will
+    load them, so a missing or unreadable one stops the service at its start, where the
+    connect loop would retry it forever.
+    """
+    urls = [url.strip() for url in setting.split(",") if url.strip()]
+    for number, url in enumerate(urls, 1):
+        where = "HOOKLINE_AMQP_URL" + (f" (URL {number})" if len(urls) > 1 else "")
+        parts = urlsplit(url)
+        query = {name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
+        if parts.scheme not in ("amqp", "amqps"):
+            raise ValueError(f"{where}: expected an amqp:// or amqps:// URL")
+        if query.get("no_verify_ssl", "0") != "0":
+            raise ValueError(
+                f"{where}: no_verify_ssl turns off the check of the broker's certificate, "
+                "which hookline refuses; name the CA that signed it with ?cafile="
+            )
+        given = [name for name in TLS_PARAMETERS if name in query]
+        if parts.scheme == "amqp" and given:
+            raise ValueError(
+                f"{where}: {', '.join(given)} on an amqp:// URL, which is plain TCP; use amqps://"
+            )
+        if parts.scheme == "amqps":
+            _check_tls_files(where, query)
+
+
+def _check_tls_files(where: str, query: dict[str, str]) -> None:
+    """Build the TLS context aiormq will build from `query`; ValueError if it cannot be."""
+    if "keyfile" in query and "certfile" not in query:
+        raise ValueError(f"{where}: keyfile without certfile (the client certificate it belongs to)")
+    for name in TLS_FILES:
+        if name in query and not os.access(query[name], os.R_OK):
+            raise ValueError(f"{where}: {name} {query[name]} cannot be read")
+    try:
+        cadata = base64.b64decode(query["cadata"], validate=True) if query.get("cadata") else None
+        context = ssl.create_default_context(
+            cafile=query.get("cafile"), capath=query.get("capath"), cadata=cadata
+        )
+        if "certfile" in query:
+            context.load_cert_chain(query["certfile"], query.get("keyfile"), password=_no_passphrase)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError; a bad base64 a ValueError
+        raise ValueError(f"{where}: the TLS files given cannot be used ({exc})") from None
+
+
+def _no_passphrase() -> str:
+    # aiormq passes no passphrase: an encrypted key would make OpenSSL ask for one on the terminal.
+    raise ValueError("keyfile is encrypted; aiormq cannot be given its passphrase")
 
 
 def parse_workspace_env(setting: str) -> dict[str, frozenset[str]]:
@@ -214,5 +275,5 @@ def _named(message: str) -> str:
     """
     match = _FIELD.search(message)
     if match is None:
-        return f"invalid setting: {message}"
+        return message if message.startswith("HOOKLINE_") else f"invalid setting: {message}"
     return f"HOOKLINE_{match[1].upper()}: {message[: match.start()].lower()}"

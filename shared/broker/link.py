@@ -16,6 +16,7 @@ import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
+from shared.broker.failures import connect_failure, report_connect_failures_once, tls_cause
 from shared.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class BrokerLink:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._on_connect: list[OnConnect] = []
+        report_connect_failures_once()
 
     def on_connect(self, callback: OnConnect) -> None:
         """Run `callback(connection)` once, when the first connection is made."""
@@ -88,7 +90,9 @@ class BrokerLink:
                     timeout=5,
                 )
             except CONNECTION_EXCEPTIONS as exc:
-                log.info("broker unreachable (%s), retrying in %.1fs", type(exc).__name__, delay)
+                # A TLS refusal will not heal by waiting (a wrong CA, a certificate for another name).
+                level = logging.WARNING if tls_cause(exc) else logging.INFO
+                log.log(level, "broker unreachable (%s), retrying in %.1fs", connect_failure(exc), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
@@ -122,10 +126,11 @@ class BrokerLink:
 @contextlib.asynccontextmanager
 async def connect_once(url: str, name: str) -> AsyncIterator[AbstractConnection]:
     """A plain connection for a command-line tool; BrokerUnavailable if there is none."""
+    report_connect_failures_once()
     try:
         connection = await aio_pika.connect(url, timeout=10, client_properties={"connection_name": name})
     except CONNECTION_EXCEPTIONS as exc:
-        raise BrokerUnavailable(f"cannot reach RabbitMQ ({type(exc).__name__})") from None
+        raise BrokerUnavailable(f"cannot reach RabbitMQ ({connect_failure(exc)})") from None
     try:
         yield connection
     finally:

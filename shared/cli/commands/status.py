@@ -48,6 +48,7 @@ async def _status(settings: Settings, ns: argparse.Namespace) -> int:
     queues: list[QueueDepth] | None = None
     sweeps: list[LastSweep] = []
     dead = 0
+    broker_error: str | None = None
     try:
         async with connect(settings.database_url) as db:
             services = await service_beats(db)
@@ -57,8 +58,8 @@ async def _status(settings: Settings, ns: argparse.Namespace) -> int:
             try:
                 async with connect_once(settings.amqp_url, "hookline-status") as broker:
                     queues = await queue_depths(broker, db, settings.amqp_prefix)
-            except BrokerUnavailable:
-                queues = None
+            except BrokerUnavailable as exc:
+                queues, broker_error = None, str(exc)  # why: a TLS refusal says what to fix
     except DatabaseUnavailable:
         pass  # reported below: the rest of the report needs the database
     healthy = bool(ingress.get("ready")) and services is not None and queues is not None
@@ -68,6 +69,7 @@ async def _status(settings: Settings, ns: argparse.Namespace) -> int:
                 "ingress": ingress,
                 "database": services is not None,
                 "broker": queues is not None,
+                **({"broker_error": broker_error} if broker_error else {}),
                 "services": [{**vars(x), "state": x.state} for x in services or []],
                 "queues": queues,
                 "failures": {**vars(rate), "rate": rate.rate} if rate else None,
@@ -84,7 +86,7 @@ async def _status(settings: Settings, ns: argparse.Namespace) -> int:
         return 1
     _print_services(services)
     if queues is None:
-        print("broker: unreachable")
+        print(f"broker: {broker_error or 'unreachable'}")
     else:
         rows = [("QUEUE", "KIND", "TRIGGER", "MESSAGES", "CONSUMERS")]
         for q in queues:

@@ -34,6 +34,7 @@ from shared.devstack.localservers.processes import (
     wait_ready,
 )
 from shared.devstack.localservers.server import LocalServer
+from shared.devstack.localservers.tls import TlsListener, tls_config
 
 if TYPE_CHECKING:
     from shared.devstack.localservers.accounts import Account
@@ -66,8 +67,10 @@ _CONNECTION_START = b"\x00\x0a\x00\x0a"  # class 10 (connection), method 10 (sta
 class LocalRabbitMQ(LocalServer):
     """One RabbitMQ node run from `data_dir`; `start()` returns its AMQP URL."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, *, tls: TlsListener | None = None) -> None:
         super().__init__(data_dir, port)
+        self._tls = tls  # an AMQPS listener besides the plain one
+        self._tls_port: int | None = None
         self._node = self._recorded.node or f"hookline-{self._port}@localhost"
         self._epmd: subprocess.Popen[bytes] | None = None
         self._env: dict[str, str] = {}
@@ -76,6 +79,13 @@ class LocalRabbitMQ(LocalServer):
     def url(self) -> str:
         """The AMQP URL of the node (the default `guest` user, allowed from loopback)."""
         return f"amqp://guest:guest@{LOOPBACK}:{self._port}/"
+
+    @property
+    def tls_url(self) -> str:
+        """The AMQPS URL of the node's TLS listener (the client adds its `?cafile=`)."""
+        if self._tls_port is None:
+            raise LocalServerError(f"RabbitMQ in {self._data} has no TLS listener (started?)")
+        return f"amqps://guest:guest@{LOOPBACK}:{self._tls_port}/"
 
     @property
     def node(self) -> str:
@@ -115,7 +125,7 @@ class LocalRabbitMQ(LocalServer):
                 death_signal=signal.SIGTERM,
             )
             wait_ready(
-                lambda: amqp_answers(self._port),
+                lambda: amqp_answers(self._port) and (self._tls_port is None or _listening(self._tls_port)),
                 self._server,
                 what=f"RabbitMQ node {self._node}",
                 timeout=timeout,
@@ -178,6 +188,10 @@ class LocalRabbitMQ(LocalServer):
         (data / "enabled_plugins").write_text(f"[{','.join(ENABLED_PLUGINS)}].\n")
         self._port = claim_port(self._port, fixed=self._fixed_port, what=f"RabbitMQ in {data}")
         write_recorded(data, Recorded(port=self._port, node=self._node))
+        if self._tls is not None:
+            self._tls_port = self._tls.port or free_port(avoid={self._port})
+            with (data / "rabbitmq.conf").open("a") as conf:
+                conf.write(tls_config(self._tls, data / "tls", self._tls_port))
 
     def _environment(self, epmd_port: int, dist_port: int) -> dict[str, str]:
         """The node's whole environment: nothing inherited, every path under the folder."""
