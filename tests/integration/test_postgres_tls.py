@@ -119,6 +119,15 @@ def test_verify_full_refuses_a_name_the_certificate_does_not_carry(tls_server: T
     ]
 
 
+def test_a_ca_file_that_is_not_there_is_named_in_one_line(tls_server: TlsServer) -> None:
+    missing = tls_server.ca.parent / "no-such-ca.pem"
+    done = _run("shared.cli", "triggers", "list", url=tls_server.url(missing))
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"hookline: cannot reach PostgreSQL: sslrootcert file {missing} does not exist"
+    ]
+
+
 def test_a_worker_given_the_wrong_ca_says_why_and_exits_not_ready(
     tls_server: TlsServer, amqp_url: str
 ) -> None:
