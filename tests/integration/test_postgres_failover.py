@@ -129,6 +129,7 @@ async def test_every_accepted_call_is_recorded_once_across_a_failover_to_the_syn
         refused = [a for a in answers if a.status == 503]
         async with connect(migrated) as db:
             await eventually(lambda: _all_succeeded(db, workspace, accepted), timeout=120, every=0.5)
+            caught_up = time.monotonic() - promoted_at
             await eventually(lambda: _ready(stack.base_url), timeout=30)
             # The registry listeners follow the new primary: a trigger made now is routed
             # (dispatcher), accepted (ingress) and run (a worker).
@@ -142,7 +143,7 @@ async def test_every_accepted_call_is_recorded_once_across_a_failover_to_the_syn
         f"\nfailover: {len(answers)} calls, {len(accepted)} accepted, {len(refused)} answered 503"
         + (f" over {refused[-1].at - refused[0].at:.1f} s" if refused else "")
         + f"; killed at 0, promoted at {promoted_at - killed_at:.1f} s;"
-        f" {len(before)} recorded before the kill"
+        f" {len(before)} recorded before the kill; all recorded {caught_up:.1f} s after the promotion"
     )
     assert len(set(accepted)) == len(accepted)
     # Nothing the old primary acknowledged is gone from the new one.
