@@ -100,12 +100,27 @@ def effects(target: Target, path: str) -> collections.Counter[str]:
 
 
 @pytest.mark.fault
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param("?target_session_attrs=read-write", id="read-write"),
+        # hookline adds target_session_attrs=read-write to a multi-host URL without one.
+        pytest.param("", id="by-default"),
+    ],
+)
 async def test_every_accepted_call_is_recorded_once_across_a_failover_to_the_synchronous_standby(
-    pair: LocalPostgresPair, migrated: str, amqp_url: str, log_dir: Path, workspace: str, target: Target
+    pair: LocalPostgresPair,
+    migrated: str,
+    amqp_url: str,
+    log_dir: Path,
+    workspace: str,
+    target: Target,
+    options: str,
 ) -> None:
     async with connect(migrated) as db:
         await apply_yaml(db, TRIGGERS.format(ws=workspace, target=target.base_url))
-    with delivery_stack(amqp_url, migrated, log_dir, workers=2) as stack:
+    services_url = migrated.partition("?")[0] + options
+    with delivery_stack(amqp_url, services_url, log_dir, workers=2) as stack:
         url = f"{stack.base_url}/hooks/{workspace}/effect"
         answers: list[Answer] = []
         stop = asyncio.Event()

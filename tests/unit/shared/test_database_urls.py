@@ -6,6 +6,7 @@ from pathlib import Path
 
 from shared.db.pool import unreachable
 from shared.devstack.demo_erp import _on_database, demo_erp_names
+from shared.settings import load_settings
 
 MULTI_HOST = (
     "postgresql://hookline@db1:5432,db2:5433/hookline"
@@ -42,3 +43,28 @@ def test_a_missing_file_the_url_names_is_named(tmp_path: Path) -> None:
     url = f"postgresql://h1,h2/db?sslmode=verify-full&sslrootcert={ca}"
     error = FileNotFoundError(2, "No such file or directory")
     assert str(unreachable(error, url)) == f"cannot reach PostgreSQL: sslrootcert file {ca} does not exist"
+
+
+def test_a_multi_host_url_without_target_session_attrs_reaches_only_a_writable_server() -> None:
+    settings = load_settings(
+        {
+            "HOOKLINE_DATABASE_URL": "postgresql://u@db1:5432,db2:5433/hookline?sslmode=verify-full",
+            "HOOKLINE_AMQP_URL": "amqp://h/",
+        },
+        state_dir=Path("/nonexistent"),
+    )
+    assert settings.database_url == (
+        "postgresql://u@db1:5432,db2:5433/hookline?sslmode=verify-full&target_session_attrs=read-write"
+    )
+
+
+def test_a_url_that_chooses_its_target_session_attrs_or_names_one_host_is_kept() -> None:
+    for url in (
+        MULTI_HOST,
+        "postgresql://u@db1:5432,db2/hookline?target_session_attrs=primary",
+        "postgresql://u@db1/h",
+    ):
+        settings = load_settings(
+            {"HOOKLINE_DATABASE_URL": url, "HOOKLINE_AMQP_URL": "amqp://h/"}, state_dir=Path("/nonexistent")
+        )
+        assert settings.database_url == url
