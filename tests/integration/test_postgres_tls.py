@@ -140,6 +140,15 @@ def test_a_worker_given_the_wrong_ca_says_why_and_exits_not_ready(
     ) in done.stderr
 
 
+def test_an_ingress_given_the_wrong_ca_says_why_in_one_line_and_exits(tls_server: TlsServer) -> None:
+    done = _run("ingress", url=tls_server.url(tls_server.other_ca))
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "hookline ingress: cannot reach PostgreSQL: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify"
+        " failed: unable to get local issuer certificate (_ssl.c:1006)"
+    ]
+
+
 def _run(
     module: str, *args: str, url: str, amqp_url: str = "amqp://guest:guest@127.0.0.1:1/"
 ) -> subprocess.CompletedProcess[str]:
