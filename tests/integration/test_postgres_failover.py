@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
@@ -24,6 +25,12 @@ from shared.devstack.localservers.standby import LocalPostgresPair
 from tests.helpers import apply_yaml, eventually
 from tests.integration.calls import delivery_stack
 from tests.integration.target import Target
+from worker.step_databases import (
+    StepDatabaseRefused,
+    check_step_database,
+    connect_arguments,
+    database_identity,
+)
 
 TRIGGERS = """
 workspace: {ws}
@@ -179,6 +186,33 @@ async def test_every_accepted_call_is_recorded_once_across_a_failover_to_the_syn
     assert set(done) - ticks == {*accepted, later}
     assert effects(target, f"/{workspace}/effect") == dict.fromkeys(accepted, 1)
     assert beats == {"dispatcher": 1, "ingress": 1, "worker": 2}
+
+
+async def test_a_sql_step_is_refused_hooklines_database_through_its_standby_and_after_a_failover(
+    pair: LocalPostgresPair, migrated: str
+) -> None:
+    async with connect(migrated) as db:
+        own = await database_identity(db)
+        await db.execute("create role failover_reader login")
+    standby = f"postgresql://failover_reader@127.0.0.1:{pair.standby.port}/hookline"
+    refused = "refused: it reaches hookline's own database; give the steps a database of their own"
+    # A streaming standby is the same cluster (the same system identifier): a step DSN that
+    # names it reads hookline's records as surely as one naming the primary.
+    step = await asyncpg.connect(**connect_arguments(standby))
+    try:
+        with pytest.raises(StepDatabaseRefused) as before:
+            await check_step_database(step, own)
+    finally:
+        await step.close()
+    pair.kill_primary()
+    pair.promote_standby()
+    step = await asyncpg.connect(**connect_arguments(standby))
+    try:
+        with pytest.raises(StepDatabaseRefused) as after:
+            await check_step_database(step, own)
+    finally:
+        await step.close()
+    assert (str(before.value), str(after.value)) == (refused, refused)
 
 
 async def _at_least(db: Connection, workspace: str, count: int) -> bool | None:
