@@ -188,6 +188,7 @@ async def test_every_accepted_call_is_recorded_once_across_a_failover_to_the_syn
     assert beats == {"dispatcher": 1, "ingress": 1, "worker": 2}
 
 
+@pytest.mark.fault
 async def test_a_sql_step_is_refused_hooklines_database_through_its_standby_and_after_a_failover(
     pair: LocalPostgresPair, migrated: str
 ) -> None:
