@@ -8,6 +8,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import msgspec
 
@@ -195,6 +196,8 @@ def load_settings(
                 f"HOOKLINE_{required.upper()} is not set and no stack runs here: "
                 "start one with `make run` or set the variable"
             )
+    if isinstance(values["database_url"], str) and not env.get("PGTARGETSESSIONATTRS"):
+        values["database_url"] = writable_database_url(values["database_url"])
     try:
         # strict=False: msgspec reads "9000" as an int and "false" as a bool, by the field's type.
         settings = msgspec.convert(values, Settings, strict=False)
@@ -202,6 +205,20 @@ def load_settings(
         raise ConfigError(_named(str(exc))) from None
     settings.allowed_env  # noqa: B018 (raises ConfigError now rather than at the first definition)
     return settings
+
+
+def writable_database_url(url: str) -> str:
+    """`url` reaching only a server that takes writes when it lists several hosts.
+
+    asyncpg's default, `target_session_attrs=any`, takes the first host that answers: a
+    standby listed first (or an old primary back as one) would refuse every record. A URL
+    that says `target_session_attrs` itself is left as it is, and so is a single host.
+    """
+    parts = urlsplit(url)
+    if "," not in parts.netloc.rpartition("@")[2] or "target_session_attrs" in parse_qs(parts.query):
+        return url
+    query = "&".join(filter(None, [parts.query, "target_session_attrs=read-write"]))
+    return urlunsplit(parts._replace(query=query))
 
 
 _FIELD = re.compile(r" - at `\$\.(\w+)`$")
