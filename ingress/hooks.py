@@ -18,6 +18,7 @@ from ingress import metrics
 from ingress.errors import (
     AnswerInvalid,
     MethodNotAllowed,
+    ReplyLost,
     ReplyTimeout,
     TriggerNotFound,
     TriggerPaused,
@@ -202,6 +203,10 @@ class Hooks:
             if entry.spec.on_timeout == "accept":
                 return accepted(entry, invocation)
             raise ReplyTimeout(invocation.id, status_url(entry, invocation.id)) from None
+        except ReplyLost as lost:
+            # Published but the answer is gone: the run may still go on; say where to look.
+            lost.status_url = status_url(entry, invocation.id)
+            raise
         finally:
             future.cancel()
         return reply_response(reply)

@@ -110,6 +110,9 @@ def from_error(exc: HooklineError, retry_after: int) -> Response[bytes]:
         headers["Location"] = exc.status_url
     elif isinstance(exc, errors.ReplyLost):
         extra["execution_id"] = exc.execution_id
+        if exc.status_url is not None:
+            extra["status_url"] = exc.status_url
+            headers["Location"] = exc.status_url
     if isinstance(exc, errors.RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
     elif status == 503:

@@ -46,6 +46,15 @@ _PUBLISH_ERRORS = (
 )
 
 
+# A publish sent but never confirmed may well have been enqueued (measured: every publish
+# that timed out against a hung quorum-queue leader was delivered later): the caller is told
+# so, and that a retry with the same idempotency key runs the call once (docs/delivery.md).
+UNKNOWN_OUTCOME = (
+    "; the call may have been accepted all the same: retry it with the same idempotency key"
+    " so that it runs once"
+)
+
+
 def _unavailable(exc: BaseException) -> BrokerUnavailable:
     """The BrokerUnavailable (or subclass) a failed confirmed publish becomes."""
     if isinstance(exc, PublishError):
@@ -53,8 +62,8 @@ def _unavailable(exc: BaseException) -> BrokerUnavailable:
     if isinstance(exc, DeliveryError):
         return QueueFull("the trigger's queue is full")
     if isinstance(exc, TimeoutError):
-        return BrokerUnavailable("the broker did not confirm in time")
-    return BrokerUnavailable(f"the broker is unreachable ({type(exc).__name__})")
+        return BrokerUnavailable("the broker did not confirm in time" + UNKNOWN_OUTCOME)
+    return BrokerUnavailable(f"the broker connection was lost ({type(exc).__name__})" + UNKNOWN_OUTCOME)
 
 
 class UnderlayChannel:
@@ -102,10 +111,14 @@ class ConfirmedPublisher:
 
     async def publish(self, body: bytes, properties: aiormq.spec.Basic.Properties, routing_key: str) -> None:
         """Return once the broker confirmed; raise BrokerUnavailable (or a subclass) if not."""
-        try:
-            channel = self._underlay.channel
-            if channel is None or channel.is_closed:
+        channel = self._underlay.channel
+        if channel is None or channel.is_closed:
+            try:
                 channel = await self._underlay.follow()
+            except _PUBLISH_ERRORS as exc:
+                # Nothing was sent: the outcome is known.
+                raise BrokerUnavailable(f"the broker is unreachable ({type(exc).__name__})") from None
+        try:
             await channel.basic_publish(
                 body,
                 exchange=self._exchange,
