@@ -45,7 +45,7 @@ async def _names(database_url: str, prefix: str) -> tuple[list[str], list[str]]:
 async def delete_stack_topology(amqp_url: str, database_url: str, prefix: str) -> None:
     """Delete every queue and exchange a stack with this prefix may have declared."""
     queues, exchanges = await _names(database_url, prefix)
-    connection = await aio_pika.connect(amqp_url)
+    connection = await aio_pika.connect(amqp_url.split(",")[0])  # one node of a cluster will do
     async with connection:
         channel = await connection.channel()
         for kind, name in itertools.chain((("q", q) for q in queues), (("x", x) for x in exchanges)):

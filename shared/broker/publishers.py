@@ -46,13 +46,18 @@ _PUBLISH_ERRORS = (
 )
 
 
-# A publish sent but never confirmed may well have been enqueued (measured: every publish
-# that timed out against a hung quorum-queue leader was delivered later): the caller is told
-# so, and that a retry with the same idempotency key runs the call once (docs/delivery.md).
-UNKNOWN_OUTCOME = (
-    "; the call may have been accepted all the same: retry it with the same idempotency key"
-    " so that it runs once"
-)
+class Unconfirmed(BrokerUnavailable):
+    """Raised when a publish was sent but never confirmed: its outcome is unknown.
+
+    Measured on a cluster: every publish that timed out against a hung quorum-queue leader
+    was in fact enqueued and run. The ingress tells the caller so, with the execution id the
+    call would run under (`execution_id`, `status_url`, set by the ingress).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message + "; the call may have been accepted all the same (see its status URL)")
+        self.execution_id: str | None = None
+        self.status_url: str | None = None
 
 
 def _unavailable(exc: BaseException) -> BrokerUnavailable:
@@ -62,8 +67,8 @@ def _unavailable(exc: BaseException) -> BrokerUnavailable:
     if isinstance(exc, DeliveryError):
         return QueueFull("the trigger's queue is full")
     if isinstance(exc, TimeoutError):
-        return BrokerUnavailable("the broker did not confirm in time" + UNKNOWN_OUTCOME)
-    return BrokerUnavailable(f"the broker connection was lost ({type(exc).__name__})" + UNKNOWN_OUTCOME)
+        return Unconfirmed("the broker did not confirm in time")
+    return Unconfirmed(f"the broker connection was lost before the confirm ({type(exc).__name__})")
 
 
 class UnderlayChannel:
