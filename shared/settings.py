@@ -25,6 +25,9 @@ class Stack(msgspec.Struct, kw_only=True):
     database_url: str
     port: int
     amqp_prefix: str = "hookline"
+    # The folder of the local RabbitMQ cluster it started (`--rabbitmq-nodes N`), if any:
+    # `hookline status` asks its nodes which queues each leads.
+    rabbitmq_cluster: str | None = None
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):

@@ -26,7 +26,13 @@ from shared.devstack.localservers.accounts import check_traversable, hand_over, 
 from shared.devstack.localservers.errors import LocalServerError
 from shared.devstack.localservers.ports import Recorded, free_port, read_recorded, write_recorded
 from shared.devstack.localservers.processes import reap_leftovers, stop_process
-from shared.devstack.localservers.rabbitmq import LocalRabbitMQ, Membership, start_epmd
+from shared.devstack.localservers.rabbitmq import (
+    LOOPBACK_DIST,
+    LocalRabbitMQ,
+    Membership,
+    run_ctl,
+    start_epmd,
+)
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -37,6 +43,9 @@ log = logging.getLogger(__name__)
 
 # Of the machine's memory, what all nodes together may take before their alarms go off.
 MEMORY_SHARE = 0.4
+
+# The folder under `.hookline/` that `hookline up --rabbitmq-nodes N` keeps its cluster in.
+CLUSTER_FOLDER = "rabbitmq-cluster"
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,11 @@ class LocalRabbitMQCluster:
         self._epmd: subprocess.Popen[bytes] | None = None
         self._account: Account | None = None
         self.nodes: list[LocalRabbitMQ] = []
+
+    @property
+    def folders(self) -> list[Path]:
+        """The nodes' data folders."""
+        return [self._data / f"node-{index}" for index in range(1, self._count + 1)]
 
     @property
     def url(self) -> str:
@@ -92,8 +106,7 @@ class LocalRabbitMQCluster:
             self._epmd = start_epmd(account, _epmd_env(), data, epmd_port)
             self.nodes = []
             taken: set[int] = {epmd_port}
-            for index in range(1, self._count + 1):
-                folder = data / f"node-{index}"
+            for folder in self.folders:
                 port = read_recorded(folder).port or free_port(avoid=taken)
                 taken.add(port)
                 self.nodes.append(LocalRabbitMQ(folder, port, membership=membership))
@@ -163,6 +176,41 @@ def cluster_states(ctl: Any) -> list[NodeState]:
         if queue.get("type") == "quorum" and queue.get("leader"):
             leads.setdefault(queue["leader"], []).append(queue["name"])
     return [NodeState(name, name in running, tuple(sorted(leads.get(name, [])))) for name in members]
+
+
+def read_states(data_dir: Path, timeout: float = 20) -> list[tuple[NodeState, int | None]]:
+    """Nodes, leaders and AMQP ports of a cluster that runs from `data_dir` (another process
+    started it: `hookline up`), asked through the first node whose `rabbitmqctl` answers."""
+    data = Path(os.path.abspath(data_dir))
+    epmd_port = read_recorded(data).port
+    folders = sorted(data.glob("node-*"))
+    if epmd_port is None or not folders:
+        raise LocalServerError(f"no RabbitMQ cluster in {data}")
+    ports = {read_recorded(f).node: read_recorded(f).port for f in folders}
+    account = service_account("rabbitmq")
+    failure = ""
+    for folder in folders:
+        node = read_recorded(folder).node
+        if node is None:
+            continue
+        env = {
+            **_epmd_env(),
+            "HOME": str(folder / "home"),  # the cluster's cookie
+            "ERL_EPMD_PORT": str(epmd_port),
+            "RABBITMQ_CONF_ENV_FILE": str(folder / "rabbitmq-env.conf"),
+            "RABBITMQ_CTL_ERL_ARGS": LOOPBACK_DIST,
+        }
+
+        def ctl(*args: str, node: str = node, env: dict[str, str] = env, folder: Path = folder) -> str:
+            return run_ctl(node, env, folder, account, args, timeout)
+
+        try:
+            states = cluster_states(ctl)
+        except (LocalServerError, subprocess.TimeoutExpired, ValueError) as exc:
+            failure = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            continue
+        return [(state, ports.get(state.name)) for state in states]
+    raise LocalServerError(f"no node of the cluster in {data} answers ({failure})")
 
 
 def _running_nodes(node: LocalRabbitMQ) -> list[str]:

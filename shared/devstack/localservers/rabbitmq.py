@@ -58,7 +58,7 @@ consumer_timeout = 3600000
 
 # `+B i` ignores SIGINT, as RabbitMQ's own wrapper does; distribution on loopback only.
 _ERL_ARGS = "+B i"
-_LOOPBACK_DIST = "-kernel inet_dist_use_interface {127,0,0,1}"
+LOOPBACK_DIST = "-kernel inet_dist_use_interface {127,0,0,1}"
 
 # AMQP 0-9-1 protocol header; a broker that is up answers with a Connection.Start frame.
 _PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
@@ -173,25 +173,7 @@ class LocalRabbitMQ(LocalServer):
         """Run `rabbitmqctl` against this node (same user, cookie and epmd); its output."""
         if self.pid is None or self._account is None:
             raise LocalServerError(f"RabbitMQ in {self._data} is not running")
-        result = subprocess.run(
-            [str(rabbitmq_bin_dir() / "rabbitmqctl"), "--node", self._node, *args],
-            env=self._env,
-            cwd=self._data,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            **self._account.popen_kwargs(),
-        )
-        # **popen_kwargs hides which overload of run() applies, so name the text types here.
-        output: str = result.stdout
-        errors: str = result.stderr
-        if result.returncode != 0:
-            raise LocalServerError(
-                f"rabbitmqctl {' '.join(args)} failed with code {result.returncode}: "
-                f"{errors.strip() or output.strip()}"
-            )
-        return output
+        return run_ctl(self._node, self._env, self._data, self._account, args, timeout)
 
     def _prepare(self, account: Account) -> None:
         """Create the folder tree and config files, and claim the port."""
@@ -245,8 +227,8 @@ class LocalRabbitMQ(LocalServer):
             "RABBITMQ_PID_FILE": str(data / "rabbitmq.pid"),
             # Busy-waiting schedulers would burn the CPU the tests need on 2 cores.
             "RABBITMQ_SCHEDULER_BUSY_WAIT_THRESHOLD": "none",
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"{_ERL_ARGS} {_LOOPBACK_DIST}",
-            "RABBITMQ_CTL_ERL_ARGS": _LOOPBACK_DIST,
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"{_ERL_ARGS} {LOOPBACK_DIST}",
+            "RABBITMQ_CTL_ERL_ARGS": LOOPBACK_DIST,
             # rabbitmq-server otherwise runs the VM as a child of a shell that relays
             # signals; `detached` makes it exec the VM, so the pid we hold (and its
             # parent-death signal) is the VM's own.
@@ -276,6 +258,31 @@ def start_epmd(account: Account, env: dict[str, str], folder: Path, port: int) -
     )
     wait_ready(lambda: _listening(port), epmd, what="epmd", timeout=10, logs=(folder / "log" / "epmd.log",))
     return epmd
+
+
+def run_ctl(
+    node: str, env: dict[str, str], cwd: Path, account: Account, args: tuple[str, ...], timeout: float
+) -> str:
+    """Run `rabbitmqctl --node NODE ARGS` as `account` with `env` (its cookie); its output."""
+    result = subprocess.run(
+        [str(rabbitmq_bin_dir() / "rabbitmqctl"), "--node", node, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **account.popen_kwargs(),
+    )
+    # **popen_kwargs hides which overload of run() applies, so name the text types here.
+    output: str = result.stdout
+    errors: str = result.stderr
+    if result.returncode != 0:
+        raise LocalServerError(
+            f"rabbitmqctl {' '.join(args)} failed with code {result.returncode}: "
+            f"{errors.strip() or output.strip()}"
+        )
+    return output
 
 
 def amqp_answers(port: int, host: str = LOOPBACK) -> bool:
