@@ -29,15 +29,23 @@ def rabbitmq_cluster(nodes: int = 3) -> Iterator[LocalRabbitMQCluster]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def move_leader(cluster: LocalRabbitMQCluster, queue: str, to: LocalRabbitMQ, timeout: float = 15) -> None:
-    """Make `to` lead `queue` (RabbitMQ 3.10 has no command for it: its own function, by eval)."""
+def move_leader(cluster: LocalRabbitMQCluster, queue: str, to: LocalRabbitMQ, timeout: float = 90) -> None:
+    """Make `to` lead `queue` (RabbitMQ 3.10 has no command for it: its own function, by eval).
+
+    The transfer is refused while the target's replica is not in sync yet: asked again.
+    """
     deadline = time.monotonic() + timeout
+    answer = ""
     while cluster.leader_of(queue) is not to:
         if time.monotonic() > deadline:
-            raise LocalServerError(f"{queue} is still led by {cluster.leader_of(queue).node}")
-        to.ctl(
+            raise LocalServerError(f"{queue} is still led by {cluster.leader_of(queue).node} ({answer})")
+        answer = to.ctl(
             "eval",
             f'{{ok, Q}} = rabbit_amqqueue:lookup(rabbit_misc:r(<<"/">>, queue, <<"{queue}">>)),'
             f" rabbit_quorum_queue:transfer_leadership(Q, '{to.node}').",
-        )
-        time.sleep(0.2)  # the new leader is elected asynchronously: look again
+        ).strip()
+        if answer.startswith("{migrated"):
+            # The new leader is elected asynchronously: until list_queues says so.
+            settled = time.monotonic() + 10
+            while cluster.leader_of(queue) is not to and time.monotonic() < settled:
+                time.sleep(0.5)

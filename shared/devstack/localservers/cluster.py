@@ -148,9 +148,11 @@ class LocalRabbitMQCluster:
 
     def leader_of(self, queue: str) -> LocalRabbitMQ:
         """The node that leads `queue` now."""
-        for state in self.states():
-            if queue in state.leads:
-                return next(node for node in self.nodes if node.node == state.name)
+        listed = json.loads(self.running()[0].ctl("list_queues", "name", "leader", "--formatter", "json"))
+        leader = next((q.get("leader") for q in listed if q["name"] == queue), None)
+        for node in self.nodes:
+            if node.node == leader:
+                return node
         raise LocalServerError(f"no node leads {queue}")
 
     def __enter__(self) -> str:
