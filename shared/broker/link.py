@@ -99,7 +99,7 @@ class ClusterConnection(RobustConnection):
             try:
                 await connect_transport(self)
             except CONNECTION_EXCEPTIONS as exc:
-                log.info("broker node %s unreachable (%s)", _redacted(self.url), type(exc).__name__)
+                log.debug("broker node %s unreachable (%s)", _redacted(self.url), type(exc).__name__)
                 failure = exc
                 continue
             log.info("connected to broker node %s", _redacted(self.url))
