@@ -26,6 +26,9 @@ class Stack(msgspec.Struct, kw_only=True):
     database_url: str
     port: int
     amqp_prefix: str = "hookline"
+    # The folder of the local RabbitMQ cluster it started (`--rabbitmq-nodes N`), if any:
+    # `hookline status` asks its nodes which queues each leads.
+    rabbitmq_cluster: str | None = None
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -108,10 +111,29 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return parse_workspace_env(self.workspace_env)
 
     @property
+    def amqp_urls(self) -> tuple[str, ...]:
+        """HOOKLINE_AMQP_URL as one URL per broker node (comma separated, one or more)."""
+        return split_amqp_urls(self.amqp_url)
+
+    @property
     def public_url(self) -> str:
         """Base URL of the ingress as callers see it."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
         return f"http://{host}:{self.port}"
+
+
+def split_amqp_urls(value: str) -> tuple[str, ...]:
+    """The nodes' URLs of a comma-separated HOOKLINE_AMQP_URL; ConfigError names no password.
+
+    A comma inside a password must be percent-encoded (`%2C`), as in any URL.
+    """
+    urls = tuple(part.strip() for part in value.split(","))
+    for position, url in enumerate(urls, start=1):
+        if not url.startswith(("amqp://", "amqps://")):
+            raise ConfigError(
+                f"HOOKLINE_AMQP_URL: URL {position} of {len(urls)} is not an amqp:// or amqps:// URL"
+            )
+    return urls
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -204,6 +226,7 @@ def load_settings(
     except msgspec.ValidationError as exc:
         raise ConfigError(_named(str(exc))) from None
     settings.allowed_env  # noqa: B018 (raises ConfigError now rather than at the first definition)
+    settings.amqp_urls  # noqa: B018 (a malformed list of nodes stops the start here)
     return settings
 
 
