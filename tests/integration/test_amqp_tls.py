@@ -22,8 +22,8 @@ import pytest
 from shared.db.pool import Connection
 from shared.devstack.localservers import LocalRabbitMQ
 from shared.devstack.localservers.tls import TlsListener
-from tests.certificates import issue, make_authority
 from tests.helpers import apply_yaml, eventually, finished_execution, new_key
+from tests.private_ca import PrivateCA
 from tests.stack import ROOT, Services, free_port, services
 
 TRIGGERS = """
@@ -62,18 +62,18 @@ def tls_broker() -> Iterator[TlsBroker]:
     folder = Path(tempfile.mkdtemp(prefix="hookline-amqps-"))
     folder.chmod(0o755)
     pki = folder / "pki"
-    authority = make_authority(pki, "hookline-test-ca")
-    impostor = make_authority(pki, "impostor-ca")  # same kind of CA, not the one that signed
-    certfile, keyfile = issue(authority, pki, "broker", ["localhost"])
+    authority = PrivateCA(pki, "hookline-test")
+    impostor = PrivateCA(pki, "impostor")  # same kind of CA, not the one that signed
+    files = authority.server(names=("localhost",), addresses=())
     server = LocalRabbitMQ(
-        folder / "rabbitmq", tls=TlsListener(certfile=certfile, keyfile=keyfile, cafile=authority.cafile)
+        folder / "rabbitmq", tls=TlsListener(certfile=files.cert, keyfile=files.key, cafile=authority.cert)
     )
     server.start()
     try:
         server.ctl("add_user", USER, PASSWORD)
         server.ctl("set_permissions", "-p", "/", USER, ".*", ".*", ".*")
         port = int(server.tls_url.rsplit(":", 1)[1].rstrip("/"))
-        yield TlsBroker(server, port, authority.cafile, impostor.cafile)
+        yield TlsBroker(server, port, authority.cert, impostor.cert)
     finally:
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)

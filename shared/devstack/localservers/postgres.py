@@ -7,6 +7,7 @@ The cluster lives in `<data_dir>/pgdata` with trust authentication for the super
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -49,9 +50,12 @@ _DURABLE_SETTINGS = ("fsync=on",)
 class LocalPostgres(LocalServer):
     """One PostgreSQL cluster run from `data_dir`; `start()` returns its database URL."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, *, fast: bool = False) -> None:
+    def __init__(
+        self, data_dir: Path, port: int | None = None, *, fast: bool = False, settings: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(data_dir, port)
         self._fast = fast
+        self._settings = settings  # more `name=value` server settings (replication, TLS)
 
     @property
     def url(self) -> str:
@@ -113,6 +117,37 @@ class LocalPostgres(LocalServer):
             reap_leftovers(self._data, self._account, timeout=10)
             self._account = None
 
+    def kill(self) -> None:
+        """SIGKILL the server and every backend of it at once, as a crash of its host would."""
+        if self._server is not None and self._server.poll() is None:
+            # Its own session (spawn): the process group is the postmaster and its children.
+            os.killpg(self._server.pid, signal.SIGKILL)
+            self._server.wait()
+
+    def promote(self, timeout: float = 60) -> None:
+        """Promote a standby to a primary (`pg_ctl promote`), waiting until it accepts writes."""
+        assert self._account is not None, "promote a running standby"
+        command = [str(postgres_bin_dir() / "pg_ctl"), "promote", "-w", "-t", str(int(timeout))]
+        done = subprocess.run(
+            [*command, "-D", str(self._data / "pgdata")],
+            capture_output=True,
+            text=True,
+            timeout=timeout + 10,
+            env=_environment(),
+            cwd=self._data,
+            check=False,
+            **self._account.popen_kwargs(),
+        )
+        if done.returncode != 0:
+            raise LocalServerError(f"pg_ctl promote failed: {(done.stdout + done.stderr).strip()}")
+
+    def query(self, sql: str, database: str = "postgres") -> str:
+        """The unaligned text `psql -c sql` prints (LocalServerError when it fails)."""
+        done = self._client("psql", "-d", database, "-tAc", sql)
+        if done.returncode != 0:
+            raise LocalServerError(f"psql failed: {done.stderr.strip()}")
+        return done.stdout.strip()
+
     def _initdb(self, bin_dir: Path, account: Account) -> None:
         pgdata = self._data / "pgdata"
         if pgdata.exists():
@@ -147,6 +182,7 @@ class LocalPostgres(LocalServer):
             "unix_socket_directories=",
             "max_connections=200",
             *(_FAST_SETTINGS if self._fast else _DURABLE_SETTINGS),
+            *self._settings,
         ]
         command = [str(bin_dir / "postgres"), "-D", str(self._data / "pgdata")]
         command += ["-p", str(self._port)]

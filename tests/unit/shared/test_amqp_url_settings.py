@@ -9,7 +9,7 @@ import pytest
 
 from shared.errors import ConfigError
 from shared.settings import load_settings
-from tests.certificates import issue, make_authority
+from tests.private_ca import PrivateCA
 
 PASSWORD = "Pa55-in-the-url"
 
@@ -28,9 +28,11 @@ def refusal(url: str, tmp_path: Path) -> str:
 
 
 def test_an_amqps_url_with_its_ca_and_a_client_certificate_is_taken_as_it_is(tmp_path: Path) -> None:
-    authority = make_authority(tmp_path, "ca")
-    certfile, keyfile = issue(authority, tmp_path, "client", ["client.example"])
-    url = f"amqps://u:{PASSWORD}@mq:5671/vh?cafile={authority.cafile}&certfile={certfile}&keyfile={keyfile}"
+    authority = PrivateCA(tmp_path)
+    client = authority.server(names=("client.example",), addresses=())  # a key pair it signed
+    url = (
+        f"amqps://u:{PASSWORD}@mq:5671/vh?cafile={authority.cert}&certfile={client.cert}&keyfile={client.key}"
+    )
     assert settings_for(url, tmp_path).amqp_url == url  # type: ignore[attr-defined]
     assert settings_for("amqps://u:p@mq/", tmp_path)  # the system's CAs
 
@@ -67,8 +69,8 @@ def test_missing_unusable_or_incomplete_tls_files_are_refused_at_the_start(tmp_p
 
 def test_another_scheme_is_refused_and_each_of_several_urls_is_checked(tmp_path: Path) -> None:
     assert refusal(f"http://u:{PASSWORD}@mq/", tmp_path) == (
-        "HOOKLINE_AMQP_URL: expected an amqp:// or amqps:// URL"
+        "HOOKLINE_AMQP_URL: URL 1 of 1 is not an amqp:// or amqps:// URL"
     )
     assert refusal(f"amqps://u:{PASSWORD}@a/,amqps://u:{PASSWORD}@b/?no_verify_ssl=1", tmp_path).startswith(
-        "HOOKLINE_AMQP_URL (URL 2): no_verify_ssl turns off"
+        "HOOKLINE_AMQP_URL (URL 2 of 2): no_verify_ssl turns off"
     )
