@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,8 +67,10 @@ _CONNECTION_START = b"\x00\x0a\x00\x0a"  # class 10 (connection), method 10 (sta
 class LocalRabbitMQ(LocalServer):
     """One RabbitMQ node run from `data_dir`; `start()` returns its AMQP URL."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, *, listen: Sequence[str] = ()) -> None:
+        """`listen`: addresses to take AMQP on besides loopback (a test's veth address), same port."""
         super().__init__(data_dir, port)
+        self._listen = tuple(listen)
         self._node = self._recorded.node or f"hookline-{self._port}@localhost"
         self._epmd: subprocess.Popen[bytes] | None = None
         self._env: dict[str, str] = {}
@@ -177,7 +180,18 @@ class LocalRabbitMQ(LocalServer):
         (data / "advanced.config").write_text("[].\n")
         (data / "enabled_plugins").write_text(f"[{','.join(ENABLED_PLUGINS)}].\n")
         self._port = claim_port(self._port, fixed=self._fixed_port, what=f"RabbitMQ in {data}")
+        self._write_listeners(data / "conf.d" / "listeners.conf")
         write_recorded(data, Recorded(port=self._port, node=self._node))
+
+    def _write_listeners(self, path: Path) -> None:
+        """With extra addresses, every listener in the config (a node takes one address from
+        RABBITMQ_NODE_IP_ADDRESS); without, no file, and the environment's loopback alone."""
+        path.unlink(missing_ok=True)
+        if self._listen:
+            listeners = [LOOPBACK, *self._listen]
+            path.write_text(
+                "".join(f"listeners.tcp.{n} = {a}:{self._port}\n" for n, a in enumerate(listeners, 1))
+            )
 
     def _environment(self, epmd_port: int, dist_port: int) -> dict[str, str]:
         """The node's whole environment: nothing inherited, every path under the folder."""
@@ -189,8 +203,11 @@ class LocalRabbitMQ(LocalServer):
             # The Erlang cookie lives in $HOME; rabbitmqctl must see the same one.
             "HOME": str(data / "home"),
             "RABBITMQ_NODENAME": self._node,
-            "RABBITMQ_NODE_IP_ADDRESS": LOOPBACK,
-            "RABBITMQ_NODE_PORT": str(self._port),
+            **(
+                {}
+                if self._listen
+                else {"RABBITMQ_NODE_IP_ADDRESS": LOOPBACK, "RABBITMQ_NODE_PORT": str(self._port)}
+            ),
             "RABBITMQ_DIST_PORT": str(dist_port),
             # A private epmd, so the node neither shares nor starts the system's on 4369.
             "ERL_EPMD_PORT": str(epmd_port),
