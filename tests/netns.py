@@ -123,3 +123,17 @@ def isolated_host(role: str = "host") -> Iterator[Host]:
         yield Host(name, root_link, link, root_address, address)
     finally:
         _remove(name, root_link)
+
+
+def unavailable_reason() -> str | None:
+    """Why namespaces cannot be made here (not root, no `ip`, a kernel without them), or None."""
+    if os.geteuid() != 0:
+        return "only root makes network namespaces"
+    probe = f"hlprobe{os.getpid()}"
+    try:
+        ip("netns", "add", probe)
+    except (NetnsError, OSError) as exc:
+        return str(exc)
+    with contextlib.suppress(NetnsError):
+        ip("netns", "del", probe)
+    return None
