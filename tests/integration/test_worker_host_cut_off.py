@@ -42,6 +42,8 @@ HEARTBEAT = 2  # seconds (HOOKLINE_HEARTBEAT): the broker gives up on a silent p
 RUN_MS = 2000  # each call holds the target this long, so A surely holds runs when the link goes
 CONCURRENCY = 6  # each worker's prefetch: at most this many runs in flight per worker
 CALLS = 36
+STEP_TIMEOUT = 3  # seconds: A's runs time out while it is cut off, and A retries them (or would)
+CUT_SECONDS = 10  # the link stays down at least this long (longer if B needs it)
 
 TRIGGER = """
 workspace: {ws}
@@ -53,6 +55,7 @@ triggers:
         http:
           method: POST
           url: "{target}/slow/{ms}"
+          timeout: {timeout}s
           json: {{call: "{{{{ execution.id }}}}", n: "{{{{ request.body.n }}}}"}}
 """
 
@@ -90,7 +93,8 @@ def cluster(log_dir: Path) -> Iterator[Cluster]:
         target = cleanup.enter_context(running_target(host.root_address))
         env = {"HOOKLINE_HEARTBEAT": str(HEARTBEAT)}
         prefix = f"ns-{uuid.uuid4().hex[:6]}"
-        logs = log_dir / prefix
+        logs = Path("/tmp/netns-logs") / prefix  # DEBUG
+        logs.parent.mkdir(exist_ok=True)
         logs.mkdir()
         stack = cleanup.enter_context(
             services(amqp_url, database_url, logs, workers=1, prefix=prefix, extra_env=env)
@@ -124,7 +128,9 @@ async def test_a_worker_cut_off_mid_run_has_its_runs_done_elsewhere_and_records_
     if True:
         host, target = cluster.host, cluster.target
         async with connect(cluster.database_url) as db:
-            await apply_yaml(db, TRIGGER.format(ws=workspace, target=target.base_url, ms=RUN_MS))
+            await apply_yaml(
+                db, TRIGGER.format(ws=workspace, target=target.base_url, ms=RUN_MS, timeout=STEP_TIMEOUT)
+            )
             url = f"{cluster.stack.base_url}/hooks/{workspace}/slow"
             await eventually(lambda: _accepts(url), timeout=20)
             await _ready(db, cluster.worker_a.pid, since=0, timeout=30)
@@ -135,26 +141,30 @@ async def test_a_worker_cut_off_mid_run_has_its_runs_done_elsewhere_and_records_
             host.cut()
             cut_at, cut_wall = time.monotonic(), time.time()
             try:
-                held = _calls_from(target, host.address)
                 # B runs what A held once the broker gives up on A (heartbeat timeout).
                 done = await finished(db, workspace, ids, timeout=90)
                 redelivered = [r for r in done if r.attempts > 1]
                 first_redelivered = await _first_redelivery_seconds(db, workspace, cut_wall)
                 taken_over = time.monotonic() - cut_at
+                # What A sent before the cut has arrived by now (a request on the wire as the
+                # link went down may arrive a moment later); nothing more may while it is down.
+                held = _calls_from(target, host.address)
+                # A fault of a fixed length, longer than a step's timeout: A's runs end while cut off.
+                await asyncio.sleep(max(0.0, CUT_SECONDS - taken_over))
                 assert not _calls_from(target, host.address) - held, "A reached the target while cut off"
             finally:
                 host.restore()
             restored_at = time.monotonic()
 
-            # Back: A connects again and says it is ready, and consumes (it runs calls again).
+            # Back: A connects again and says it is ready; its runs of the cut-off time end
+            # (their records written, the deliveries given up as the broker's), then it consumes.
             await _ready(db, cluster.worker_a.pid, since=time.time(), timeout=60)
             reconnected = time.monotonic() - restored_at
+            await eventually(lambda: _given_up(cluster.stack, {r.id for r in redelivered}), timeout=60)
             after = await send_many(url, [{"n": n} for n in range(CALLS, 2 * CALLS)], concurrency=CALLS)
             await finished(db, workspace, after, timeout=90)
             assert _calls_from(target, host.address) - held, "A took no call after it came back"
 
-            # A's late writes (its runs ended after the link came back) changed no record.
-            await eventually(lambda: _quiet(cluster.stack, "worker-a"), timeout=30)
             final = {r.id: r for r in await runs(db, workspace)}
 
         every = ids + after
@@ -218,11 +228,15 @@ async def _ready(db: Connection, pid: int, since: float, timeout: float) -> None
     await eventually(probe, timeout=timeout, every=0.5)
 
 
-async def _quiet(stack: Services, name: str) -> bool | None:
-    """True once nothing new was logged by `name` for a second (its late runs have ended)."""
-    before = stack.log(name)
-    await asyncio.sleep(1)
-    return True if stack.log(name) == before else None
+async def _given_up(stack: Services, ids: set[str]) -> bool | None:
+    """True once worker A logged, for each of `ids`, the end of its run: the delivery the
+    broker took back, left unsettled (worker/consumer.py `settle`)."""
+    ended = {
+        record.get("execution_id")
+        for line in stack.log("worker-a").splitlines()
+        if line.startswith("{") and "taken back by the broker" in (record := json.loads(line)).get("msg", "")
+    }
+    return True if ids <= ended else None
 
 
 async def _accepts(url: str) -> bool | None:
