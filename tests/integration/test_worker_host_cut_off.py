@@ -69,6 +69,7 @@ class Cluster:
     target: Target
     database_url: str
     worker_a: subprocess.Popen[bytes]
+    broker: LocalRabbitMQ
 
 
 @pytest.fixture
@@ -93,8 +94,7 @@ def cluster(log_dir: Path) -> Iterator[Cluster]:
         target = cleanup.enter_context(running_target(host.root_address))
         env = {"HOOKLINE_HEARTBEAT": str(HEARTBEAT)}
         prefix = f"ns-{uuid.uuid4().hex[:6]}"
-        logs = Path("/tmp/netns-logs") / prefix  # DEBUG
-        logs.parent.mkdir(exist_ok=True)
+        logs = log_dir / prefix
         logs.mkdir()
         stack = cleanup.enter_context(
             services(amqp_url, database_url, logs, workers=1, prefix=prefix, extra_env=env)
@@ -114,7 +114,7 @@ def cluster(log_dir: Path) -> Iterator[Cluster]:
                 cwd=ROOT,
             )
         stack.processes["worker-a"] = worker_a  # stopped by pid with the others
-        yield Cluster(stack, host, target, database_url, worker_a)
+        yield Cluster(stack, host, target, database_url, worker_a, broker)
 
 
 async def _migrate(url: str) -> None:
@@ -160,10 +160,12 @@ async def test_a_worker_cut_off_mid_run_has_its_runs_done_elsewhere_and_records_
             # (their records written, the deliveries given up as the broker's), then it consumes.
             await _ready(db, cluster.worker_a.pid, since=time.time(), timeout=60)
             reconnected = time.monotonic() - restored_at
-            await eventually(lambda: _given_up(cluster.stack, {r.id for r in redelivered}), timeout=60)
+            await eventually(lambda: _ended(cluster.stack, {r.id for r in redelivered}), timeout=60)
             after = await send_many(url, [{"n": n} for n in range(CALLS, 2 * CALLS)], concurrency=CALLS)
             await finished(db, workspace, after, timeout=90)
             assert _calls_from(target, host.address) - held, "A took no call after it came back"
+            # Nothing left anywhere (a retry of a run A held would wait in a delay queue).
+            await eventually(lambda: _drained(cluster.broker), timeout=60, every=0.5)
 
             final = {r.id: r for r in await runs(db, workspace)}
 
@@ -173,7 +175,7 @@ async def test_a_worker_cut_off_mid_run_has_its_runs_done_elsewhere_and_records_
         assert {final[i].status for i in every} == {"succeeded"}
         assert redelivered, "A held runs when its link went down: they must show as redelivered"
         # Nothing A wrote late changed a record: each is as it was before the link came back.
-        assert [final[r.id] for r in done] == done
+        assert [final[r.id] for r in done] == done, "a record changed after A came back"
         assert max(r.attempts for r in final.values()) == 2
         assert {r.attempts for i, r in final.items() if i in after} == {1}
         # At the target: every call at least once; the ones A had begun, twice (at least once).
@@ -228,15 +230,20 @@ async def _ready(db: Connection, pid: int, since: float, timeout: float) -> None
     await eventually(probe, timeout=timeout, every=0.5)
 
 
-async def _given_up(stack: Services, ids: set[str]) -> bool | None:
-    """True once worker A logged, for each of `ids`, the end of its run: the delivery the
-    broker took back, left unsettled (worker/consumer.py `settle`)."""
+async def _ended(stack: Services, ids: set[str]) -> bool | None:
+    """True once worker A logged, for each of `ids`, the record of its run (its late write)."""
     ended = {
         record.get("execution_id")
         for line in stack.log("worker-a").splitlines()
-        if line.startswith("{") and "taken back by the broker" in (record := json.loads(line)).get("msg", "")
+        if line.startswith("{") and (record := json.loads(line)).get("msg", "").startswith("execution ")
     }
     return True if ids <= ended else None
+
+
+async def _drained(broker: LocalRabbitMQ) -> bool | None:
+    """True when no queue of the broker holds a message, ready or unacknowledged."""
+    listed = await asyncio.to_thread(broker.ctl, "list_queues", "-q", "--no-table-headers", "messages")
+    return True if all(int(n) == 0 for n in listed.split()) else None
 
 
 async def _accepts(url: str) -> bool | None:
