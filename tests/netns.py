@@ -65,8 +65,8 @@ class Host:
         """Bring the link back up (the kernel puts the /30's route back with it)."""
         ip("link", "set", "dev", self.root_link, "up")
 
-    @property
     def is_cut(self) -> bool:
+        """Whether the root side of the link is down now, as the kernel says."""
         return "state UP" not in ip("-o", "link", "show", "dev", self.root_link)
 
 
