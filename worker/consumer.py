@@ -142,6 +142,12 @@ class Delay:
 async def settle(message: Delivery, verdict: Verdict, lane: Lane, delay: Delay | None = None) -> Action:
     """The one place a delivery is acknowledged, delayed, dead-lettered or kept."""
     action = SETTLEMENT[(verdict, lane)]
+    if message.orphaned and action is not Action.KEEP:
+        # Its channel closed (a missed heartbeat: this host was cut off) and the broker has
+        # it back, maybe run by another worker already. Publishing a delayed retry of it now,
+        # on the reconnected link, would make a second copy run again over that one's record.
+        log.warning("delivery taken back by the broker while it ran; not settled, it is redelivered")
+        return action
     try:
         if action is Action.ACK:
             await message.ack()

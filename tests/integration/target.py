@@ -28,6 +28,7 @@ class Post:
     body: str
     traceparent: str | None = None  # the W3C trace context it came with (tracing on)
     tracestate: str | None = None
+    client: str | None = None  # the address it came from (a test's namespace tells its hosts apart)
 
 
 class Target:
@@ -81,6 +82,7 @@ def _handler(target: Target) -> type[BaseHTTPRequestHandler]:
                         body,
                         self.headers.get("traceparent"),
                         self.headers.get("tracestate"),
+                        self.client_address[0],
                     )
                 )
                 count = sum(1 for p in target.posts if p.path == path)
@@ -112,12 +114,12 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def running_target() -> Iterator[Target]:
-    """A Target on a free port of 127.0.0.1 until the block ends."""
+def running_target(host: str = "127.0.0.1") -> Iterator[Target]:
+    """A Target on a free port of `host` until the block ends."""
     target = Target()
-    server = _Server(("127.0.0.1", 0), _handler(target))
+    server = _Server((host, 0), _handler(target))
     server.daemon_threads = True
-    target.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    target.base_url = f"http://{host}:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, name="http-target", daemon=True)
     thread.start()
     try:

@@ -4,7 +4,8 @@ Each node has its own folder, ports and node name (`node-1`, `node-2`, ... under
 cluster's folder); they share one epmd (that is how Erlang nodes find each other), one
 Erlang cookie (recorded in the folder, owner-only) and the machine's memory. Nodes 2..N run
 `stop_app`, `join_cluster <node 1>`, `start_app` at their first start; a restarted cluster
-is already joined. All nodes start at once: a node that stopped while others ran waits for
+is already joined. With `hosts`, each node runs in a network namespace of its own (a test
+made them), with its own epmd there, named `rabbit@<its address>`. All nodes start at once: a node that stopped while others ran waits for
 them at boot (its tables live on its peers).
 """
 
@@ -17,6 +18,7 @@ import secrets
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ from shared.devstack.localservers.rabbitmq import (
     LOOPBACK_DIST,
     LocalRabbitMQ,
     Membership,
+    NetworkHost,
     run_ctl,
     start_epmd,
 )
@@ -60,9 +63,12 @@ class NodeState:
 class LocalRabbitMQCluster:
     """`nodes` RabbitMQ nodes run from `data_dir`; `start()` returns their URLs, comma separated."""
 
-    def __init__(self, data_dir: Path, nodes: int = 3) -> None:
+    def __init__(self, data_dir: Path, nodes: int = 3, *, hosts: Sequence[NetworkHost] = ()) -> None:
         if nodes < 1:
             raise LocalServerError("a cluster needs at least one node")
+        if hosts and len(hosts) != nodes:
+            raise LocalServerError(f"{len(hosts)} network hosts for {nodes} nodes")
+        self._hosts = tuple(hosts)
         self._data = Path(os.path.abspath(data_dir))
         self._count = nodes
         self._epmd: subprocess.Popen[bytes] | None = None
@@ -103,13 +109,15 @@ class LocalRabbitMQCluster:
         membership = Membership(epmd_port, cookie, _watermark(self._count))
         began = time.monotonic()
         try:
-            self._epmd = start_epmd(account, _epmd_env(), data, epmd_port)
+            if not self._hosts:  # nodes in namespaces run an epmd each, on this same port
+                self._epmd = start_epmd(account, _epmd_env(), data, epmd_port)
             self.nodes = []
             taken: set[int] = {epmd_port}
-            for folder in self.folders:
+            for index, folder in enumerate(self.folders):
                 port = read_recorded(folder).port or free_port(avoid=taken)
                 taken.add(port)
-                self.nodes.append(LocalRabbitMQ(folder, port, membership=membership))
+                host = self._hosts[index] if self._hosts else None
+                self.nodes.append(LocalRabbitMQ(folder, port, membership=membership, host=host))
             with ThreadPoolExecutor(max_workers=self._count) as pool:
                 for started in [pool.submit(node.start, timeout) for node in self.nodes]:
                     started.result()

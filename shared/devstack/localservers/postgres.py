@@ -6,12 +6,14 @@ The cluster lives in `<data_dir>/pgdata` with trust authentication for the super
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,11 +53,20 @@ class LocalPostgres(LocalServer):
     """One PostgreSQL cluster run from `data_dir`; `start()` returns its database URL."""
 
     def __init__(
-        self, data_dir: Path, port: int | None = None, *, fast: bool = False, settings: tuple[str, ...] = ()
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        fast: bool = False,
+        settings: tuple[str, ...] = (),
+        listen: Sequence[str] = (),
     ) -> None:
+        """`listen`: interfaces (`10.231.0.1/30`) to take connections on besides loopback, as
+        a test's veth; clients from their networks are trusted as loopback's are."""
         super().__init__(data_dir, port)
         self._fast = fast
         self._settings = settings  # more `name=value` server settings (replication, TLS)
+        self._listen = tuple(ipaddress.ip_interface(i) for i in listen)
 
     @property
     def url(self) -> str:
@@ -176,7 +187,8 @@ class LocalPostgres(LocalServer):
 
     def _command(self, bin_dir: Path) -> list[str]:
         settings = [
-            f"listen_addresses={LOOPBACK}",
+            f"listen_addresses={','.join([LOOPBACK, *(str(i.ip) for i in self._listen)])}",
+            *([f"hba_file={self._write_hba()}"] if self._listen else []),
             # No Unix socket: nothing to collide with in /var/run/postgresql, and no
             # 107-byte socket path limit on deep temporary folders.
             "unix_socket_directories=",
@@ -189,6 +201,17 @@ class LocalPostgres(LocalServer):
         for setting in settings:
             command += ["-c", setting]
         return command
+
+    def _write_hba(self) -> Path:
+        """initdb's rules (trust on loopback) and trust from the `listen` networks, outside
+        pgdata: the next start without them reads initdb's own file again."""
+        path = self._data / "pg_hba.conf"
+        rules = ["host all all 127.0.0.1/32 trust", "host all all ::1/128 trust"]
+        rules += [f"host all all {i.network} trust" for i in self._listen]
+        path.write_text(
+            "# Written by hookline's LocalPostgres at start; edits are lost.\n" + "\n".join(rules) + "\n"
+        )
+        return path
 
     def _client(self, program: str, *args: str) -> subprocess.CompletedProcess[str]:
         """Run one of PostgreSQL's own client programs against this cluster."""

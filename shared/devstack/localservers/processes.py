@@ -37,6 +37,11 @@ _prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
 if _prctl is not None:
     _prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
     _prctl.restype = ctypes.c_int
+_setns = getattr(ctypes.CDLL(None, use_errno=True), "setns", None)
+if _setns is not None:
+    _setns.argtypes = [ctypes.c_int, ctypes.c_int]
+    _setns.restype = ctypes.c_int
+_CLONE_NEWNET = 0x40000000
 
 # The kernel sends the parent-death signal when the *thread* that forked the child ends,
 # not the process: a server started from asyncio.to_thread would die when the pool retires
@@ -53,14 +58,23 @@ def spawn(
     cwd: Path,
     output: Path,
     death_signal: signal.Signals,
+    namespace: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start `argv` as `account` in its own session, stdout and stderr appended to `output`.
 
     `death_signal` is what the server gets if this Python process dies without stopping it:
-    pick the server's own "shut down now, cleanly" signal.
+    pick the server's own "shut down now, cleanly" signal. `namespace`: a network namespace
+    (`ip netns add` made it) the server runs in.
     """
     return _spawner.submit(
-        _spawn, argv, account=account, env=env, cwd=cwd, output=output, death_signal=death_signal
+        _spawn,
+        argv,
+        account=account,
+        env=env,
+        cwd=cwd,
+        output=output,
+        death_signal=death_signal,
+        namespace=namespace,
     ).result()
 
 
@@ -72,7 +86,10 @@ def _spawn(
     cwd: Path,
     output: Path,
     death_signal: signal.Signals,
+    namespace: str | None,
 ) -> subprocess.Popen[bytes]:
+    # Entering a namespace needs root: then the child switches user itself, after setns.
+    switch = account.popen_kwargs() if namespace is None else {}
     with output.open("ab") as out:
         return subprocess.Popen(
             argv,
@@ -84,16 +101,35 @@ def _spawn(
             start_new_session=True,
             # Popen runs this after switching user: a credential change clears the
             # parent-death signal, so it must be set last, here.
-            preexec_fn=partial(_in_child, death_signal, os.getpid()),
-            **account.popen_kwargs(),
+            preexec_fn=partial(_in_child, death_signal, os.getpid(), namespace, account),
+            **switch,
         )
 
 
-def _in_child(death_signal: signal.Signals, parent: int) -> None:
-    """Runs in the child between fork and exec: open files up to the hard limit, then the
-    parent-death signal (last: see above)."""
+def _in_child(death_signal: signal.Signals, parent: int, namespace: str | None, account: Account) -> None:
+    """Runs in the child between fork and exec: the namespace and the user when asked, open
+    files up to the hard limit, then the parent-death signal (last: see above)."""
+    if namespace is not None:
+        enter_as(namespace, account)
     _raise_open_files()
     _die_with_parent(death_signal, parent)
+
+
+def enter_as(namespace: str, account: Account) -> None:
+    """In a child before exec: join network namespace `namespace`, then become `account`
+    (Popen's own user switch comes before any preexec_fn, and setns needs root)."""
+    if _setns is None:
+        raise OSError("setns(2) is not available")
+    fd = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
+    try:
+        if _setns(fd, _CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns({namespace}) failed")
+    finally:
+        os.close(fd)
+    if account.switch:
+        os.setgroups([])
+        os.setgid(account.gid)
+        os.setuid(account.uid)
 
 
 def _raise_open_files() -> None:

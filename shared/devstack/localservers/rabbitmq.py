@@ -14,7 +14,9 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +32,7 @@ from shared.devstack.localservers.ports import (
     write_recorded,
 )
 from shared.devstack.localservers.processes import (
+    enter_as,
     reap_leftovers,
     spawn,
     stop_process,
@@ -67,6 +70,27 @@ _CONNECTION_START = b"\x00\x0a\x00\x0a"  # class 10 (connection), method 10 (sta
 
 
 @dataclass(frozen=True)
+class NetworkHost:
+    """A network namespace (`ip netns`) a node runs in, and the node's address there.
+
+    The node takes AMQP, epmd and Erlang distribution on that address: peers and clients
+    elsewhere reach it over the namespace's link only, so taking the link down cuts it off.
+    """
+
+    namespace: str
+    address: str
+
+    @property
+    def dist_args(self) -> str:
+        """The erl flag that binds distribution to the node's address (not loopback)."""
+        return "-kernel inet_dist_use_interface {" + self.address.replace(".", ",") + "}"
+
+
+# A node in a namespace is reached over the test's link, not loopback: `guest` may log in from there.
+_HOSTED_CONFIG = "loopback_users = none\n"
+
+
+@dataclass(frozen=True)
 class Membership:
     """What the nodes of one local cluster share (`LocalRabbitMQCluster` makes it).
 
@@ -100,19 +124,39 @@ class LocalRabbitMQ(LocalServer):
         membership: Membership | None = None,
         *,
         tls: TlsListener | None = None,
+        listen: Sequence[str] = (),
+        host: NetworkHost | None = None,
     ) -> None:
+        """`listen`: addresses to take AMQP on besides loopback (a test's veth address), same
+        port. `host`: run the node (and its own epmd) inside that network namespace, named
+        `rabbit@<address>` (long names), AMQP and distribution on that address."""
         super().__init__(data_dir, port)
         self._tls = tls  # an AMQPS listener besides the plain one
         self._tls_port: int | None = None
-        self._node = self._recorded.node or f"hookline-{self._port}@localhost"
+        self._host = host
+        self._listen = tuple(listen) + ((host.address,) if host is not None else ())
+        self._node = (
+            f"rabbit@{host.address}" if host else self._recorded.node or f"hookline-{self._port}@localhost"
+        )
         self._epmd: subprocess.Popen[bytes] | None = None
         self._env: dict[str, str] = {}
         self._membership = membership
 
     @property
     def url(self) -> str:
-        """The AMQP URL of the node (the default `guest` user, allowed from loopback)."""
-        return f"amqp://guest:guest@{LOOPBACK}:{self._port}/"
+        """The AMQP URL of the node (the default `guest` user, allowed from loopback; from
+        anywhere for a node in a namespace of its own, at its address there)."""
+        return f"amqp://guest:guest@{self.address}:{self._port}/"
+
+    @property
+    def address(self) -> str:
+        """Where the node takes AMQP: loopback, or its address in its namespace."""
+        return self._host.address if self._host is not None else LOOPBACK
+
+    @property
+    def host(self) -> NetworkHost | None:
+        """The namespace the node runs in, if any."""
+        return self._host
 
     @property
     def tls_url(self) -> str:
@@ -141,6 +185,7 @@ class LocalRabbitMQ(LocalServer):
         self._prepare(account)
         member = self._membership
         epmd_port = member.epmd_port if member is not None else free_port(avoid={self._port})
+        namespace = self._host.namespace if self._host is not None else None
         self._env = self._environment(epmd_port, dist_port=free_port(avoid={self._port, epmd_port}))
         if sbin := build_home(self._data / "dist", bin_dir, ENABLED_PLUGINS):
             self._env["RABBITMQ_SCRIPTS_DIR"] = str(sbin)
@@ -149,7 +194,7 @@ class LocalRabbitMQ(LocalServer):
         self._account = account
         began = time.monotonic()
         try:
-            if member is None:
+            if member is None or self._host is not None:  # a namespace has an epmd of its own
                 self._start_epmd(account, epmd_port)
             self._server = spawn(
                 [str(bin_dir / "rabbitmq-server")],
@@ -159,9 +204,13 @@ class LocalRabbitMQ(LocalServer):
                 output=self._data / "log" / "startup.log",
                 # SIGTERM is RabbitMQ's graceful shutdown: queues are closed cleanly.
                 death_signal=signal.SIGTERM,
+                namespace=namespace,
             )
             wait_ready(
-                lambda: amqp_answers(self._port) and (self._tls_port is None or _listening(self._tls_port)),
+                lambda: (
+                    amqp_answers(self._port, self.address)
+                    and (self._tls_port is None or _listening(self._tls_port))
+                ),
                 self._server,
                 what=f"RabbitMQ node {self._node}",
                 timeout=timeout,
@@ -190,7 +239,8 @@ class LocalRabbitMQ(LocalServer):
         """Run `rabbitmqctl` against this node (same user, cookie and epmd); its output."""
         if self.pid is None or self._account is None:
             raise LocalServerError(f"RabbitMQ in {self._data} is not running")
-        return run_ctl(self._node, self._env, self._data, self._account, args, timeout)
+        namespace = self._host.namespace if self._host is not None else None
+        return run_ctl(self._node, self._env, self._data, self._account, args, timeout, namespace=namespace)
 
     def _prepare(self, account: Account) -> None:
         """Create the folder tree and config files, and claim the port."""
@@ -204,6 +254,8 @@ class LocalRabbitMQ(LocalServer):
         config = _CONFIG
         if self._membership is not None:
             config += _CLUSTER_CONFIG.format(watermark=self._membership.memory_watermark)
+        if self._host is not None:
+            config += _HOSTED_CONFIG
             # The cluster's cookie (read from $HOME by the node and by rabbitmqctl), owner-only.
             cookie = data / "home" / ".erlang.cookie"
             if cookie.exists():
@@ -214,15 +266,27 @@ class LocalRabbitMQ(LocalServer):
         (data / "advanced.config").write_text("[].\n")
         (data / "enabled_plugins").write_text(f"[{','.join(ENABLED_PLUGINS)}].\n")
         self._port = claim_port(self._port, fixed=self._fixed_port, what=f"RabbitMQ in {data}")
+        self._write_listeners(data / "conf.d" / "listeners.conf")
         write_recorded(data, Recorded(port=self._port, node=self._node))
         if self._tls is not None:
             self._tls_port = self._tls.port or free_port(avoid={self._port})
             with (data / "rabbitmq.conf").open("a") as conf:
                 conf.write(tls_config(self._tls, data / "tls", self._tls_port))
 
+    def _write_listeners(self, path: Path) -> None:
+        """With extra addresses, every listener in the config (a node takes one address from
+        RABBITMQ_NODE_IP_ADDRESS); without, no file, and the environment's loopback alone."""
+        path.unlink(missing_ok=True)
+        if self._listen:
+            listeners = [LOOPBACK, *self._listen]
+            path.write_text(
+                "".join(f"listeners.tcp.{n} = {a}:{self._port}\n" for n, a in enumerate(listeners, 1))
+            )
+
     def _environment(self, epmd_port: int, dist_port: int) -> dict[str, str]:
         """The node's whole environment: nothing inherited, every path under the folder."""
         data = self._data
+        dist = self._host.dist_args if self._host is not None else LOOPBACK_DIST
         return {
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "LANG": "C.UTF-8",
@@ -230,12 +294,17 @@ class LocalRabbitMQ(LocalServer):
             # The Erlang cookie lives in $HOME; rabbitmqctl must see the same one.
             "HOME": str(data / "home"),
             "RABBITMQ_NODENAME": self._node,
-            "RABBITMQ_NODE_IP_ADDRESS": LOOPBACK,
-            "RABBITMQ_NODE_PORT": str(self._port),
+            **(
+                {}
+                if self._listen
+                else {"RABBITMQ_NODE_IP_ADDRESS": LOOPBACK, "RABBITMQ_NODE_PORT": str(self._port)}
+            ),
             "RABBITMQ_DIST_PORT": str(dist_port),
             # A private epmd, so the node neither shares nor starts the system's on 4369.
             "ERL_EPMD_PORT": str(epmd_port),
-            "ERL_EPMD_ADDRESS": LOOPBACK,
+            "ERL_EPMD_ADDRESS": LOOPBACK if self._host is None else f"{LOOPBACK},{self._host.address}",
+            # Long names (`rabbit@10.x.y.z`): a node in a namespace is known by its address.
+            **({"RABBITMQ_USE_LONGNAME": "true"} if self._host is not None else {}),
             "RABBITMQ_CONF_ENV_FILE": str(data / "rabbitmq-env.conf"),
             "RABBITMQ_CONFIG_FILE": str(data / "rabbitmq.conf"),
             "RABBITMQ_CONFIG_FILES": str(data / "conf.d"),
@@ -248,8 +317,8 @@ class LocalRabbitMQ(LocalServer):
             "RABBITMQ_PID_FILE": str(data / "rabbitmq.pid"),
             # Busy-waiting schedulers would burn the CPU the tests need on 2 cores.
             "RABBITMQ_SCHEDULER_BUSY_WAIT_THRESHOLD": "none",
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"{_ERL_ARGS} {LOOPBACK_DIST}",
-            "RABBITMQ_CTL_ERL_ARGS": LOOPBACK_DIST,
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"{_ERL_ARGS} {dist}",
+            "RABBITMQ_CTL_ERL_ARGS": dist,
             # rabbitmq-server otherwise runs the VM as a child of a shell that relays
             # signals; `detached` makes it exec the VM, so the pid we hold (and its
             # parent-death signal) is the VM's own.
@@ -258,7 +327,7 @@ class LocalRabbitMQ(LocalServer):
 
     def _start_epmd(self, account: Account, epmd_port: int) -> None:
         """Run epmd as our child, so we own its pid and it dies with us."""
-        self._epmd = start_epmd(account, self._env, self._data, epmd_port)
+        self._epmd = start_epmd(account, self._env, self._data, epmd_port, host=self._host)
 
     def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
         """Send `sig` to the node's VM (a fault test's kill -9, SIGSTOP, SIGCONT)."""
@@ -267,24 +336,40 @@ class LocalRabbitMQ(LocalServer):
         os.kill(self._server.pid, sig)
 
 
-def start_epmd(account: Account, env: dict[str, str], folder: Path, port: int) -> subprocess.Popen[bytes]:
-    """Run epmd on `port` as our child, so we own its pid and it dies with us."""
+def start_epmd(
+    account: Account, env: dict[str, str], folder: Path, port: int, *, host: NetworkHost | None = None
+) -> subprocess.Popen[bytes]:
+    """Run epmd on `port` as our child, so we own its pid and it dies with us (in `host`'s
+    namespace, on loopback and the host's address, when given)."""
+    addresses = LOOPBACK if host is None else f"{LOOPBACK},{host.address}"
     epmd = spawn(
-        [str(epmd_program()), "-port", str(port), "-address", LOOPBACK],
+        [str(epmd_program()), "-port", str(port), "-address", addresses],
         account=account,
         env=env,
         cwd=folder,
         output=folder / "log" / "epmd.log",
         death_signal=signal.SIGTERM,
+        namespace=host.namespace if host is not None else None,
     )
-    wait_ready(lambda: _listening(port), epmd, what="epmd", timeout=10, logs=(folder / "log" / "epmd.log",))
+    reach = LOOPBACK if host is None else host.address
+    wait_ready(
+        lambda: _listening(port, reach), epmd, what="epmd", timeout=10, logs=(folder / "log" / "epmd.log",)
+    )
     return epmd
 
 
 def run_ctl(
-    node: str, env: dict[str, str], cwd: Path, account: Account, args: tuple[str, ...], timeout: float
+    node: str,
+    env: dict[str, str],
+    cwd: Path,
+    account: Account,
+    args: tuple[str, ...],
+    timeout: float,
+    *,
+    namespace: str | None = None,
 ) -> str:
-    """Run `rabbitmqctl --node NODE ARGS` as `account` with `env` (its cookie); its output."""
+    """Run `rabbitmqctl --node NODE ARGS` as `account` with `env` (its cookie), inside
+    `namespace` when given; its output."""
     result = subprocess.run(
         [str(rabbitmq_bin_dir() / "rabbitmqctl"), "--node", node, *args],
         env=env,
@@ -293,7 +378,11 @@ def run_ctl(
         text=True,
         timeout=timeout,
         check=False,
-        **account.popen_kwargs(),
+        **(
+            account.popen_kwargs()
+            if namespace is None
+            else {"preexec_fn": partial(enter_as, namespace, account)}
+        ),
     )
     # **popen_kwargs hides which overload of run() applies, so name the text types here.
     output: str = result.stdout
@@ -317,9 +406,9 @@ def amqp_answers(port: int, host: str = LOOPBACK) -> bool:
     return frame[:1] == b"\x01" and frame[7:11] == _CONNECTION_START
 
 
-def _listening(port: int) -> bool:
+def _listening(port: int, host: str = LOOPBACK) -> bool:
     try:
-        with socket.create_connection((LOOPBACK, port), timeout=1):
+        with socket.create_connection((host, port), timeout=1):
             return True
     except OSError:
         return False

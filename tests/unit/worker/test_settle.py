@@ -72,9 +72,10 @@ class FakeMessage:
     content_type = "application/msgpack"
     type = "invocation"
 
-    def __init__(self, fails: bool = False) -> None:
+    def __init__(self, fails: bool = False, orphaned: bool = False) -> None:
         self.calls: list[str] = []
         self._fails = fails
+        self.orphaned = orphaned  # its channel closed: the broker took it back
 
     async def _settled(self, call: str) -> None:
         if self._fails:
@@ -155,6 +156,19 @@ async def test_a_retry_whose_delay_publish_fails_is_requeued_not_lost(error: Bas
     action = await settle(message, Verdict.RETRY, Lane.SHARED, _delay(FakePublisher(error)))  # type: ignore[arg-type]
     assert action is Action.DELAY_THEN_ACK
     assert message.calls == ["nack(requeue=True)"]  # tried again at once; never acked nor dead-lettered
+
+
+@pytest.mark.parametrize(("verdict", "lane"), list(SETTLEMENT))
+async def test_a_delivery_the_broker_took_back_is_neither_settled_nor_published_again(
+    verdict: Verdict, lane: Lane
+) -> None:
+    # A worker cut off mid-run: the broker gave the message to another worker at the missed
+    # heartbeat. A delayed retry published on the reconnected link would run it a second time.
+    message = FakeMessage(orphaned=True)
+    exchange = FakePublisher()
+    action = await settle(message, verdict, lane, _delay(exchange))  # type: ignore[arg-type]
+    assert action is SETTLEMENT[(verdict, lane)]
+    assert (message.calls, exchange.published) == ([], [])
 
 
 @pytest.mark.parametrize(("verdict", "lane"), list(SETTLEMENT))
