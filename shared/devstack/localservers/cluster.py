@@ -63,12 +63,22 @@ class NodeState:
 class LocalRabbitMQCluster:
     """`nodes` RabbitMQ nodes run from `data_dir`; `start()` returns their URLs, comma separated."""
 
-    def __init__(self, data_dir: Path, nodes: int = 3, *, hosts: Sequence[NetworkHost] = ()) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        nodes: int = 3,
+        *,
+        hosts: Sequence[NetworkHost] = (),
+        net_ticktime: int | None = None,
+    ) -> None:
+        """`hosts`: a network namespace per node (see the module's docstring); `net_ticktime`:
+        Erlang's, for a cluster that must notice a cut link sooner than in 45-75 s."""
         if nodes < 1:
             raise LocalServerError("a cluster needs at least one node")
         if hosts and len(hosts) != nodes:
             raise LocalServerError(f"{len(hosts)} network hosts for {nodes} nodes")
         self._hosts = tuple(hosts)
+        self._net_ticktime = net_ticktime
         self._data = Path(os.path.abspath(data_dir))
         self._count = nodes
         self._epmd: subprocess.Popen[bytes] | None = None
@@ -106,7 +116,7 @@ class LocalRabbitMQCluster:
         cookie = cookie_file.read_text().strip()
         hand_over(data / "log", account)
         self._account = account
-        membership = Membership(epmd_port, cookie, _watermark(self._count))
+        membership = Membership(epmd_port, cookie, _watermark(self._count), self._net_ticktime)
         began = time.monotonic()
         try:
             if not self._hosts:  # nodes in namespaces run an epmd each, on this same port

@@ -101,6 +101,9 @@ class Membership:
     epmd_port: int
     cookie: str
     memory_watermark: int  # bytes
+    # Erlang's net_ticktime (s): a peer silent for 3/4 to 5/4 of it is down (a partition).
+    # None keeps Erlang's 60 s, under which a link cut for 30 s is never noticed as one.
+    net_ticktime: int | None = None
 
 
 # Added to a cluster member's config: the minority side of a partition stops serving (its
@@ -254,14 +257,14 @@ class LocalRabbitMQ(LocalServer):
         config = _CONFIG
         if self._membership is not None:
             config += _CLUSTER_CONFIG.format(watermark=self._membership.memory_watermark)
-        if self._host is not None:
-            config += _HOSTED_CONFIG
             # The cluster's cookie (read from $HOME by the node and by rabbitmqctl), owner-only.
             cookie = data / "home" / ".erlang.cookie"
             if cookie.exists():
                 cookie.chmod(0o600)
             cookie.write_text(self._membership.cookie)
             cookie.chmod(0o400)
+        if self._host is not None:
+            config += _HOSTED_CONFIG
         (data / "rabbitmq.conf").write_text(config)
         (data / "advanced.config").write_text("[].\n")
         (data / "enabled_plugins").write_text(f"[{','.join(ENABLED_PLUGINS)}].\n")
@@ -287,6 +290,8 @@ class LocalRabbitMQ(LocalServer):
         """The node's whole environment: nothing inherited, every path under the folder."""
         data = self._data
         dist = self._host.dist_args if self._host is not None else LOOPBACK_DIST
+        if self._membership is not None and self._membership.net_ticktime is not None:
+            dist += f" -kernel net_ticktime {self._membership.net_ticktime}"
         return {
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "LANG": "C.UTF-8",
