@@ -132,7 +132,7 @@ def node_count(value: str) -> int:
     return count
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hookline bench", description=__doc__)
     parser.add_argument("--seconds", type=float, default=10, help="each measured load (default 10)")
     parser.add_argument("--warmup", type=float, default=2, help="warm-up before each load (default 2)")
@@ -163,8 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         help="RabbitMQ nodes (default 1); more run as one local cluster, every service given all"
         " their URLs, both sides' quorum queues with min(3, N) replicas, leaders balanced",
     )
-    args = parser.parse_args(argv)
-    options = Options(
+    return parser
+
+
+def options_of(args: argparse.Namespace) -> Options:
+    """How big the run is, from the command line."""
+    return Options(
         seconds=args.seconds,
         warmup=args.warmup,
         connections=args.connections,
@@ -172,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         lane_calls=args.lane_calls,
         rabbitmq_nodes=args.rabbitmq_nodes,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    options = options_of(args)
     try:
         ensure_wrk()
     except LoadError as exc:
