@@ -162,7 +162,3 @@ def test_the_machine_line_and_header_say_how_many_nodes_the_run_used() -> None:
     assert "3 replicas" in report.header(_document(3))
     assert report.header(_document(1)).startswith("RabbitMQ: 1 node ")
 
-
-def test_the_placement_in_the_results_adds_no_row_to_the_cpu_table() -> None:
-    placement = {"nodes": 3, "hookline": {"queues": {}}, "ceiling": {"queues": {}}}
-    assert report.cpu_table({"placement": placement}).count("\n") == 1  # the header lines only
