@@ -161,4 +161,3 @@ def test_the_machine_line_and_header_say_how_many_nodes_the_run_used() -> None:
     assert report.header(_document(3)).startswith("RabbitMQ: 3 nodes")
     assert "3 replicas" in report.header(_document(3))
     assert report.header(_document(1)).startswith("RabbitMQ: 1 node ")
-
