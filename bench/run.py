@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import neighbours, report, scenarios
+from bench import broker, neighbours, report, scenarios
 from bench.harness import Bench, Options
 from bench.load import LoadError, ensure_wrk
 
@@ -199,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, Interrupted):
         say("interrupted; stopping everything it started")
         return 130
+    except broker.PlacementError as exc:
+        say(f"the two sides' queues are not placed alike, no figures: {exc}")
+        return 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

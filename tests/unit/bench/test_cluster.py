@@ -161,3 +161,19 @@ def test_the_machine_line_and_header_say_how_many_nodes_the_run_used() -> None:
     assert report.header(_document(3)).startswith("RabbitMQ: 3 nodes")
     assert "3 replicas" in report.header(_document(3))
     assert report.header(_document(1)).startswith("RabbitMQ: 1 node ")
+
+
+def test_a_run_whose_queues_are_not_placed_alike_ends_with_one_line_and_code_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def misplaced(*_: object) -> None:
+        raise broker.PlacementError("ceiling queue ceiling.async has 1 replicas, not 3")
+
+    monkeypatch.setattr(run, "session", misplaced)
+    monkeypatch.setattr(run, "ensure_wrk", lambda: None)
+    assert run.main(["--rabbitmq-nodes", "3", "--results", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "bench: the two sides' queues are not placed alike, no figures:"
+        " ceiling queue ceiling.async has 1 replicas, not 3"
+    ]
+    assert not list(tmp_path.glob("bench-*.json"))  # no figures written
