@@ -203,9 +203,10 @@ def _target(layout: LaneLayout, prefix: str) -> Target:
 class Reconciler:
     """Applies a Topology to the broker (declares are idempotent, so it is safe to repeat)."""
 
-    def __init__(self, connection: AbstractConnection, prefix: str) -> None:
+    def __init__(self, connection: AbstractConnection, prefix: str, nodes: int = 1) -> None:
         self._connection = connection
         self._prefix = prefix
+        self._placement = topology.placement_arguments(nodes)
         self._channel: aiormq.abc.AbstractChannel  # one per apply()
         # What the last apply() put in place, so that the next one (a registry change) only
         # declares and routes what changed: with a thousand triggers a whole pass takes
@@ -270,9 +271,27 @@ class Reconciler:
         Queue arguments cannot change in place (a changed HOOKLINE_DELIVERY_LIMIT or
         WORK_QUEUE_MAX_LENGTH): RabbitMQ refuses the declare and closes the channel. The
         rest of the topology is still applied, on a new channel, so new triggers route.
+
+        On several nodes a quorum queue is first declared with its placement (replicas,
+        leader spread: `topology.placement_arguments`); RabbitMQ compares those arguments
+        too, so a queue that exists without them (an upgraded single-node deployment) is
+        declared again as it was made.
         """
+        arguments = queue.argument_dict()
+        placement = {k: v for k, v in self._placement if k not in arguments}
+        if placement and arguments.get("x-queue-type") == "quorum":
+            # Where the replicas go is chosen at creation only: a queue made before the
+            # cluster grew (or by a single node) is declared again without it below.
+            try:
+                await self._channel.queue_declare(
+                    queue.name, durable=True, arguments={**arguments, **placement}
+                )
+            except aiormq.exceptions.ChannelPreconditionFailed:
+                self._channel = await raw_channel(self._connection)
+            else:
+                return
         try:
-            await self._channel.queue_declare(queue.name, durable=True, arguments=queue.argument_dict())
+            await self._channel.queue_declare(queue.name, durable=True, arguments=arguments)
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
             log.error(
                 "queue %s exists with other arguments and is kept as it is (%s); to apply the new"

@@ -118,7 +118,9 @@ class Dispatcher:
         self._stop.set()
 
     async def _on_connect(self, connection: AbstractRobustConnection) -> None:
-        self._reconciler = reconciler = Reconciler(connection, self.settings.amqp_prefix)
+        self._reconciler = reconciler = Reconciler(
+            connection, self.settings.amqp_prefix, nodes=len(self.settings.amqp_urls)
+        )
 
         def reconnected(*_: object) -> None:
             reconciler.forget()  # a restarted broker may have lost what was declared

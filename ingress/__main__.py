@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 
+import asyncpg
 import uvicorn
 
 from ingress.limits import LimitedHttpToolsProtocol
+from shared.db.pool import connect
+from shared.errors import HooklineError
 from shared.runtime.main import start
+from shared.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = start("ingress", port=args.port)
     if settings is None:
         return 2
+    if (refused := database_refusal(settings)) is not None:
+        print(f"hookline ingress: {refused}", file=sys.stderr)
+        return 1
     uvicorn.run(
         "ingress.app:app_from_env",
         factory=True,
@@ -41,6 +49,26 @@ def main(argv: list[str] | None = None) -> int:
         forwarded_allow_ips=settings.trusted_proxy_list or None,
     )
     return 0
+
+
+def database_refusal(settings: Settings) -> str | None:
+    """Why the database cannot be used (unreachable, a certificate refused...), or None.
+
+    Asked once before uvicorn starts: a lifespan that fails prints a page of traceback
+    from the server's task groups, where the worker and the dispatcher say one line.
+    """
+
+    async def reach() -> None:
+        async with connect(settings.database_url):
+            pass
+
+    try:
+        asyncio.run(reach())
+    except HooklineError as exc:
+        return str(exc)
+    except asyncpg.PostgresError as exc:
+        return f"the database refused: {' '.join(str(exc).split())}"
+    return None
 
 
 if __name__ == "__main__":

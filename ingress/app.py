@@ -58,6 +58,9 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=make_handlers(settings.retry_after),
         openapi_config=openapi_config(),
         template_config=console_templates(),
+        # Logging is hookline's (shared.logs.setup_logging, one JSON or text format for every
+        # service); Litestar's default config would replace the root handlers with its own.
+        logging_config=None,
         debug=False,
     )
 

@@ -110,9 +110,11 @@ class ReplyLost(HooklineError):
 
     problem_type = "reply-lost"
 
-    def __init__(self, execution_id: str) -> None:
+    def __init__(self, execution_id: str, status_url: str | None = None) -> None:
         super().__init__("the connection to the broker was lost while waiting for the answer")
         self.execution_id = execution_id
+        # Where the run's outcome can be read (it may still run): set by the hot path.
+        self.status_url = status_url
 
 
 class AdminUnauthorized(HooklineError):

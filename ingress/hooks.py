@@ -18,6 +18,7 @@ from ingress import metrics
 from ingress.errors import (
     AnswerInvalid,
     MethodNotAllowed,
+    ReplyLost,
     ReplyTimeout,
     TriggerNotFound,
     TriggerPaused,
@@ -32,6 +33,7 @@ from ingress.registry import TriggerEntry, TriggerRegistry
 from ingress.rejections import MAX_BODY, Rejection, RejectionLog, redacted_headers
 from ingress.replies import ReplyWaiter
 from ingress.samples import Samples
+from shared.broker.publishers import Unconfirmed
 from shared.errors import HooklineError
 from shared.expressions import render
 from shared.ids import uuid7
@@ -179,7 +181,15 @@ class Hooks:
     ) -> None:
         started = time.perf_counter()
         key = ordering_key_value(entry.ordering_key, invocation.request) if entry.ordering_key else None
-        await self.publisher.publish(invocation, entry.routing_key, want_reply=want_reply, ordering_key=key)
+        try:
+            await self.publisher.publish(
+                invocation, entry.routing_key, want_reply=want_reply, ordering_key=key
+            )
+        except Unconfirmed as unknown:
+            # Sent, not confirmed: it may run; the caller learns under which id to look.
+            unknown.execution_id = invocation.id
+            unknown.status_url = status_url(entry, invocation.id)
+            raise
         call.published = True
         metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
         self.samples.keep(invocation)
@@ -202,6 +212,10 @@ class Hooks:
             if entry.spec.on_timeout == "accept":
                 return accepted(entry, invocation)
             raise ReplyTimeout(invocation.id, status_url(entry, invocation.id)) from None
+        except ReplyLost as lost:
+            # Published but the answer is gone: the run may still go on; say where to look.
+            lost.status_url = status_url(entry, invocation.id)
+            raise
         finally:
             future.cancel()
         return reply_response(reply)

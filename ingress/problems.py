@@ -10,7 +10,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from ingress import errors
-from shared.broker.publishers import NotRouted, QueueFull
+from shared.broker.publishers import NotRouted, QueueFull, Unconfirmed
 from shared.db.keys import KeyRejected
 from shared.db.runlog import BadFilter
 from shared.db.secrets import SecretsNotConfigured
@@ -108,8 +108,13 @@ def from_error(exc: HooklineError, retry_after: int) -> Response[bytes]:
     elif isinstance(exc, errors.ReplyTimeout | errors.AnswerInvalid):
         extra = {"execution_id": exc.execution_id, "status_url": exc.status_url}
         headers["Location"] = exc.status_url
+    elif isinstance(exc, Unconfirmed) and exc.status_url is not None:
+        extra = {"execution_id": exc.execution_id, "status_url": exc.status_url}
     elif isinstance(exc, errors.ReplyLost):
         extra["execution_id"] = exc.execution_id
+        if exc.status_url is not None:
+            extra["status_url"] = exc.status_url
+            headers["Location"] = exc.status_url
     if isinstance(exc, errors.RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
     elif status == 503:

@@ -16,7 +16,7 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from ingress.errors import MalformedBody
 from ingress.fullqueues import FullQueues
 from ingress.replies import REPLY_TO, ReplyWaiter
-from shared.broker.link import BrokerLink
+from shared.broker.link import BrokerLink, quietly
 from shared.broker.publishers import ConfirmedPublisher, QueueFull, open_confirm_channel
 from shared.errors import BrokerUnavailable
 from shared.runtime import tracing
@@ -29,6 +29,14 @@ log = logging.getLogger(__name__)
 
 # aiormq keeps `connection.blocked` in a private (name-mangled) event; tests pin the name.
 UNBLOCKED_EVENT = "_Connection__connection_unblocked"
+
+# On several nodes, a nack may come from a quorum queue that was electing a leader when the
+# channel was opened: such a channel is nacked for as long as it lives (DESIGN, measured
+# 28 s and more), so after a nack the publishing channel is replaced, once per
+# NACK_REOPEN_SECONDS at most. The old channel keeps consuming its replies (direct reply-to
+# answers on the channel that published) for REPLIES_GRACE_SECONDS before it is closed.
+NACK_REOPEN_SECONDS = 0.5
+REPLIES_GRACE_SECONDS = 60.0
 
 
 class InvocationPublisher:
@@ -44,12 +52,18 @@ class InvocationPublisher:
         self._publisher: ConfirmedPublisher | None = None
         self._reopening: asyncio.Future[None] | None = None
         self._full = FullQueues()
+        self._cluster = len(settings.amqp_urls) > 1
+        self._after_nack: asyncio.Task[None] | None = None
+        self._retired: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         # Serve even while the broker is down: calls get 503 until it answers.
         await self._link.start(wait=5)
 
     async def close(self) -> None:
+        for task in (self._after_nack, *self._retired):
+            if task is not None:
+                task.cancel()
         await self._link.close()
 
     @property
@@ -149,4 +163,36 @@ class InvocationPublisher:
                 await publisher.publish(message, properties, routing_key)
             except QueueFull:
                 self._full.found_full(routing_key)
+                if self._cluster:
+                    self._replace_after_nack()
                 raise
+
+    def _replace_after_nack(self) -> None:
+        """Open a new publishing channel shortly (one at a time); see NACK_REOPEN_SECONDS."""
+        if self._after_nack is not None and not self._after_nack.done():
+            return
+        self._after_nack = asyncio.create_task(self._replace_channel(), name="reopen-after-nack")
+
+    async def _replace_channel(self) -> None:
+        await asyncio.sleep(NACK_REOPEN_SECONDS)
+        connection = self._link.connection
+        old = self._channel
+        if connection is None or not self._link.ready:
+            return  # a reconnect opens a fresh channel anyway
+        try:
+            await self._open(connection)
+        except CONNECTION_EXCEPTIONS as exc:
+            log.warning("could not reopen the publishing channel (%s)", type(exc).__name__)
+            return
+        log.info("publishing channel replaced after a nack")
+        if old is not None:
+            retire = asyncio.create_task(self._retire(old), name="retire-channel")
+            self._retired.add(retire)
+            retire.add_done_callback(self._retired.discard)
+        await asyncio.sleep(NACK_REOPEN_SECONDS)  # at most one replacement per this long
+
+    async def _retire(self, channel: AbstractRobustChannel) -> None:
+        """Close a replaced channel once the replies to what it published had time to come."""
+        await asyncio.sleep(REPLIES_GRACE_SECONDS)
+        if not channel.is_closed:
+            await quietly(channel.close(), "closing a replaced channel")

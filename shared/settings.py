@@ -6,8 +6,10 @@ import base64
 import ipaddress
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import msgspec
 
@@ -25,6 +27,9 @@ class Stack(msgspec.Struct, kw_only=True):
     database_url: str
     port: int
     amqp_prefix: str = "hookline"
+    # The folder of the local RabbitMQ cluster it started (`--rabbitmq-nodes N`), if any:
+    # `hookline status` asks its nodes which queues each leads.
+    rabbitmq_cluster: str | None = None
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,6 +92,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     egress_allow: str = ""
 
     def __post_init__(self) -> None:
+        check_amqp_url(self.amqp_url)
         for proxy in self.trusted_proxy_list:
             if proxy != "*":
                 try:
@@ -107,13 +113,88 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return parse_workspace_env(self.workspace_env)
 
     @property
+    def amqp_urls(self) -> tuple[str, ...]:
+        """HOOKLINE_AMQP_URL as one URL per broker node (comma separated, one or more)."""
+        return split_amqp_urls(self.amqp_url)
+
+    @property
     def public_url(self) -> str:
         """Base URL of the ingress as callers see it."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
         return f"http://{host}:{self.port}"
 
 
+def split_amqp_urls(value: str) -> tuple[str, ...]:
+    """The nodes' URLs of a comma-separated HOOKLINE_AMQP_URL; ConfigError names no password.
+
+    A comma inside a password must be percent-encoded (`%2C`), as in any URL.
+    """
+    urls = tuple(part.strip() for part in value.split(","))
+    for position, url in enumerate(urls, start=1):
+        if not url.startswith(("amqp://", "amqps://")):
+            raise ConfigError(
+                f"HOOKLINE_AMQP_URL: URL {position} of {len(urls)} is not an amqp:// or amqps:// URL"
+            )
+    return urls
+
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# What aiormq reads from an amqps:// URL's query to build its TLS context
+# (aiormq/connection.py, Connection.__init__ and SSLContextProvider): verification and the
+# host name check are on unless `no_verify_ssl` turns both off.
+TLS_FILES = ("cafile", "capath", "certfile", "keyfile")
+TLS_PARAMETERS = (*TLS_FILES, "cadata")
+
+
+def check_amqp_url(setting: str) -> None:
+    """Refuse an AMQP URL the services would use without checking the broker, or not at all.
+
+    ValueError says why; it never repeats the URL (it may hold a password). Each of several
+    comma-separated URLs (broker nodes) is checked. The TLS files are loaded as aiormq will
+    load them, so a missing or unreadable one stops the service at its start, where the
+    connect loop would retry it forever.
+    """
+    urls = split_amqp_urls(setting)  # each one amqp:// or amqps://
+    for number, url in enumerate(urls, 1):
+        where = "HOOKLINE_AMQP_URL" + (f" (URL {number} of {len(urls)})" if len(urls) > 1 else "")
+        parts = urlsplit(url)
+        query = {name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
+        if query.get("no_verify_ssl", "0") != "0":
+            raise ValueError(
+                f"{where}: no_verify_ssl turns off the check of the broker's certificate, "
+                "which hookline refuses; name the CA that signed it with ?cafile="
+            )
+        given = [name for name in TLS_PARAMETERS if name in query]
+        if parts.scheme == "amqp" and given:
+            raise ValueError(
+                f"{where}: {', '.join(given)} on an amqp:// URL, which is plain TCP; use amqps://"
+            )
+        if parts.scheme == "amqps":
+            _check_tls_files(where, query)
+
+
+def _check_tls_files(where: str, query: dict[str, str]) -> None:
+    """Build the TLS context aiormq will build from `query`; ValueError if it cannot be."""
+    if "keyfile" in query and "certfile" not in query:
+        raise ValueError(f"{where}: keyfile without certfile (the client certificate it belongs to)")
+    for name in TLS_FILES:
+        if name in query and not os.access(query[name], os.R_OK):
+            raise ValueError(f"{where}: {name} {query[name]} cannot be read")
+    try:
+        cadata = base64.b64decode(query["cadata"], validate=True) if query.get("cadata") else None
+        context = ssl.create_default_context(
+            cafile=query.get("cafile"), capath=query.get("capath"), cadata=cadata
+        )
+        if "certfile" in query:
+            context.load_cert_chain(query["certfile"], query.get("keyfile"), password=_no_passphrase)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError; a bad base64 a ValueError
+        raise ValueError(f"{where}: the TLS files given cannot be used ({exc})") from None
+
+
+def _no_passphrase() -> str:
+    # aiormq passes no passphrase: an encrypted key would make OpenSSL ask for one on the terminal.
+    raise ValueError("keyfile is encrypted; aiormq cannot be given its passphrase")
 
 
 def parse_workspace_env(setting: str) -> dict[str, frozenset[str]]:
@@ -195,13 +276,30 @@ def load_settings(
                 f"HOOKLINE_{required.upper()} is not set and no stack runs here: "
                 "start one with `make run` or set the variable"
             )
+    if isinstance(values["database_url"], str) and not env.get("PGTARGETSESSIONATTRS"):
+        values["database_url"] = writable_database_url(values["database_url"])
     try:
         # strict=False: msgspec reads "9000" as an int and "false" as a bool, by the field's type.
         settings = msgspec.convert(values, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(_named(str(exc))) from None
     settings.allowed_env  # noqa: B018 (raises ConfigError now rather than at the first definition)
+    settings.amqp_urls  # noqa: B018 (a malformed list of nodes stops the start here)
     return settings
+
+
+def writable_database_url(url: str) -> str:
+    """`url` reaching only a server that takes writes when it lists several hosts.
+
+    asyncpg's default, `target_session_attrs=any`, takes the first host that answers: a
+    standby listed first (or an old primary back as one) would refuse every record. A URL
+    that says `target_session_attrs` itself is left as it is, and so is a single host.
+    """
+    parts = urlsplit(url)
+    if "," not in parts.netloc.rpartition("@")[2] or "target_session_attrs" in parse_qs(parts.query):
+        return url
+    query = "&".join(filter(None, [parts.query, "target_session_attrs=read-write"]))
+    return urlunsplit(parts._replace(query=query))
 
 
 _FIELD = re.compile(r" - at `\$\.(\w+)`$")
@@ -214,5 +312,5 @@ def _named(message: str) -> str:
     """
     match = _FIELD.search(message)
     if match is None:
-        return f"invalid setting: {message}"
+        return message if message.startswith("HOOKLINE_") else f"invalid setting: {message}"
     return f"HOOKLINE_{match[1].upper()}: {message[: match.start()].lower()}"

@@ -15,6 +15,7 @@ import itertools
 import aio_pika
 import asyncpg
 
+from shared.broker.link import connect_once
 from shared.db.lanes import load_layouts
 from shared.wire import topology
 
@@ -45,8 +46,7 @@ async def _names(database_url: str, prefix: str) -> tuple[list[str], list[str]]:
 async def delete_stack_topology(amqp_url: str, database_url: str, prefix: str) -> None:
     """Delete every queue and exchange a stack with this prefix may have declared."""
     queues, exchanges = await _names(database_url, prefix)
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
+    async with connect_once(amqp_url, "hookline-test-cleanup") as connection:  # a live node of a cluster
         channel = await connection.channel()
         for kind, name in itertools.chain((("q", q) for q in queues), (("x", x) for x in exchanges)):
             if channel.is_closed:

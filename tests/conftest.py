@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -78,8 +78,8 @@ def database_url(postgres_server_url: str) -> Iterator[str]:
 
 
 def _with_database(url: str, name: str) -> str:
-    base, _, _ = url.rpartition("/")
-    return f"{base}/{name}"
+    # The path only: a query (sslrootcert=/path/ca.pem, target_session_attrs) stays as it is.
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 async def _create_database(url: str, name: str) -> None:

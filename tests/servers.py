@@ -160,6 +160,8 @@ def _unavailable(what: str, error: LocalServerError) -> NoReturn:
 def _answers_or_exit(what: str, variable: str, url: str, default_port: int) -> None:
     """A server named by URL must at least take TCP connections, or the run ends here."""
     parsed = urlsplit(url)
+    # A multi-host URL (h1:5432,h2:5432) is checked at its first host.
+    parsed = parsed._replace(netloc=parsed.netloc.split(",")[0])
     host, port = parsed.hostname or "127.0.0.1", parsed.port or default_port
     try:
         socket.create_connection((host, port), timeout=3).close()

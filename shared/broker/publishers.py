@@ -46,6 +46,20 @@ _PUBLISH_ERRORS = (
 )
 
 
+class Unconfirmed(BrokerUnavailable):
+    """Raised when a publish was sent but never confirmed: its outcome is unknown.
+
+    Measured on a cluster: every publish that timed out against a hung quorum-queue leader
+    was in fact enqueued and run. The ingress tells the caller so, with the execution id the
+    call would run under (`execution_id`, `status_url`, set by the ingress).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message + "; the call may have been accepted all the same (see its status URL)")
+        self.execution_id: str | None = None
+        self.status_url: str | None = None
+
+
 def _unavailable(exc: BaseException) -> BrokerUnavailable:
     """The BrokerUnavailable (or subclass) a failed confirmed publish becomes."""
     if isinstance(exc, PublishError):
@@ -53,8 +67,8 @@ def _unavailable(exc: BaseException) -> BrokerUnavailable:
     if isinstance(exc, DeliveryError):
         return QueueFull("the trigger's queue is full")
     if isinstance(exc, TimeoutError):
-        return BrokerUnavailable("the broker did not confirm in time")
-    return BrokerUnavailable(f"the broker is unreachable ({type(exc).__name__})")
+        return Unconfirmed("the broker did not confirm in time")
+    return Unconfirmed(f"the broker connection was lost before the confirm ({type(exc).__name__})")
 
 
 class UnderlayChannel:
@@ -102,10 +116,14 @@ class ConfirmedPublisher:
 
     async def publish(self, body: bytes, properties: aiormq.spec.Basic.Properties, routing_key: str) -> None:
         """Return once the broker confirmed; raise BrokerUnavailable (or a subclass) if not."""
-        try:
-            channel = self._underlay.channel
-            if channel is None or channel.is_closed:
+        channel = self._underlay.channel
+        if channel is None or channel.is_closed:
+            try:
                 channel = await self._underlay.follow()
+            except _PUBLISH_ERRORS as exc:
+                # Nothing was sent: the outcome is known.
+                raise BrokerUnavailable(f"the broker is unreachable ({type(exc).__name__})") from None
+        try:
             await channel.basic_publish(
                 body,
                 exchange=self._exchange,

@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="run everything locally (RabbitMQ and PostgreSQL too, if no URLs are set)")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--examples", default="examples", type=Path, help="folder of trigger files to apply")
+    p.add_argument(
+        "--rabbitmq-nodes",
+        type=_node_count,
+        default=None,
+        help="local RabbitMQ nodes in one cluster (default: HOOKLINE_RABBITMQ_NODES, else 1)",
+    )
     p.set_defaults(run=_up)
 
     for name in SERVICES:
@@ -63,7 +69,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _node_count(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 9:
+        raise argparse.ArgumentTypeError(f"expected a node count from 1 to 9, got {value!r}")
+    return count
+
+
 def _up(ns: argparse.Namespace) -> int:
     from shared.cli.up import run_stack
 
-    return run_stack(workers=ns.workers, examples=ns.examples)
+    nodes = ns.rabbitmq_nodes
+    if nodes is None:
+        try:
+            nodes = _node_count(os.environ.get("HOOKLINE_RABBITMQ_NODES") or "1")
+        except argparse.ArgumentTypeError as exc:
+            print(f"hookline up: HOOKLINE_RABBITMQ_NODES: {exc}", file=sys.stderr)
+            return 2
+    return run_stack(workers=ns.workers, examples=ns.examples, rabbitmq_nodes=nodes)

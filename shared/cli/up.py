@@ -1,7 +1,9 @@
 """`hookline up`: the whole pipeline on this machine, for a newcomer, with no configuration.
 
 Uses HOOKLINE_AMQP_URL / HOOKLINE_DATABASE_URL when set; otherwise starts RabbitMQ and
-PostgreSQL as local processes with their data under `.hookline/` (kept between runs).
+PostgreSQL as local processes with their data under `.hookline/` (kept between runs). With
+`--rabbitmq-nodes N` (or HOOKLINE_RABBITMQ_NODES=N) RabbitMQ is a cluster of N local nodes
+(`.hookline/rabbitmq-cluster/`), and the services get every node's URL.
 Then it migrates, applies the example triggers, creates a demo API key, starts the
 dispatcher, the workers and the ingress, and waits. A service that exits on its own is
 started again after a backoff (shared/cli/supervision.py); a crash loop stops the stack.
@@ -31,6 +33,7 @@ from shared.db.pool import connect
 from shared.db.registry import apply_workspace
 from shared.devstack.demo_erp import demo_erp_names, prepare_demo_erp
 from shared.devstack.localservers import LocalPostgres, LocalRabbitMQ
+from shared.devstack.localservers.cluster import CLUSTER_FOLDER, LocalRabbitMQCluster
 from shared.devstack.localservers.ports import free_port, port_is_free
 from shared.devstack.localservers.processes import _die_with_parent
 from shared.errors import HooklineError
@@ -45,12 +48,15 @@ class Stopping(Exception):
     """Raised inside the wait loop when Ctrl-C or SIGTERM arrives."""
 
 
-def run_stack(workers: int, examples: Path) -> int:
+Server = LocalRabbitMQ | LocalRabbitMQCluster | LocalPostgres
+
+
+def run_stack(workers: int, examples: Path, rabbitmq_nodes: int = 1) -> int:
     """Bring everything up, wait for Ctrl-C, bring everything down."""
     state = STATE_DIR.resolve()
     state.mkdir(parents=True, exist_ok=True)
     port = int(os.environ.get("HOOKLINE_PORT", "8080"))
-    servers: list[LocalRabbitMQ | LocalPostgres] = []
+    servers: list[Server] = []
     supervisor = Supervisor()
 
     def on_signal(signum: int, _: FrameType | None) -> None:
@@ -62,7 +68,12 @@ def run_stack(workers: int, examples: Path) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        amqp_url = os.environ.get("HOOKLINE_AMQP_URL") or _start(LocalRabbitMQ(state / "rabbitmq"), servers)
+        rabbitmq: LocalRabbitMQ | LocalRabbitMQCluster = (
+            LocalRabbitMQCluster(state / CLUSTER_FOLDER, rabbitmq_nodes)
+            if rabbitmq_nodes > 1
+            else LocalRabbitMQ(state / "rabbitmq")
+        )
+        amqp_url = os.environ.get("HOOKLINE_AMQP_URL") or _start(rabbitmq, servers)
         database_url = os.environ.get("HOOKLINE_DATABASE_URL") or _start(
             LocalPostgres(state / "postgres"), servers
         )
@@ -96,7 +107,16 @@ def run_stack(workers: int, examples: Path) -> int:
         supervisor.add("ingress", functools.partial(_service, ["ingress"], env))
         _wait_until_ready(port, supervisor.processes())
         prefix = os.environ.get("HOOKLINE_AMQP_PREFIX") or "hookline"
-        write_stack(Stack(amqp_url=amqp_url, database_url=database_url, port=port, amqp_prefix=prefix))
+        local_cluster = str(state / CLUSTER_FOLDER) if rabbitmq in servers and rabbitmq_nodes > 1 else None
+        write_stack(
+            Stack(
+                amqp_url=amqp_url,
+                database_url=database_url,
+                port=port,
+                amqp_prefix=prefix,
+                rabbitmq_cluster=local_cluster,
+            )
+        )
         _banner(port, keys, triggers, admin_token)
         while True:
             supervisor.check()
@@ -122,8 +142,11 @@ def run_stack(workers: int, examples: Path) -> int:
         print("hookline up: stopped", file=sys.stderr)
 
 
-def _start(server: LocalRabbitMQ | LocalPostgres, started: list[LocalRabbitMQ | LocalPostgres]) -> str:
-    name = "RabbitMQ" if isinstance(server, LocalRabbitMQ) else "PostgreSQL"
+def _start(server: Server, started: list[Server]) -> str:
+    if isinstance(server, LocalRabbitMQCluster):
+        name = f"a RabbitMQ cluster of {len(server.folders)} nodes"
+    else:
+        name = "RabbitMQ" if isinstance(server, LocalRabbitMQ) else "PostgreSQL"
     print(f"hookline up: starting {name} (data in {STATE_DIR}/)...", file=sys.stderr)
     started.append(server)
     return server.start()

@@ -6,7 +6,9 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeAlias
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import msgspec
@@ -79,6 +81,29 @@ async def init_step_connection(connection: asyncpg.Connection) -> None:
     )
 
 
+# The options of a database URL that name a file of this machine.
+_FILE_OPTIONS = ("sslrootcert", "sslcert", "sslkey", "sslcrl", "passfile")
+
+
+def unreachable(exc: BaseException, dsn: str) -> DatabaseUnavailable:
+    """DatabaseUnavailable saying why, on one line (the CLI and a service's exit say one line).
+
+    asyncpg's messages may add a HINT line; a file the URL names that is not there comes as
+    a bare "No such file or directory", so the option and its file are named instead.
+    """
+    reason = " ".join(str(exc).split())
+    if isinstance(exc, FileNotFoundError):
+        options = parse_qs(urlsplit(dsn).query)
+        missing = [
+            f"{name} file {path} does not exist"
+            for name in _FILE_OPTIONS
+            for path in options.get(name, [])[-1:]
+            if not Path(path).expanduser().exists()
+        ]
+        reason = "; ".join(missing) or reason
+    return DatabaseUnavailable(f"cannot reach PostgreSQL: {reason}")
+
+
 async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     """Open a pool, or raise DatabaseUnavailable with the reason."""
     try:
@@ -91,7 +116,7 @@ async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> asyncp
             command_timeout=60,
         )
     except DB_ERRORS as exc:
-        raise DatabaseUnavailable(f"cannot reach PostgreSQL: {exc}") from None
+        raise unreachable(exc, dsn) from None
     assert pool is not None
     return pool
 
@@ -116,9 +141,9 @@ async def connect(dsn: str) -> AsyncIterator[asyncpg.Connection]:
     try:
         connection = await asyncpg.connect(dsn, timeout=10)
     except DB_ERRORS as exc:
-        raise DatabaseUnavailable(f"cannot reach PostgreSQL: {exc}") from None
+        raise unreachable(exc, dsn) from None
     except asyncpg.exceptions.InvalidCatalogNameError as exc:
-        raise DatabaseUnavailable(f"cannot reach PostgreSQL: {exc}") from None
+        raise unreachable(exc, dsn) from None
     try:
         await init_connection(connection)
         yield connection

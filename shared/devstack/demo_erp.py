@@ -90,12 +90,21 @@ async def prepare_demo_erp(server_url: str, database: str = DATABASE, role: str 
 
 
 def _on_database(url: str, database: str, userinfo: str | None = None) -> str:
-    """`url` on another database (and as another user), keeping only its sslmode option."""
+    """`url` on another database (and as another user).
+
+    As hookline's own role (no `userinfo`) every option is kept: a multi-host URL's
+    `target_session_attrs`, TLS's `sslmode` and `sslrootcert`. The ERP role's DSN is a step's
+    DSN, which may carry `sslmode` only (worker/step_databases.py): the rest name files and
+    defaults of the worker's machine.
+    """
     parts = urlsplit(url)
     hostspec = parts.netloc.rpartition("@")[2]
     user = userinfo if userinfo is not None else parts.netloc.rpartition("@")[0]
-    sslmode = parse_qs(parts.query).get("sslmode")
-    query = f"?sslmode={sslmode[-1]}" if sslmode else ""
+    if userinfo is None:
+        query = f"?{parts.query}" if parts.query else ""
+    else:
+        sslmode = parse_qs(parts.query).get("sslmode")
+        query = f"?sslmode={sslmode[-1]}" if sslmode else ""
     return f"{parts.scheme}://{user + '@' if user else ''}{hostspec}/{database}{query}"
 
 

@@ -136,6 +136,19 @@ def trigger_queue_arguments(prefix: str, max_length: int, delivery_limit: int) -
     )
 
 
+def placement_arguments(nodes: int) -> tuple[tuple[str, Any], ...]:
+    """Where a quorum queue's replicas go on a cluster of `nodes`: on min(3, nodes) of them
+    (RabbitMQ's default would be every node), the leaders spread over the nodes instead of
+    all landing on the node the dispatcher declared them through. Nothing on one node.
+
+    Creation-only: RabbitMQ refuses a declare whose arguments differ from the queue's, so
+    the reconciler declares a queue made without them again without them.
+    """
+    if nodes <= 1:
+        return ()
+    return (("x-quorum-initial-group-size", min(3, nodes)), ("x-queue-leader-locator", "balanced"))
+
+
 def ordered_queue_arguments(prefix: str, max_length: int, delivery_limit: int) -> tuple[tuple[str, Any], ...]:
     """A work queue with a single active consumer: strict arrival order, one at a time."""
     return (

@@ -1,13 +1,21 @@
 """`hookline status`: is the stack up (ingress readiness, every service process's heartbeat),
-what waits where, how much fails, what retention deleted last."""
+the broker's nodes (and, for `hookline up`'s local cluster, the queues each leads), what
+waits where, how much fails, what retention deleted last."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import aio_pika
 import httpx
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from yarl import URL
 
+from shared.broker.failures import report_connect_failures_once
 from shared.broker.link import connect_once
 from shared.cli.commands import runs
 from shared.cli.commands.output import print_json, print_table
@@ -15,10 +23,22 @@ from shared.db.deadletters import letter_counts
 from shared.db.pool import connect
 from shared.db.retention import LastSweep, last_sweeps
 from shared.db.runlog import FailureRate, failure_rate
+from shared.devstack.localservers import LocalServerError
+from shared.devstack.localservers.cluster import read_states
 from shared.errors import BrokerUnavailable, DatabaseUnavailable
 from shared.ops.queues import QueueDepth, queue_depths
 from shared.runtime.heartbeats import ServiceBeat, service_beats
-from shared.settings import Settings
+from shared.settings import Settings, read_stack
+
+
+@dataclass(frozen=True)
+class Node:
+    """A broker node as `hookline status` shows it."""
+
+    url: str  # without its password
+    answers: bool
+    name: str | None = None  # the Erlang node name (local cluster only)
+    leads: tuple[str, ...] | None = None  # the quorum queues it leads (local cluster only)
 
 
 def register(sub: Any) -> None:
@@ -48,6 +68,7 @@ async def _status(settings: Settings, ns: argparse.Namespace) -> int:
     queues: list[QueueDepth] | None = None
     sweeps: list[LastSweep] = []
     dead = 0
+    broker_error: str | None = None
     try:
         async with connect(settings.database_url) as db:
             services = await service_beats(db)
@@ -57,10 +78,11 @@ async def _status(settings: Settings, ns: argparse.Namespace) -> int:
             try:
                 async with connect_once(settings.amqp_url, "hookline-status") as broker:
                     queues = await queue_depths(broker, db, settings.amqp_prefix)
-            except BrokerUnavailable:
-                queues = None
+            except BrokerUnavailable as exc:
+                queues, broker_error = None, str(exc)  # why: a TLS refusal says what to fix
     except DatabaseUnavailable:
         pass  # reported below: the rest of the report needs the database
+    nodes = await broker_nodes(settings)
     healthy = bool(ingress.get("ready")) and services is not None and queues is not None
     if ns.json:
         print_json(
@@ -68,6 +90,8 @@ async def _status(settings: Settings, ns: argparse.Namespace) -> int:
                 "ingress": ingress,
                 "database": services is not None,
                 "broker": queues is not None,
+                **({"broker_error": broker_error} if broker_error else {}),
+                "nodes": [vars(x) for x in nodes],
                 "services": [{**vars(x), "state": x.state} for x in services or []],
                 "queues": queues,
                 "failures": {**vars(rate), "rate": rate.rate} if rate else None,
@@ -83,8 +107,9 @@ async def _status(settings: Settings, ns: argparse.Namespace) -> int:
         print("database: unreachable (services, queues and failures need it)")
         return 1
     _print_services(services)
+    _print_nodes(nodes)
     if queues is None:
-        print("broker: unreachable")
+        print(f"broker: {broker_error or 'unreachable'}")
     else:
         rows = [("QUEUE", "KIND", "TRIGGER", "MESSAGES", "CONSUMERS")]
         for q in queues:
@@ -99,6 +124,52 @@ async def _status(settings: Settings, ns: argparse.Namespace) -> int:
     print(f"last {rate.minutes} min: {rate.finished} runs finished, {rate.failed} failed{share}")
     print(retention_line(sweeps))
     return 0 if healthy else 1
+
+
+async def broker_nodes(settings: Settings) -> list[Node]:
+    """Every node of HOOKLINE_AMQP_URL and whether it answers AMQP; for the local cluster of
+    `hookline up --rabbitmq-nodes N`, also its node name and the queues it leads."""
+    urls = settings.amqp_urls
+    answers = await asyncio.gather(*(_answers(url) for url in urls))
+    by_port: dict[int | None, tuple[str, tuple[str, ...], bool]] = {}
+    stack = read_stack()
+    if stack is not None and stack.rabbitmq_cluster is not None and stack.amqp_url == settings.amqp_url:
+        try:
+            states = await asyncio.to_thread(read_states, Path(stack.rabbitmq_cluster))
+        except LocalServerError:
+            states = []
+        by_port = {port: (state.name, state.leads, state.running) for state, port in states}
+    nodes = []
+    for url, answered in zip(urls, answers, strict=True):
+        parsed = URL(url)
+        shown = str(parsed.with_password("******")) if parsed.password else url
+        known = by_port.get(parsed.port)
+        if known is None:
+            nodes.append(Node(shown, answered))
+        else:
+            name, leads, running = known
+            nodes.append(Node(shown, answered, name, leads if running else ()))
+    return nodes
+
+
+async def _answers(url: str) -> bool:
+    report_connect_failures_once()  # a node that refuses is shown DOWN, not logged by aiormq too
+    try:
+        connection = await aio_pika.connect(
+            url, timeout=3, client_properties={"connection_name": "hookline-status"}
+        )
+    except (*CONNECTION_EXCEPTIONS, TimeoutError):
+        return False
+    await connection.close()
+    return True
+
+
+def _print_nodes(nodes: list[Node]) -> None:
+    rows = [("BROKER NODE", "NAME", "STATE", "LEADS")]
+    for x in nodes:
+        leads = "-" if x.leads is None else (f"{len(x.leads)}: {', '.join(x.leads)}" if x.leads else "0")
+        rows.append((x.url, x.name or "-", "running" if x.answers else "DOWN", leads))
+    print_table(rows)
 
 
 def retention_line(sweeps: list[LastSweep]) -> str:

@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
 
 # The machine's own servers live on these; a private server must never take one, even if
-# the system service happens to be down right now.
-RESERVED_PORTS = frozenset({4369, 5432, 5672, 15672, 15692, 25672})
+# the system service happens to be down right now. And 35672-35682, where rabbitmqctl binds
+# its own distribution port (a node listening there makes rabbitmqctl fail).
+RESERVED_PORTS = frozenset({4369, 5432, 5672, 15672, 15692, 25672, *range(35672, 35683)})
 
 
 class Recorded(msgspec.Struct, kw_only=True, omit_defaults=True):

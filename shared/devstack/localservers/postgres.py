@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -52,12 +53,19 @@ class LocalPostgres(LocalServer):
     """One PostgreSQL cluster run from `data_dir`; `start()` returns its database URL."""
 
     def __init__(
-        self, data_dir: Path, port: int | None = None, *, fast: bool = False, listen: Sequence[str] = ()
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        fast: bool = False,
+        settings: tuple[str, ...] = (),
+        listen: Sequence[str] = (),
     ) -> None:
         """`listen`: interfaces (`10.231.0.1/30`) to take connections on besides loopback, as
         a test's veth; clients from their networks are trusted as loopback's are."""
         super().__init__(data_dir, port)
         self._fast = fast
+        self._settings = settings  # more `name=value` server settings (replication, TLS)
         self._listen = tuple(ipaddress.ip_interface(i) for i in listen)
 
     @property
@@ -120,6 +128,37 @@ class LocalPostgres(LocalServer):
             reap_leftovers(self._data, self._account, timeout=10)
             self._account = None
 
+    def kill(self) -> None:
+        """SIGKILL the server and every backend of it at once, as a crash of its host would."""
+        if self._server is not None and self._server.poll() is None:
+            # Its own session (spawn): the process group is the postmaster and its children.
+            os.killpg(self._server.pid, signal.SIGKILL)
+            self._server.wait()
+
+    def promote(self, timeout: float = 60) -> None:
+        """Promote a standby to a primary (`pg_ctl promote`), waiting until it accepts writes."""
+        assert self._account is not None, "promote a running standby"
+        command = [str(postgres_bin_dir() / "pg_ctl"), "promote", "-w", "-t", str(int(timeout))]
+        done = subprocess.run(
+            [*command, "-D", str(self._data / "pgdata")],
+            capture_output=True,
+            text=True,
+            timeout=timeout + 10,
+            env=_environment(),
+            cwd=self._data,
+            check=False,
+            **self._account.popen_kwargs(),
+        )
+        if done.returncode != 0:
+            raise LocalServerError(f"pg_ctl promote failed: {(done.stdout + done.stderr).strip()}")
+
+    def query(self, sql: str, database: str = "postgres") -> str:
+        """The unaligned text `psql -c sql` prints (LocalServerError when it fails)."""
+        done = self._client("psql", "-d", database, "-tAc", sql)
+        if done.returncode != 0:
+            raise LocalServerError(f"psql failed: {done.stderr.strip()}")
+        return done.stdout.strip()
+
     def _initdb(self, bin_dir: Path, account: Account) -> None:
         pgdata = self._data / "pgdata"
         if pgdata.exists():
@@ -155,6 +194,7 @@ class LocalPostgres(LocalServer):
             "unix_socket_directories=",
             "max_connections=200",
             *(_FAST_SETTINGS if self._fast else _DURABLE_SETTINGS),
+            *self._settings,
         ]
         command = [str(bin_dir / "postgres"), "-D", str(self._data / "pgdata")]
         command += ["-p", str(self._port)]
@@ -166,8 +206,8 @@ class LocalPostgres(LocalServer):
         """initdb's rules (trust on loopback) and trust from the `listen` networks, outside
         pgdata: the next start without them reads initdb's own file again."""
         path = self._data / "pg_hba.conf"
-        rules = ["host all all 127.0.0.1/32 trust", "host all all ::1/128 trust"]
-        rules += [f"host all all {i.network} trust" for i in self._listen]
+        networks = ["127.0.0.1/32", "::1/128", *(str(i.network) for i in self._listen)]
+        rules = [f"host {db} all {net} trust" for net in networks for db in ("all", "replication")]
         path.write_text(
             "# Written by hookline's LocalPostgres at start; edits are lost.\n" + "\n".join(rules) + "\n"
         )

@@ -9,11 +9,13 @@ and recorded in `ports.json` with the port.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +37,7 @@ from shared.devstack.localservers.processes import (
     wait_ready,
 )
 from shared.devstack.localservers.server import LocalServer
+from shared.devstack.localservers.tls import TlsListener, tls_config
 
 if TYPE_CHECKING:
     from shared.devstack.localservers.accounts import Account
@@ -57,28 +60,70 @@ consumer_timeout = 3600000
 
 # `+B i` ignores SIGINT, as RabbitMQ's own wrapper does; distribution on loopback only.
 _ERL_ARGS = "+B i"
-_LOOPBACK_DIST = "-kernel inet_dist_use_interface {127,0,0,1}"
+LOOPBACK_DIST = "-kernel inet_dist_use_interface {127,0,0,1}"
 
 # AMQP 0-9-1 protocol header; a broker that is up answers with a Connection.Start frame.
 _PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 _CONNECTION_START = b"\x00\x0a\x00\x0a"  # class 10 (connection), method 10 (start)
 
 
-class LocalRabbitMQ(LocalServer):
-    """One RabbitMQ node run from `data_dir`; `start()` returns its AMQP URL."""
+@dataclass(frozen=True)
+class Membership:
+    """What the nodes of one local cluster share (`LocalRabbitMQCluster` makes it).
 
-    def __init__(self, data_dir: Path, port: int | None = None, *, listen: Sequence[str] = ()) -> None:
+    One epmd (nodes find each other through it), one Erlang cookie, and each node's share of
+    the machine's memory as its alarm watermark (by default each would take 40% of it).
+    """
+
+    epmd_port: int
+    cookie: str
+    memory_watermark: int  # bytes
+
+
+# Added to a cluster member's config: the minority side of a partition stops serving (its
+# clients move to the majority's nodes) instead of both sides accepting writes.
+_CLUSTER_CONFIG = """cluster_partition_handling = pause_minority
+vm_memory_high_watermark.absolute = {watermark}
+"""
+
+
+class LocalRabbitMQ(LocalServer):
+    """One RabbitMQ node run from `data_dir`; `start()` returns its AMQP URL.
+
+    With `membership` it is a member of a local cluster: the cluster's epmd and cookie, and
+    the partition handling and memory watermark of a node that shares the machine.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        membership: Membership | None = None,
+        *,
+        tls: TlsListener | None = None,
+        listen: Sequence[str] = (),
+    ) -> None:
         """`listen`: addresses to take AMQP on besides loopback (a test's veth address), same port."""
         super().__init__(data_dir, port)
+        self._tls = tls  # an AMQPS listener besides the plain one
+        self._tls_port: int | None = None
         self._listen = tuple(listen)
         self._node = self._recorded.node or f"hookline-{self._port}@localhost"
         self._epmd: subprocess.Popen[bytes] | None = None
         self._env: dict[str, str] = {}
+        self._membership = membership
 
     @property
     def url(self) -> str:
         """The AMQP URL of the node (the default `guest` user, allowed from loopback)."""
         return f"amqp://guest:guest@{LOOPBACK}:{self._port}/"
+
+    @property
+    def tls_url(self) -> str:
+        """The AMQPS URL of the node's TLS listener (the client adds its `?cafile=`)."""
+        if self._tls_port is None:
+            raise LocalServerError(f"RabbitMQ in {self._data} has no TLS listener (started?)")
+        return f"amqps://guest:guest@{LOOPBACK}:{self._tls_port}/"
 
     @property
     def node(self) -> str:
@@ -98,7 +143,8 @@ class LocalRabbitMQ(LocalServer):
         bin_dir = rabbitmq_bin_dir()
         account = service_account("rabbitmq")
         self._prepare(account)
-        epmd_port = free_port(avoid={self._port})
+        member = self._membership
+        epmd_port = member.epmd_port if member is not None else free_port(avoid={self._port})
         self._env = self._environment(epmd_port, dist_port=free_port(avoid={self._port, epmd_port}))
         if sbin := build_home(self._data / "dist", bin_dir, ENABLED_PLUGINS):
             self._env["RABBITMQ_SCRIPTS_DIR"] = str(sbin)
@@ -107,7 +153,8 @@ class LocalRabbitMQ(LocalServer):
         self._account = account
         began = time.monotonic()
         try:
-            self._start_epmd(account, epmd_port)
+            if member is None:
+                self._start_epmd(account, epmd_port)
             self._server = spawn(
                 [str(bin_dir / "rabbitmq-server")],
                 account=account,
@@ -118,7 +165,7 @@ class LocalRabbitMQ(LocalServer):
                 death_signal=signal.SIGTERM,
             )
             wait_ready(
-                lambda: amqp_answers(self._port),
+                lambda: amqp_answers(self._port) and (self._tls_port is None or _listening(self._tls_port)),
                 self._server,
                 what=f"RabbitMQ node {self._node}",
                 timeout=timeout,
@@ -147,25 +194,7 @@ class LocalRabbitMQ(LocalServer):
         """Run `rabbitmqctl` against this node (same user, cookie and epmd); its output."""
         if self.pid is None or self._account is None:
             raise LocalServerError(f"RabbitMQ in {self._data} is not running")
-        result = subprocess.run(
-            [str(rabbitmq_bin_dir() / "rabbitmqctl"), "--node", self._node, *args],
-            env=self._env,
-            cwd=self._data,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            **self._account.popen_kwargs(),
-        )
-        # **popen_kwargs hides which overload of run() applies, so name the text types here.
-        output: str = result.stdout
-        errors: str = result.stderr
-        if result.returncode != 0:
-            raise LocalServerError(
-                f"rabbitmqctl {' '.join(args)} failed with code {result.returncode}: "
-                f"{errors.strip() or output.strip()}"
-            )
-        return output
+        return run_ctl(self._node, self._env, self._data, self._account, args, timeout)
 
     def _prepare(self, account: Account) -> None:
         """Create the folder tree and config files, and claim the port."""
@@ -176,12 +205,25 @@ class LocalRabbitMQ(LocalServer):
             (data / folder).mkdir(exist_ok=True)
         # An empty env file: RabbitMQ must not source /etc/rabbitmq/rabbitmq-env.conf.
         (data / "rabbitmq-env.conf").write_text("# hookline: nothing from /etc/rabbitmq\n")
-        (data / "rabbitmq.conf").write_text(_CONFIG)
+        config = _CONFIG
+        if self._membership is not None:
+            config += _CLUSTER_CONFIG.format(watermark=self._membership.memory_watermark)
+            # The cluster's cookie (read from $HOME by the node and by rabbitmqctl), owner-only.
+            cookie = data / "home" / ".erlang.cookie"
+            if cookie.exists():
+                cookie.chmod(0o600)
+            cookie.write_text(self._membership.cookie)
+            cookie.chmod(0o400)
+        (data / "rabbitmq.conf").write_text(config)
         (data / "advanced.config").write_text("[].\n")
         (data / "enabled_plugins").write_text(f"[{','.join(ENABLED_PLUGINS)}].\n")
         self._port = claim_port(self._port, fixed=self._fixed_port, what=f"RabbitMQ in {data}")
         self._write_listeners(data / "conf.d" / "listeners.conf")
         write_recorded(data, Recorded(port=self._port, node=self._node))
+        if self._tls is not None:
+            self._tls_port = self._tls.port or free_port(avoid={self._port})
+            with (data / "rabbitmq.conf").open("a") as conf:
+                conf.write(tls_config(self._tls, data / "tls", self._tls_port))
 
     def _write_listeners(self, path: Path) -> None:
         """With extra addresses, every listener in the config (a node takes one address from
@@ -224,8 +266,8 @@ class LocalRabbitMQ(LocalServer):
             "RABBITMQ_PID_FILE": str(data / "rabbitmq.pid"),
             # Busy-waiting schedulers would burn the CPU the tests need on 2 cores.
             "RABBITMQ_SCHEDULER_BUSY_WAIT_THRESHOLD": "none",
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"{_ERL_ARGS} {_LOOPBACK_DIST}",
-            "RABBITMQ_CTL_ERL_ARGS": _LOOPBACK_DIST,
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"{_ERL_ARGS} {LOOPBACK_DIST}",
+            "RABBITMQ_CTL_ERL_ARGS": LOOPBACK_DIST,
             # rabbitmq-server otherwise runs the VM as a child of a shell that relays
             # signals; `detached` makes it exec the VM, so the pid we hold (and its
             # parent-death signal) is the VM's own.
@@ -234,21 +276,52 @@ class LocalRabbitMQ(LocalServer):
 
     def _start_epmd(self, account: Account, epmd_port: int) -> None:
         """Run epmd as our child, so we own its pid and it dies with us."""
-        self._epmd = spawn(
-            [str(epmd_program()), "-port", str(epmd_port), "-address", LOOPBACK],
-            account=account,
-            env=self._env,
-            cwd=self._data,
-            output=self._data / "log" / "epmd.log",
-            death_signal=signal.SIGTERM,
+        self._epmd = start_epmd(account, self._env, self._data, epmd_port)
+
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Send `sig` to the node's VM (a fault test's kill -9, SIGSTOP, SIGCONT)."""
+        if self._server is None:
+            raise LocalServerError(f"RabbitMQ in {self._data} is not running")
+        os.kill(self._server.pid, sig)
+
+
+def start_epmd(account: Account, env: dict[str, str], folder: Path, port: int) -> subprocess.Popen[bytes]:
+    """Run epmd on `port` as our child, so we own its pid and it dies with us."""
+    epmd = spawn(
+        [str(epmd_program()), "-port", str(port), "-address", LOOPBACK],
+        account=account,
+        env=env,
+        cwd=folder,
+        output=folder / "log" / "epmd.log",
+        death_signal=signal.SIGTERM,
+    )
+    wait_ready(lambda: _listening(port), epmd, what="epmd", timeout=10, logs=(folder / "log" / "epmd.log",))
+    return epmd
+
+
+def run_ctl(
+    node: str, env: dict[str, str], cwd: Path, account: Account, args: tuple[str, ...], timeout: float
+) -> str:
+    """Run `rabbitmqctl --node NODE ARGS` as `account` with `env` (its cookie); its output."""
+    result = subprocess.run(
+        [str(rabbitmq_bin_dir() / "rabbitmqctl"), "--node", node, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **account.popen_kwargs(),
+    )
+    # **popen_kwargs hides which overload of run() applies, so name the text types here.
+    output: str = result.stdout
+    errors: str = result.stderr
+    if result.returncode != 0:
+        raise LocalServerError(
+            f"rabbitmqctl {' '.join(args)} failed with code {result.returncode}: "
+            f"{errors.strip() or output.strip()}"
         )
-        wait_ready(
-            lambda: _listening(epmd_port),
-            self._epmd,
-            what="epmd",
-            timeout=10,
-            logs=(self._data / "log" / "epmd.log",),
-        )
+    return output
 
 
 def amqp_answers(port: int, host: str = LOOPBACK) -> bool:

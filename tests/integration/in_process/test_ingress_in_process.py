@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -22,13 +22,10 @@ from shared.wire.messages import Invocation, invocation_decoder
 from tests.helpers import apply_yaml, new_key
 from tests.integration.in_process import (
     broker,
-    dispatcher_running,
-    in_process_settings,
-    private_database,
     ready_in,
     worker_beside,
 )
-from tests.integration.target import Target, running_target
+from tests.integration.target import Target
 
 # Litestar 2.25 deprecates the inferred styles of parameters and dependencies that the
 # ingress's handlers are written in (`workspace: str` from the path, `access: Scope` from a
@@ -67,30 +64,6 @@ triggers:
 def hookline_headers(headers: dict[str, Any]) -> dict[str, Any]:
     """Without the delivery count the quorum queue adds as it delivers."""
     return {k: v for k, v in headers.items() if k != "x-delivery-count"}
-
-
-@pytest.fixture(scope="module")
-def target() -> Iterator[Target]:
-    with running_target() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
-    """This module's own database (the `db` fixture connects to it too)."""
-    async with private_database(postgres_server_url) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def settings(amqp_url: str, database_url: str) -> Settings:
-    return in_process_settings(amqp_url, database_url)
-
-
-@pytest.fixture(scope="module")
-async def dispatcher(settings: Settings) -> AsyncIterator[Dispatcher]:
-    async with dispatcher_running(settings) as running:
-        yield running
 
 
 @pytest.fixture

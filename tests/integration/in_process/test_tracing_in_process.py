@@ -23,12 +23,9 @@ from shared.wire import topology
 from tests.helpers import apply_yaml
 from tests.integration.in_process import (
     broker,
-    dispatcher_running,
-    in_process_settings,
-    private_database,
     worker_beside,
 )
-from tests.integration.target import Target, running_target
+from tests.integration.target import Target
 
 # As in test_ingress_in_process.py: Litestar's deprecation of the handlers' inferred styles.
 pytestmark = pytest.mark.filterwarnings("ignore::litestar.exceptions.LitestarDeprecationWarning")
@@ -52,29 +49,6 @@ triggers:
       - respond: {{status: 201, body: {{item: "{{{{ request.body.item }}}}"}}}}
 """
 SMUGGLED = {"tracestate": "vendor=evil", "X-Injected": "sk-h-5a1e"}
-
-
-@pytest.fixture(scope="module")
-def target() -> Iterator[Target]:
-    with running_target() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
-    async with private_database(postgres_server_url) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def settings(amqp_url: str, database_url: str) -> Settings:
-    return in_process_settings(amqp_url, database_url)
-
-
-@pytest.fixture(scope="module")
-async def dispatcher(settings: Settings) -> AsyncIterator[Dispatcher]:
-    async with dispatcher_running(settings) as running:
-        yield running
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ recorder on the real broker and database, with an in-process dispatcher for the 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
 
 import msgspec
 import pytest
@@ -19,15 +18,12 @@ from shared.wire import topology
 from tests.helpers import apply_yaml, filed_as_dead_letters
 from tests.integration.in_process import (
     broker,
-    dispatcher_running,
-    in_process_settings,
     invocation,
-    private_database,
     publish,
     ready_in,
     trigger_version,
 )
-from tests.integration.target import Target, running_target
+from tests.integration.target import Target
 from worker.service import Worker
 
 TRIGGERS = """
@@ -51,30 +47,6 @@ triggers:
       - id: seen
         map: {{n: "{{{{ request.body.n }}}}"}}
 """
-
-
-@pytest.fixture(scope="module")
-def target() -> Iterator[Target]:
-    with running_target() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
-    """This module's own database (the `db` fixture connects to it too)."""
-    async with private_database(postgres_server_url) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def settings(amqp_url: str, database_url: str) -> Settings:
-    return in_process_settings(amqp_url, database_url)
-
-
-@pytest.fixture(scope="module")
-async def dispatcher(settings: Settings) -> AsyncIterator[Dispatcher]:
-    async with dispatcher_running(settings) as running:
-        yield running
 
 
 @pytest.fixture
