@@ -119,7 +119,7 @@ async def test_a_retry_of_a_call_enqueued_after_all_is_202_under_its_id_and_runs
     settled = "a copy of this keyed call has run already: settled without a second run"
     await eventually(lambda: _true(settled in unknown_stack.log("worker-1")), timeout=30)
     assert await _records(db, workspace) == [(first, "succeeded", 1)]
-    assert [p.body for p in target.posts_to(f"/paid/{workspace}")] == ['{"order":1}']
+    assert _orders(target, workspace) == ['{"order":1}']
 
 
 @pytest.mark.fault
@@ -137,11 +137,18 @@ async def test_a_retry_of_a_call_that_never_reached_the_queue_runs_it_once_under
         await eventually(lambda: _true(broker.pid is None), timeout=10)
         broker.start()
 
+        last: list[str] = []
+
         async def accepted() -> httpx.Response | None:
             answer = await client.post(url, json={"order": 2}, headers=headers)
+            last[:] = [answer.text]
             return answer if answer.status_code != 503 else None
 
-        retry = await eventually(accepted, timeout=90, every=0.5)
+        try:
+            retry = await eventually(accepted, timeout=90, every=0.5)
+        except AssertionError:
+            print("LAST", last, broker.pid, unknown_stack.log("ingress")[-3000:])
+            raise
         assert retry.status_code == 202, retry.text
         assert retry.json() == {
             "execution_id": first,
@@ -150,7 +157,12 @@ async def test_a_retry_of_a_call_that_never_reached_the_queue_runs_it_once_under
     done = await finished_execution(db, first, timeout=30)
     assert (done.status, done.attempts) == ("succeeded", 1)
     assert await _records(db, workspace) == [(first, "succeeded", 1)]
-    assert [p.body for p in target.posts_to(f"/paid/{workspace}")] == ['{"order":2}']
+    assert _orders(target, workspace) == ['{"order":2}']
+
+
+def _orders(target: Target, workspace: str) -> list[str]:
+    """The calls the workflow made to the target (the warm-up calls left out)."""
+    return [p.body for p in target.posts_to(f"/paid/{workspace}") if "warm" not in p.body]
 
 
 async def _true(value: bool) -> bool | None:
