@@ -169,3 +169,50 @@ def _orders(target: Target, workspace: str) -> list[str]:
 
 async def _true(value: bool) -> bool | None:
     return True if value else None
+
+
+RR_TRIGGER = """
+workspace: {ws}
+triggers:
+  - name: ask
+    auth: {{type: none}}
+    mode: request_response
+    timeout: 10s
+    workflow:
+      - id: call
+        http: {{method: POST, url: "{target}/asked/{ws}", json: "{{{{ request.body }}}}"}}
+      - respond: {{status: 200, body: {{asked: "{{{{ request.body.q }}}}"}}}}
+"""
+
+
+async def test_a_request_response_retry_of_an_unconfirmed_call_waits_for_its_answer(
+    unknown_stack: Services, db: Connection, workspace: str, target: Target
+) -> None:
+    # As above, for a caller that waits: the retry is answered with the execution's answer.
+    await apply_yaml(db, RR_TRIGGER.format(ws=workspace, target=target.base_url))
+    url = f"{unknown_stack.base_url}/hooks/{workspace}/ask"
+    body = b'{"q":"stock"}'
+    key, first = f"ask-{uuid.uuid4().hex}", str(uuid.uuid4())
+    await db.execute(
+        "insert into idempotency_keys (workspace, trigger, key, execution_id, expires_at, accepted,"
+        " unconfirmed, fingerprint) values ($1, 'ask', $2, $3, now() + interval '1 hour', false, true, $4)",
+        workspace,
+        key,
+        uuid.UUID(first),
+        fingerprint("POST", b"", body),
+    )
+    headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
+    async with httpx.AsyncClient(timeout=20) as client:
+
+        async def answered() -> httpx.Response | None:
+            # 404 until the ingress's registry has the trigger just applied.
+            answer = await client.post(url, content=body, headers=headers)
+            return answer if answer.status_code not in (404, 503) else None
+
+        retry = await eventually(answered, timeout=30, every=0.2)
+    assert (retry.status_code, retry.json(), retry.headers["X-Execution-Id"]) == (
+        200,
+        {"asked": "stock"},
+        first,
+    )
+    assert [p.body for p in target.posts_to(f"/asked/{workspace}")] == ['{"q":"stock"}']
