@@ -210,9 +210,6 @@ async def test_a_request_response_retry_of_an_unconfirmed_call_waits_for_its_ans
             return answer if answer.status_code not in (404, 503) else None
 
         retry = await eventually(answered, timeout=30, every=0.2)
-    assert (retry.status_code, retry.json(), retry.headers["X-Execution-Id"]) == (
-        200,
-        {"asked": "stock"},
-        first,
-    )
+    answer = (retry.status_code, retry.json(), retry.headers.get("X-Execution-Id"))
+    assert answer == (200, {"asked": "stock"}, first)
     assert [p.body for p in target.posts_to(f"/asked/{workspace}")] == ['{"q":"stock"}']
