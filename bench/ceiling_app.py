@@ -4,7 +4,8 @@
 confirms (aio-pika's defaults: mandatory, confirmed) and answers 202. `POST /rpc/{queue}`
 publishes it the same way with `reply_to` on direct reply-to and answers with the reply.
 Served like hookline's ingress: uvicorn, uvloop, httptools, the same worker count and
-keep-alive. `python -m bench.ceiling_app --port P --workers N` (BENCH_AMQP_URL set).
+keep-alive. `python -m bench.ceiling_app --port P --workers N` (BENCH_AMQP_URL set: one URL,
+or a cluster's, comma separated, of which each server process connects to one at random).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import aio_pika
 import uvicorn
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractIncomingMessage
 from litestar import Litestar, Request, Response, post
+
+from bench.broker import one_node
 
 REPLY_TO = "amq.rabbitmq.reply-to"
 
@@ -54,7 +57,7 @@ def create_app() -> Litestar:
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        await link.open(os.environ["BENCH_AMQP_URL"])
+        await link.open(one_node(os.environ["BENCH_AMQP_URL"]))
         try:
             yield
         finally:

@@ -1,7 +1,7 @@
 """The ceiling's consuming side: a drain (ack each delivery) or a responder (reply, then ack).
 
 `python -m bench.ceiling_consumer drain|respond --queue Q --prefetch N --stats FILE`
-(BENCH_AMQP_URL set). Manual acks, uvloop, aio-pika: what a worker does with no work.
+(BENCH_AMQP_URL set: one URL, or a cluster's of which it connects to one at random). Manual acks, uvloop, aio-pika: what a worker does with no work.
 Its counts go to FILE (JSON: messages, first and last delivery times) whenever it has been
 idle for a moment, and at exit, so the harness can tell when a pre-filled queue is drained.
 """
@@ -20,6 +20,8 @@ import aio_pika
 import msgspec
 import uvloop
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+
+from bench.broker import one_node
 
 
 class Stats(msgspec.Struct):
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stats", type=Path, required=True)
     args = parser.parse_args(argv)
     consumer = Consumer(args.mode, args.stats)
-    uvloop.run(consumer.run(os.environ["BENCH_AMQP_URL"], args.queue, args.prefetch))
+    uvloop.run(consumer.run(one_node(os.environ["BENCH_AMQP_URL"]), args.queue, args.prefetch))
     return 0
 
 

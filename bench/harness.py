@@ -31,6 +31,7 @@ from shared.db.migrate import migrate
 from shared.db.pool import connect
 from shared.db.registry import apply_workspace
 from shared.devstack.localservers import LocalPostgres, LocalRabbitMQ, free_port
+from shared.devstack.localservers.cluster import LocalRabbitMQCluster
 from shared.spec.loader import load_file
 from shared.wire import topology
 
@@ -53,6 +54,7 @@ class Options:
     lane_calls: int = 5_000
     drain_messages: int = 20_000
     body_bytes: int = 1024
+    rabbitmq_nodes: int = 1  # more: a local cluster, quorum queues with min(3, nodes) replicas
 
 
 @dataclass
@@ -61,9 +63,10 @@ class Bench:
 
     options: Options
     folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="hookline-bench-")))
-    servers: list[LocalRabbitMQ | LocalPostgres] = field(default_factory=list)
+    servers: list[LocalRabbitMQ | LocalRabbitMQCluster | LocalPostgres] = field(default_factory=list)
     fleet: Fleet | None = None
-    amqp_url: str = ""
+    amqp_url: str = ""  # the harness's own connection: the first node
+    amqp_urls: str = ""  # every node's, comma separated: what the services are given
     database_url: str = ""
     ingress_port: int = 0
     ceiling_port: int = 0
@@ -79,16 +82,22 @@ class Bench:
     # -- bring-up ---------------------------------------------------------------------------
 
     def start_servers(self) -> None:
-        """Private RabbitMQ and PostgreSQL (durable: fsync on, as in production)."""
+        """Private RabbitMQ (one node, or a local cluster of `rabbitmq_nodes`) and PostgreSQL
+        (durable: fsync on, as in production)."""
         self.folder.chmod(0o755)  # the rabbitmq and postgres users must enter it
         (self.folder / "logs").mkdir()
-        rabbit = LocalRabbitMQ(self.folder / "rabbitmq")
+        rabbit: LocalRabbitMQ | LocalRabbitMQCluster
+        if self.options.rabbitmq_nodes > 1:
+            rabbit = LocalRabbitMQCluster(self.folder / "rabbitmq", self.options.rabbitmq_nodes)
+        else:
+            rabbit = LocalRabbitMQ(self.folder / "rabbitmq")
         self.servers.append(rabbit)
-        self.amqp_url = rabbit.start()
+        self.amqp_urls = rabbit.start()
+        self.amqp_url = self.amqp_urls.split(",")[0]
         postgres = LocalPostgres(self.folder / "postgres")
         self.servers.append(postgres)
         self.database_url = postgres.start()
-        self.versions_info["rabbitmq"] = rabbit.ctl("version").strip()
+        self.versions_info["rabbitmq"] = self.ctl("version").strip()
         self.ingress_port = free_port()
         self.ceiling_port = free_port(avoid={self.ingress_port})
         self.fleet = Fleet(self.folder / "logs", self._env())
@@ -102,7 +111,7 @@ class Bench:
             **inherited,
             # The services run the code of this tree, whichever checkout is installed.
             "PYTHONPATH": str(ROOT),
-            "HOOKLINE_AMQP_URL": self.amqp_url,
+            "HOOKLINE_AMQP_URL": self.amqp_urls,
             "HOOKLINE_DATABASE_URL": self.database_url,
             "HOOKLINE_AMQP_PREFIX": PREFIX,
             "HOOKLINE_PORT": str(self.ingress_port),
@@ -112,7 +121,9 @@ class Bench:
             # The bound the shared queue had before trigger queues: a scenario's trigger takes
             # a whole load (async accept fills its queue with workers stopped).
             "HOOKLINE_TRIGGER_QUEUE_MAX_LENGTH": "1000000",
-            "BENCH_AMQP_URL": self.amqp_url,
+            # Every node: each ceiling process connects to one of them, at random, as each
+            # of hookline's services starts at a random node.
+            "BENCH_AMQP_URL": self.amqp_urls,
         }
 
     async def prepare(self) -> None:
@@ -130,7 +141,7 @@ class Bench:
             self.versions = {row["name"]: row["version"] for row in rows}
             self.versions_info["postgresql"] = await connection.fetchval("show server_version")
         self._amqp = await aio_pika.connect(self.amqp_url)
-        await broker.declare_ceiling_queues(self.amqp, 1_000_000, 10)
+        await broker.declare_ceiling_queues(self.amqp, 1_000_000, 10, self.options.rabbitmq_nodes)
 
     @property
     def connected(self) -> bool:
@@ -236,12 +247,37 @@ class Bench:
             await broker.purge(self.amqp, topology.trigger_queue_name(PREFIX, WORKSPACE, trigger))
         await broker.purge(self.amqp, topology.ordered_queue_name(PREFIX, WORKSPACE, "lane"))
 
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        """`rabbitmqctl` on the (first) node; list_queues and list_channels cover the cluster."""
+        rabbit = next(s for s in self.servers if not isinstance(s, LocalPostgres))
+        node = rabbit.running()[0] if isinstance(rabbit, LocalRabbitMQCluster) else rabbit
+        return node.ctl(*args, timeout=timeout)
+
     async def unacknowledged(self) -> int:
         """Messages delivered and not yet acknowledged, broker-wide (fresh, unlike list_queues'
         quorum queue figures, which come from a 5 s statistics tick)."""
-        rabbit = next(s for s in self.servers if isinstance(s, LocalRabbitMQ))
         args = ("--quiet", "list_channels", "--no-table-headers", "name", "messages_unacknowledged")
-        return broker.unacknowledged(await asyncio.to_thread(rabbit.ctl, *args, timeout=30))
+        return broker.unacknowledged(await asyncio.to_thread(self.ctl, *args, timeout=30))
+
+    async def placement(self) -> dict[str, dict[str, object]]:
+        """Where the queues the scenarios use have their leader and replicas, on both sides.
+
+        Both sides declare theirs with the same placement (`topology.placement_arguments`);
+        a queue with another replica count than min(3, nodes) would make the comparison
+        unfair, and stops the run.
+        """
+        listed = await asyncio.to_thread(
+            self.ctl, "list_queues", "name", "leader", "members", "--formatter", "json", timeout=30
+        )
+        queues = {
+            "hookline": [
+                topology.work_queue_name(PREFIX),
+                *(topology.trigger_queue_name(PREFIX, WORKSPACE, t) for t in ("accept", "flow", "drain")),
+                topology.ordered_queue_name(PREFIX, WORKSPACE, "lane"),
+            ],
+            "ceiling": list(broker.CEILING_QUEUES),
+        }
+        return broker.placement(listed, queues, self.options.rabbitmq_nodes)
 
     def cpu_meter(self) -> CpuMeter:
         """CPU per role: hookline's services, the ceiling's, and the servers."""
@@ -251,8 +287,7 @@ class Bench:
             for running in self.processes.running.values():
                 out.setdefault(running.role, []).append(running.process.pid)
             for server in self.servers:
-                if server.pid is not None:
-                    out["rabbitmq" if isinstance(server, LocalRabbitMQ) else "postgres"] = [server.pid]
+                out.update(server_roots(server))
             return out
 
         return CpuMeter(roots)
@@ -281,6 +316,15 @@ class Bench:
             shutil.rmtree(keep_logs, ignore_errors=True)
             shutil.copytree(self.folder / "logs", keep_logs)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def server_roots(server: LocalRabbitMQ | LocalRabbitMQCluster | LocalPostgres) -> dict[str, list[int]]:
+    """The process trees a server's CPU is counted over: every node's VM is "rabbitmq"."""
+    if isinstance(server, LocalPostgres):
+        return {"postgres": [server.pid]} if server.pid is not None else {}
+    nodes = server.running() if isinstance(server, LocalRabbitMQCluster) else [server]
+    pids = [node.pid for node in nodes if node.pid is not None]
+    return {"rabbitmq": pids} if pids else {}
 
 
 def read_stats(files: list[Path]) -> list[Stats]:

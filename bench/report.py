@@ -54,6 +54,34 @@ def machine() -> dict[str, Any]:
     }
 
 
+def nodes_text(nodes: int) -> str:
+    """ "RabbitMQ: 3 nodes" (or "1 node")."""
+    return f"RabbitMQ: {nodes} node{'' if nodes == 1 else 's'}"
+
+
+def header(document: dict[str, Any]) -> str:
+    """The line above the table: how many broker nodes the run used, and the replication."""
+    nodes = document.get("rabbitmq_nodes", 1)
+    if nodes == 1:
+        return f"{nodes_text(nodes)} (quorum queues of one replica)"
+    return (
+        f"{nodes_text(nodes)} (one local cluster; quorum queues of both sides with"
+        f" {min(3, nodes)} replicas, leaders balanced over the nodes)"
+    )
+
+
+def machine_line(document: dict[str, Any]) -> str:
+    """The machine, versions, broker nodes, load and duration the table was measured with."""
+    m = document["machine"]
+    nodes = document.get("rabbitmq_nodes", m.get("rabbitmq_nodes", 1))
+    return (
+        f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}, "
+        f"RabbitMQ {m.get('rabbitmq', '?')} ({nodes_text(nodes)}), PostgreSQL {m.get('postgresql', '?')}; "
+        f"load average {document['load_average_before'][0]} before, {document['load_average_after'][0]} after; "
+        f"{document['seconds']:.0f} s in all."
+    )
+
+
 def _ratio(a: float, b: float | None) -> float | None:
     """a / b; None when the ceiling `b` measured nothing (a target on it cannot be met)."""
     return round(a / b, 2) if b else None

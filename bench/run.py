@@ -1,6 +1,6 @@
 """`python -m bench.run` (`hookline bench`, `make bench`): every scenario, hookline beside its ceiling.
 
-Brings up private RabbitMQ and PostgreSQL in a temporary folder, hookline's services and the
+Brings up private RabbitMQ (one node, or a local cluster: --rabbitmq-nodes) and PostgreSQL in a temporary folder, hookline's services and the
 ceiling's minimal app and consumers as processes, loads them with wrk on 127.0.0.1, prints
 a Markdown table and writes the JSON to bench/results/. Ctrl-C stops everything it started.
 """
@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import neighbours, report, scenarios
+from bench import broker, neighbours, report, scenarios
 from bench.harness import Bench, Options
 from bench.load import LoadError, ensure_wrk
 
@@ -96,6 +96,7 @@ async def _scenarios(
     say("starting hookline (dispatcher, ingress) and the ceiling app")
     await bench.start_hookline()
     await bench.start_ceiling()
+    results["placement"] = await bench.placement()
     steps: list[tuple[str, Callable[[Bench], Awaitable[dict[str, Any]]], bool]] = [
         # (name, function, workers must be stopped first)
         ("async_accept", scenarios.async_accept, True),
@@ -120,7 +121,18 @@ async def _scenarios(
         say(f"{name} done in {time.monotonic() - began:.0f} s")
 
 
-def main(argv: list[str] | None = None) -> int:
+def node_count(value: str) -> int:
+    """--rabbitmq-nodes: 1 to 9 (as `hookline up --rabbitmq-nodes`)."""
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 9:
+        raise argparse.ArgumentTypeError(f"expected a node count from 1 to 9, got {value!r}")
+    return count
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hookline bench", description=__doc__)
     parser.add_argument("--seconds", type=float, default=10, help="each measured load (default 10)")
     parser.add_argument("--warmup", type=float, default=2, help="warm-up before each load (default 2)")
@@ -143,14 +155,32 @@ def main(argv: list[str] | None = None) -> int:
         help="py-spy on this role's processes during each load (repeatable: ingress, worker,"
         " ceiling-app, ceiling-consumer); profiles go to RESULTS/profiles-<time>/",
     )
-    args = parser.parse_args(argv)
-    options = Options(
+    parser.add_argument(
+        "--rabbitmq-nodes",
+        type=node_count,
+        default=1,
+        metavar="N",
+        help="RabbitMQ nodes (default 1); more run as one local cluster, every service given all"
+        " their URLs, both sides' quorum queues with min(3, N) replicas, leaders balanced",
+    )
+    return parser
+
+
+def options_of(args: argparse.Namespace) -> Options:
+    """How big the run is, from the command line."""
+    return Options(
         seconds=args.seconds,
         warmup=args.warmup,
         connections=args.connections,
         drain_messages=args.drain_messages,
         lane_calls=args.lane_calls,
+        rabbitmq_nodes=args.rabbitmq_nodes,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    options = options_of(args)
     try:
         ensure_wrk()
     except LoadError as exc:
@@ -169,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, Interrupted):
         say("interrupted; stopping everything it started")
         return 130
+    except broker.PlacementError as exc:
+        say(f"the two sides' queues are not placed alike, no figures: {exc}")
+        return 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -182,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.time() - started, 1),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "machine": {**report.machine(), **bench.versions_info},
+        "rabbitmq_nodes": options.rabbitmq_nodes,
+        "machine": {**report.machine(), **bench.versions_info, "rabbitmq_nodes": options.rabbitmq_nodes},
         "options": options.__dict__,
         "results": results,
         "targets": verdict,
@@ -190,19 +224,15 @@ def main(argv: list[str] | None = None) -> int:
     args.results.mkdir(parents=True, exist_ok=True)
     out = args.results / f"bench-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(started))}.json"
     out.write_text(json.dumps(document, indent=2) + "\n")
+    print(report.header(document))
+    print()
     print(report.markdown(results, verdict))
     print()
     print("CPU, % of one core, during each measured load (machine: all cores together):")
     print()
     print(report.cpu_table(results))
     print()
-    m = document["machine"]
-    print(
-        f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}, "
-        f"RabbitMQ {m.get('rabbitmq', '?')}, PostgreSQL {m.get('postgresql', '?')}; "
-        f"load average {document['load_average_before'][0]} before, {document['load_average_after'][0]} after; "
-        f"{document['seconds']:.0f} s in all. JSON: {out}"
-    )
+    print(f"{report.machine_line(document)} JSON: {out}")
     if "watchdog" in results:
         return 1
     return 3 if args.check and not all(v["met"] for v in verdict.values()) else 0

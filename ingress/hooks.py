@@ -156,34 +156,66 @@ class Hooks:
         if key is not None and spec.idempotency is not None:
             window = spec.idempotency.window
             seen = fingerprint(request.method, request.scope["query_string"], call.body)
-            first = await self.idempotency.claim(
+            claimed = await self.idempotency.claim(
                 entry.workspace, entry.name, key, invocation.id, window, seen
             )
-            if first is not None:
-                return await self._repeat(entry, invocation, first)
+            if claimed.state == "accepted":
+                return await self._repeat(entry, invocation, claimed.execution_id)
+            if claimed.state == "unconfirmed":
+                return await self._publish_again(entry, invocation, call, key, claimed.execution_id)
         try:
             if spec.mode == "async":
                 await self._publish(invocation, entry, call, want_reply=False, claim=key)
                 return accepted(entry, invocation)
             return await self._request_response(entry, invocation, call, claim=key)
-        except BaseException:
-            # Whatever failed before the broker confirmed (refused, an encoding error, the
-            # caller gone), the key is free again at once for the caller's retry. After the
-            # confirm the claim has been accepted, and a release no longer matches it.
+        except BaseException as exc:
+            # Refused before the broker could take it (refused, an encoding error, the
+            # caller gone before the frames went out): the key is free again at once for the
+            # caller's retry. Sent but not confirmed: maybe enqueued, so the claim is kept
+            # for the retry to publish again under this id. After the confirm the claim has
+            # been accepted, and neither matches it.
             if key is not None and not call.published:
-                await asyncio.shield(
-                    self.idempotency.release(entry.workspace, entry.name, key, invocation.id)
-                )
+                if isinstance(exc, Unconfirmed) or (call.sending and not isinstance(exc, HooklineError)):
+                    keep = self.idempotency.unconfirmed(entry.workspace, entry.name, key, invocation.id)
+                    await asyncio.shield(keep)
+                else:
+                    await asyncio.shield(
+                        self.idempotency.release(entry.workspace, entry.name, key, invocation.id)
+                    )
             raise
+
+    async def _publish_again(
+        self, entry: TriggerEntry, invocation: Invocation, call: Call, key: str, first_id: str
+    ) -> Response[bytes]:
+        """A retry of a keyed call whose outcome is unknown: the same call under the first id.
+
+        The fingerprint proved it the same request; whichever copy a worker meets first
+        claims the run (the claim-run mark), so it runs once whether or not the first copy
+        was enqueued. Answered as the first call would have been: 202, or its recorded reply.
+        """
+        again = msgspec.structs.replace(invocation, id=first_id)
+        try:
+            await self._publish(again, entry, call, want_reply=False, claim=key)
+        except BaseException:
+            # Still unknown (and the first copy may be queued): keep the claim for a retry.
+            keep = self.idempotency.unconfirmed(entry.workspace, entry.name, key, first_id)
+            await asyncio.shield(keep)
+            raise
+        return await self._repeat(entry, again, first_id)
 
     async def _publish(
         self, invocation: Invocation, entry: TriggerEntry, call: Call, want_reply: bool, claim: str | None
     ) -> None:
         started = time.perf_counter()
         key = ordering_key_value(entry.ordering_key, invocation.request) if entry.ordering_key else None
+        call.sending = True
         try:
             await self.publisher.publish(
-                invocation, entry.routing_key, want_reply=want_reply, ordering_key=key
+                invocation,
+                entry.routing_key,
+                want_reply=want_reply,
+                ordering_key=key,
+                claim_run=claim is not None,
             )
         except Unconfirmed as unknown:
             # Sent, not confirmed: it may run; the caller learns under which id to look.
@@ -260,12 +292,13 @@ class Hooks:
 class Call:
     """One call as it goes through the hot path (the body once read)."""
 
-    __slots__ = ("body", "published", "request")
+    __slots__ = ("body", "published", "request", "sending")
 
     def __init__(self, request: Request[Any, Any, Any]) -> None:
         self.request = request
         self.body: bytes | None = None
         self.published = False  # the broker confirmed the invocation
+        self.sending = False  # handed to the publisher (from then on, maybe enqueued)
 
 
 def answer_status(exc: BaseException) -> int | None:

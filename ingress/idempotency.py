@@ -1,9 +1,13 @@
 """Idempotency keys: a repeat within the trigger's window gets the first call's answer.
 
 Claims live in PostgreSQL, so every ingress process sees them. Only calls that carry a key
-pay this round trip; a claim whose publish failed is released, so the caller's retry runs.
-A claim keeps its call's fingerprint: the key sent again with another request is refused,
-never answered with the first call's result while the second call is dropped.
+pay this round trip. A claim whose publish the broker refused (nothing enqueued) is
+released, so the caller's retry runs; a claim whose publish was sent but never confirmed
+(`Unconfirmed`: maybe enqueued) is kept as *unconfirmed*, bound to its execution id, and the
+retry publishes the call again under that id (the worker claims the run of every keyed
+call in the run log, so the two copies run once between them). A claim keeps its call's
+fingerprint: the key sent again with another request is refused, never answered with the
+first call's result while the second call is dropped.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import hashlib
 import time
 import uuid
+from typing import Literal, NamedTuple
 
 import asyncpg
 import msgspec
@@ -28,19 +33,36 @@ insert into idempotency_keys (workspace, trigger, key, execution_id, expires_at,
 values ($1, $2, $3, $4, now() + make_interval(secs => $5), false, $6)
 on conflict (workspace, trigger, key) do update
     set execution_id = excluded.execution_id, created_at = now(), expires_at = excluded.expires_at,
-        accepted = false, fingerprint = excluded.fingerprint
+        accepted = false, unconfirmed = false, fingerprint = excluded.fingerprint
     where idempotency_keys.expires_at < now()
 returning execution_id
 """
+# Taken by a retry, which publishes the call again under the claim's execution id: pending
+# again (a repeat meanwhile waits), no longer unconfirmed (one retry republishes at a time).
 _TAKE_OVER = """
-update idempotency_keys set execution_id = $5, created_at = now(), accepted = false, fingerprint = $6
+update idempotency_keys set created_at = now(), unconfirmed = false
 where workspace = $1 and trigger = $2 and key = $3 and execution_id = $4 and not accepted
+    and (unconfirmed or created_at <= now() - make_interval(secs => $5))
 returning execution_id
 """
 _FIRST = """
-select execution_id, accepted, fingerprint, extract(epoch from now() - created_at)::float8 as age
+select execution_id, accepted, unconfirmed, fingerprint,
+    extract(epoch from now() - created_at)::float8 as age
 from idempotency_keys where workspace = $1 and trigger = $2 and key = $3
 """
+
+
+class Claimed(NamedTuple):
+    """What `IdempotencyStore.claim` found for a call's key.
+
+    `new`: the key is this call's, under its own execution id. `accepted`: a first call with
+    this key was confirmed; answer as a repeat of `execution_id`. `unconfirmed`: a first
+    call's outcome is unknown (its publish was not confirmed, or its process died around
+    it); publish this call again under `execution_id`, which runs once whichever copy lands.
+    """
+
+    state: Literal["new", "accepted", "unconfirmed"]
+    execution_id: str
 
 
 def fingerprint(method: str, query: bytes, body: bytes) -> bytes:
@@ -65,12 +87,14 @@ class IdempotencyStore:
 
     async def claim(
         self, workspace: str, trigger: str, key: str, execution_id: str, window: float, call: bytes
-    ) -> str | None:
-        """None when this call claimed the key; else the execution id of the first call.
+    ) -> Claimed:
+        """Claim the key for `execution_id`, or say what the first call with it became.
 
         A first call still being published is waited for: accepted, its id is the answer;
-        released (the broker refused it), this call claims the key in its place. `call` is
-        the call's `fingerprint`: IdempotencyKeyReused when the first call's differs.
+        released (the broker refused it), this call claims the key in its place;
+        unconfirmed, this call takes the claim over to publish again under the first id.
+        `call` is the call's `fingerprint`: IdempotencyKeyReused when the first call's
+        differs (so a republished call is the first call, byte for byte).
         """
         delay = 0.01
         try:
@@ -80,32 +104,31 @@ class IdempotencyStore:
                         _CLAIM, workspace, trigger, key, uuid.UUID(execution_id), window, call
                     )
                     if claimed is not None:
-                        return None
+                        return Claimed("new", execution_id)
                     first = await connection.fetchrow(_FIRST, workspace, trigger, key)
                     if first is not None and first["fingerprint"] not in (None, call):
                         raise IdempotencyKeyReused(
                             "this idempotency key was used for another request (method, query or body) "
                             "within the window; use a new key for a new request"
                         )
-                    if first is not None and not first["accepted"] and first["age"] >= self._settle_within:
-                        # Neither accepted nor released: its process died around the publish.
-                        # Whether the broker took that one is unknown; this call takes the
-                        # key over and is published itself (at least once, never a 202 for
-                        # a call that may not exist).
+                    if (
+                        first is not None
+                        and not first["accepted"]
+                        and (first["unconfirmed"] or first["age"] >= self._settle_within)
+                    ):
+                        # Unconfirmed, or neither accepted nor released (its process died
+                        # around the publish): whether the broker took it is unknown. This
+                        # call takes the claim over and publishes the call again under the
+                        # same id (never a 202 for a call that may not exist; the worker
+                        # runs the id once).
                         taken = await connection.fetchval(
-                            _TAKE_OVER,
-                            workspace,
-                            trigger,
-                            key,
-                            first["execution_id"],
-                            uuid.UUID(execution_id),
-                            call,
+                            _TAKE_OVER, workspace, trigger, key, first["execution_id"], self._settle_within
                         )
                         if taken is not None:
-                            return None
+                            return Claimed("unconfirmed", str(taken))
                         continue
                 if first is not None and first["accepted"]:
-                    return str(first["execution_id"])
+                    return Claimed("accepted", str(first["execution_id"]))
                 if first is not None:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 0.2)
@@ -126,6 +149,21 @@ class IdempotencyStore:
                 )
         except DB_ERRORS:
             pass  # repeats take it as accepted once `settle_within` has passed
+
+    async def unconfirmed(self, workspace: str, trigger: str, key: str, execution_id: str) -> None:
+        """Keep a claim whose call was sent but not confirmed (maybe enqueued) for its retry."""
+        try:
+            async with self._pool.acquire() as connection:
+                await connection.execute(
+                    "update idempotency_keys set unconfirmed = true where workspace = $1 and trigger = $2"
+                    " and key = $3 and execution_id = $4 and not accepted",
+                    workspace,
+                    trigger,
+                    key,
+                    uuid.UUID(execution_id),
+                )
+        except DB_ERRORS:
+            pass  # a retry takes the pending claim over once `settle_within` has passed
 
     async def release(self, workspace: str, trigger: str, key: str, execution_id: str) -> None:
         """Forget a claim whose call was not accepted (the broker refused it)."""

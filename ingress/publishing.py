@@ -126,11 +126,17 @@ class InvocationPublisher:
             await old.close()
 
     async def publish(
-        self, invocation: Invocation, routing_key: str, want_reply: bool, ordering_key: str | None = None
+        self,
+        invocation: Invocation,
+        routing_key: str,
+        want_reply: bool,
+        ordering_key: str | None = None,
+        claim_run: bool = False,
     ) -> None:
         """Return once the broker confirmed; raise BrokerUnavailable (or a subclass) if not.
 
-        `ordering_key` goes in the header the trigger's consistent-hash exchange hashes.
+        `ordering_key` goes in the header the trigger's consistent-hash exchange hashes;
+        `claim_run` marks a call that may be published twice under its id (a keyed call).
         """
         publisher = self._publisher
         if self._exchange is None or publisher is None or not self._link.ready:
@@ -158,6 +164,7 @@ class InvocationPublisher:
                 reply_to=REPLY_TO if want_reply else None,
                 ordering_key=ordering_key,
                 traceparent=traceparent,
+                claim_run=claim_run,
             )
             try:
                 await publisher.publish(message, properties, routing_key)

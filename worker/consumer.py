@@ -332,17 +332,22 @@ class Runner:
             return
 
     async def _run_elsewhere(self, message: Delivery, invocation: Invocation, lane: Lane) -> bool:
-        """Settle a schedule's tick whose run another copy claimed; False: this copy runs.
+        """Settle a copy whose run another copy claimed; False: this copy runs.
 
-        A tick may be published twice under one id (its leader died between the broker's
-        confirm and its commit): the first copy to start claims the run in the run log. A
-        retry, a redelivery or a replay is a run of the claimed execution and runs.
+        Two kinds of invocation may be published twice under one id: a schedule's tick (its
+        leader died between the broker's confirm and its commit), and a keyed call (the
+        claim-run mark: its publish went unconfirmed and the caller's retry published it
+        again). The first copy to start claims the run in the run log; the other is settled
+        unrun. A retry, a redelivery or a replay is a run of the claimed execution and runs.
+        A call without the mark pays no claim.
         """
-        if invocation.request.method != SCHEDULE_METHOD or not message.state.first_copy:
+        state = message.state
+        if (invocation.request.method != SCHEDULE_METHOD and not state.claim_run) or not state.first_copy:
             return False
         if await self._reporter.claim(invocation):
             return False
-        log.info("a copy of this schedule tick has run already: settled without a second run")
+        copy = "schedule tick" if invocation.request.method == SCHEDULE_METHOD else "keyed call"
+        log.info("a copy of this %s has run already: settled without a second run", copy)
         await settle(message, Verdict.DONE, lane)
         return True
 

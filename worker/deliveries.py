@@ -125,6 +125,7 @@ class DeliveryState(msgspec.Struct, frozen=True, gc=False):
     redeliveries: int = 0
     replayed: bool = False  # an operator put it back (a dead letter, a resume)
     parked: bool = False  # a worker sent it on towards a paused trigger's hold queue already
+    claim_run: bool = False  # may be published twice under its id (a keyed call): claim first
 
     @property
     def first_copy(self) -> bool:
@@ -141,15 +142,17 @@ def delivery_state(headers: Mapping[str, Any] | None) -> DeliveryState:
         return FIRST_DELIVERY
     get = headers.get
     attempt, runs, redeliveries = get(_ATTEMPT, 1), get(_RUNS, 0), get(_DELIVERY_COUNT, 0)
-    replayed, parked = bool(get(_REPLAYED)), bool(get(_PARKED))
-    if attempt == 1 and runs == 0 and redeliveries == 0 and not (replayed or parked):
+    replayed, parked, claim_run = bool(get(_REPLAYED)), bool(get(_PARKED)), get(_CLAIM_RUN) is True
+    if attempt == 1 and runs == 0 and redeliveries == 0 and not (replayed or parked or claim_run):
         # Most deliveries: a first run (the quorum queue's count at 0 is often its only header).
         return FIRST_DELIVERY
-    return DeliveryState(_count(attempt, 1), _count(runs, 0), _count(redeliveries, 0), replayed, parked)
+    return DeliveryState(
+        _count(attempt, 1), _count(runs, 0), _count(redeliveries, 0), replayed, parked, claim_run
+    )
 
 
 _ATTEMPT, _RUNS, _DELIVERY_COUNT = topology.ATTEMPT_HEADER, topology.RUNS_HEADER, "x-delivery-count"
-_REPLAYED, _PARKED = topology.REPLAYED_HEADER, topology.PARKED_HEADER
+_REPLAYED, _PARKED, _CLAIM_RUN = topology.REPLAYED_HEADER, topology.PARKED_HEADER, topology.CLAIM_RUN_HEADER
 
 
 def _count(value: Any, default: int) -> int:

@@ -51,11 +51,16 @@ class Unconfirmed(BrokerUnavailable):
 
     Measured on a cluster: every publish that timed out against a hung quorum-queue leader
     was in fact enqueued and run. The ingress tells the caller so, with the execution id the
-    call would run under (`execution_id`, `status_url`, set by the ingress).
+    call would run under (`execution_id`, `status_url`, set by the ingress), and keeps a
+    keyed call's claim: the retry with the same key publishes it again under that id, and
+    the worker runs the id once (ingress/idempotency.py).
     """
 
     def __init__(self, message: str) -> None:
-        super().__init__(message + "; the call may have been accepted all the same (see its status URL)")
+        super().__init__(
+            message + "; the call may have been accepted all the same (see its status URL);"
+            " a retry with the same idempotency key runs it at most once"
+        )
         self.execution_id: str | None = None
         self.status_url: str | None = None
 

@@ -42,11 +42,13 @@ def invocation_properties(
     ordering_key: str | None = None,
     replayed: bool = False,
     traceparent: str | None = None,
+    claim_run: bool = False,
 ) -> aiormq.spec.Basic.Properties:
     """A new invocation's properties: persistent, its id; `reply_to` where a waiting caller's
     answer goes (correlated by the id); `ordering_key` for a keyed ordered trigger's
     consistent-hash exchange; `replayed`, put back by an operator (the worker counts on from
-    the record); `traceparent`, the publish's trace context (tracing on)."""
+    the record); `traceparent`, the publish's trace context (tracing on); `claim_run`, it may be
+    published twice under its id (a keyed call): its worker claims the run first."""
     headers: dict[str, Any] | None = None
     if ordering_key is not None:
         headers = {topology.ORDERING_KEY_HEADER: ordering_key}
@@ -54,6 +56,8 @@ def invocation_properties(
         headers = {**(headers or {}), topology.REPLAYED_HEADER: True}
     if traceparent is not None:
         headers = {**(headers or {}), topology.TRACEPARENT_HEADER: traceparent}
+    if claim_run:
+        headers = {**(headers or {}), topology.CLAIM_RUN_HEADER: True}
     return _Properties(
         delivery_mode=_PERSISTENT,
         message_id=invocation_id,

@@ -24,6 +24,10 @@ REPLAYED_HEADER = "x-hookline-replayed"
 # exchange (to the hold queue the pause bound its key to). Met again on the work queue, it
 # came through a resume (or a pause not carried out yet) and runs.
 PARKED_HEADER = "x-hookline-parked"
+# Header of an invocation that may be published more than once under its id (a call with an
+# idempotency key: its publish may go unconfirmed and its retry publishes it again): the
+# worker claims the run in the run log before running a first copy of it, so it runs once.
+CLAIM_RUN_HEADER = "x-hookline-claim-run"
 # The W3C trace context of the publish, when tracing is on (shared/runtime/tracing.py):
 # the worker's run continues it. Carried by retries and dead letters put back, so every run
 # of an execution is in the trace of its call.

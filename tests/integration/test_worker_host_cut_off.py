@@ -39,10 +39,10 @@ from tests.stack import ROOT, Services, services
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(300)]
 
 HEARTBEAT = 2  # seconds (HOOKLINE_HEARTBEAT): the broker gives up on a silent peer after ~2 of them
-RUN_MS = 2000  # each call holds the target this long, so A surely holds runs when the link goes
+RUN_MS = 1500  # each call holds the target this long, so A surely holds runs when the link goes
 CONCURRENCY = 6  # each worker's prefetch: at most this many runs in flight per worker
 CALLS = 36
-STEP_TIMEOUT = 3  # seconds: A's runs time out while it is cut off, and A retries them (or would)
+STEP_TIMEOUT = 5  # seconds: A's runs time out while it is cut off, and A retries them (or would)
 CUT_SECONDS = 10  # the link stays down at least this long (longer if B needs it)
 
 TRIGGER = """
@@ -125,71 +125,73 @@ async def _migrate(url: str) -> None:
 async def test_a_worker_cut_off_mid_run_has_its_runs_done_elsewhere_and_records_nothing_twice(
     cluster: Cluster, workspace: str
 ) -> None:
-    if True:
-        host, target = cluster.host, cluster.target
-        async with connect(cluster.database_url) as db:
-            await apply_yaml(
-                db, TRIGGER.format(ws=workspace, target=target.base_url, ms=RUN_MS, timeout=STEP_TIMEOUT)
-            )
-            url = f"{cluster.stack.base_url}/hooks/{workspace}/slow"
-            await eventually(lambda: _accepts(url), timeout=20)
-            await _ready(db, cluster.worker_a.pid, since=0, timeout=30)
-
-            ids = await send_many(url, [{"n": n} for n in range(CALLS)], concurrency=CALLS)
-            # A is mid-run: its calls have reached the target, and none has been recorded.
-            await eventually(lambda: _true(bool(_calls_from(target, host.address))), timeout=20)
-            host.cut()
-            cut_at, cut_wall = time.monotonic(), time.time()
-            try:
-                # B runs what A held once the broker gives up on A (heartbeat timeout).
-                done = await finished(db, workspace, ids, timeout=90)
-                redelivered = [r for r in done if r.attempts > 1]
-                first_redelivered = await _first_redelivery_seconds(db, workspace, cut_wall)
-                taken_over = time.monotonic() - cut_at
-                # What A sent before the cut has arrived by now (a request on the wire as the
-                # link went down may arrive a moment later); nothing more may while it is down.
-                held = _calls_from(target, host.address)
-                # A fault of a fixed length, longer than a step's timeout: A's runs end while cut off.
-                await asyncio.sleep(max(0.0, CUT_SECONDS - taken_over))
-                assert not _calls_from(target, host.address) - held, "A reached the target while cut off"
-            finally:
-                host.restore()
-            restored_at = time.monotonic()
-
-            # Back: A connects again and says it is ready; its runs of the cut-off time end
-            # (their records written, the deliveries given up as the broker's), then it consumes.
-            await _ready(db, cluster.worker_a.pid, since=time.time(), timeout=60)
-            reconnected = time.monotonic() - restored_at
-            await eventually(lambda: _ended(cluster.stack, {r.id for r in redelivered}), timeout=60)
-            after = await send_many(url, [{"n": n} for n in range(CALLS, 2 * CALLS)], concurrency=CALLS)
-            await finished(db, workspace, after, timeout=90)
-            assert _calls_from(target, host.address) - held, "A took no call after it came back"
-            # Nothing left anywhere (a retry of a run A held would wait in a delay queue).
-            await eventually(lambda: _drained(cluster.broker), timeout=60, every=0.5)
-
-            final = {r.id: r for r in await runs(db, workspace)}
-
-        every = ids + after
-        assert set(every) <= final.keys()
-        assert len(final) == len(every) + 1  # and the probe call: one record per accepted call
-        assert {final[i].status for i in every} == {"succeeded"}
-        assert redelivered, "A held runs when its link went down: they must show as redelivered"
-        # Nothing A wrote late changed a record: each is as it was before the link came back.
-        assert [final[r.id] for r in done] == done, "a record changed after A came back"
-        assert max(r.attempts for r in final.values()) == 2
-        assert {r.attempts for i, r in final.items() if i in after} == {1}
-        # At the target: every call at least once; the ones A had begun, twice (at least once).
-        at_target = Counter(_call_ids(target))
-        assert set(every) <= at_target.keys()
-        twice = sorted(i for i in every if at_target[i] > 1)
-        assert set(twice) <= {r.id for r in redelivered}
-        assert max(at_target[i] for i in every) <= 2
-        print(
-            f"\ncut off: broker handed A's runs to B after {first_redelivered:.1f} s (first redelivered"
-            f" run recorded), all {CALLS} done {taken_over:.1f} s after the cut; {len(redelivered)} runs"
-            f" redelivered, {len(twice)} of them reached the target twice; A ready again"
-            f" {reconnected:.1f} s after the link came back"
+    host, target = cluster.host, cluster.target
+    async with connect(cluster.database_url) as db:
+        await apply_yaml(
+            db, TRIGGER.format(ws=workspace, target=target.base_url, ms=RUN_MS, timeout=STEP_TIMEOUT)
         )
+        url = f"{cluster.stack.base_url}/hooks/{workspace}/slow"
+        await eventually(lambda: _accepts(url), timeout=20)
+        await _ready(db, cluster.worker_a.pid, since=0, timeout=30)
+
+        ids = await send_many(url, [{"n": n} for n in range(CALLS)], concurrency=CALLS)
+        # A is mid-run: its first calls have reached the target.
+        await eventually(lambda: _true(bool(_calls_from(target, host.address))), timeout=20)
+        host.cut()
+        cut_at, cut_wall = time.monotonic(), time.time()
+        try:
+            # B runs what A held once the broker gives up on A (heartbeat timeout).
+            done = await finished(db, workspace, ids, timeout=90)
+            redelivered = [r for r in done if r.attempts > 1]
+            first_redelivered = await _first_redelivery_seconds(db, workspace, cut_wall)
+            taken_over = time.monotonic() - cut_at
+            # What A sent before the cut has arrived by now (a request on the wire as the
+            # link went down may arrive a moment later); nothing more may while it is down.
+            held = _calls_from(target, host.address)
+            # A fault of a fixed length, longer than a step's timeout: A's runs end while cut off.
+            await asyncio.sleep(max(0.0, CUT_SECONDS - taken_over))
+            assert not _calls_from(target, host.address) - held, "A reached the target while cut off"
+        finally:
+            host.restore()
+        restored_at = time.monotonic()
+
+        # Back: A connects again and says it is ready; its runs of the cut-off time end
+        # (their records written, the deliveries given up as the broker's), then it consumes.
+        await _ready(db, cluster.worker_a.pid, since=time.time(), timeout=60)
+        await eventually(lambda: _consuming_from(cluster.broker, host.address), timeout=90, every=0.5)
+        reconnected = time.monotonic() - restored_at
+        # (A's runs that reached the target; a delivery still on the wire at the cut never
+        # reached A, and the broker counts it as A's all the same).
+        await eventually(lambda: _ended(cluster.stack, held), timeout=60)
+        after = await send_many(url, [{"n": n} for n in range(CALLS, 2 * CALLS)], concurrency=CALLS)
+        await finished(db, workspace, after, timeout=90)
+        assert _calls_from(target, host.address) - held, "A took no call after it came back"
+        # Nothing left anywhere (a retry of a run A held would wait in a delay queue).
+        await eventually(lambda: _drained(cluster.broker), timeout=60, every=0.5)
+
+        final = {r.id: r for r in await runs(db, workspace)}
+
+    every = ids + after
+    assert set(every) <= final.keys()
+    assert len(final) == len(every) + 1  # and the probe call: one record per accepted call
+    assert {final[i].status for i in every} == {"succeeded"}
+    assert redelivered, "A held runs when its link went down: they must show as redelivered"
+    # Nothing A wrote late changed a record: each is as it was before the link came back.
+    assert [final[r.id] for r in done] == done, "a record changed after A came back"
+    assert max(r.attempts for r in final.values()) == 2
+    assert {r.attempts for i, r in final.items() if i in after} == {1}
+    # At the target: every call at least once; the ones A had begun, twice (at least once).
+    at_target = Counter(_call_ids(target))
+    assert set(every) <= at_target.keys()
+    twice = sorted(i for i in every if at_target[i] > 1)
+    assert set(twice) <= {r.id for r in redelivered}
+    assert max(at_target[i] for i in every) <= 2
+    print(
+        f"\ncut off: broker handed A's runs to B after {first_redelivered:.1f} s (first redelivered"
+        f" run recorded), all {CALLS} done {taken_over:.1f} s after the cut; {len(redelivered)} runs"
+        f" redelivered, {len(twice)} of them reached the target twice; A consuming again"
+        f" {reconnected:.1f} s after the link came back"
+    )
 
 
 def _calls_from(target: Target, address: str) -> set[str]:
@@ -238,6 +240,18 @@ async def _ended(stack: Services, ids: set[str]) -> bool | None:
         if line.startswith("{") and (record := json.loads(line)).get("msg", "").startswith("execution ")
     }
     return True if ids <= ended else None
+
+
+async def _consuming_from(broker: LocalRabbitMQ, address: str) -> bool | None:
+    """True when the broker has a channel from `address` with a consumer on it."""
+    listed = await asyncio.to_thread(
+        broker.ctl, "list_channels", "-q", "--no-table-headers", "name", "consumer_count"
+    )
+    for line in listed.splitlines():
+        name, _, consumers = line.rpartition("\t")
+        if name.startswith(f"{address}:") and consumers.strip().isdigit() and int(consumers) > 0:
+            return True
+    return None
 
 
 async def _drained(broker: LocalRabbitMQ) -> bool | None:

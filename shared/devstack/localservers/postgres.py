@@ -206,8 +206,8 @@ class LocalPostgres(LocalServer):
         """initdb's rules (trust on loopback) and trust from the `listen` networks, outside
         pgdata: the next start without them reads initdb's own file again."""
         path = self._data / "pg_hba.conf"
-        rules = ["host all all 127.0.0.1/32 trust", "host all all ::1/128 trust"]
-        rules += [f"host all all {i.network} trust" for i in self._listen]
+        networks = ["127.0.0.1/32", "::1/128", *(str(i.network) for i in self._listen)]
+        rules = [f"host {db} all {net} trust" for net in networks for db in ("all", "replication")]
         path.write_text(
             "# Written by hookline's LocalPostgres at start; edits are lost.\n" + "\n".join(rules) + "\n"
         )

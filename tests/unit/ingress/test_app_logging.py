@@ -23,6 +23,10 @@ pytestmark = [
 def test_lines_logged_after_the_app_is_built_are_still_json(capsys: pytest.CaptureFixture[str]) -> None:
     root = logging.getLogger()
     kept = root.handlers[:], root.level
+    # As a fresh ingress process has it (another test's Litestar app may have configured it).
+    litestar = logging.getLogger("litestar")
+    kept_litestar = litestar.handlers[:], litestar.propagate, litestar.level
+    litestar.handlers[:], litestar.propagate, litestar.level = [], True, logging.NOTSET
     try:
         setup_logging("ingress", "INFO", json=True)
         create_app(Settings(database_url="postgresql://x/y", amqp_url="amqp://x", admin_token="a" * 32))
@@ -32,6 +36,7 @@ def test_lines_logged_after_the_app_is_built_are_still_json(capsys: pytest.Captu
     finally:
         root.handlers[:], level = kept
         root.setLevel(level)
+        litestar.handlers[:], litestar.propagate, litestar.level = kept_litestar
     entries = [json.loads(line) for line in lines]  # a text line fails here
     assert [(x["service"], x["msg"]) for x in entries] == [
         ("ingress", "after the app was built"),
