@@ -189,14 +189,6 @@ async def _back_or_hung(node: LocalRabbitMQ, healed_at: float) -> bool | None:
     return True if stuck and HANG_SIGNATURE in node.log_file.read_text(errors="replace") else None
 
 
-def _restart(node: LocalRabbitMQ) -> None:
-    """The operator's way out of the hang: stop the node's VM and start it again (its data
-    stays: it rejoins the cluster it belongs to)."""
-    node.kill()
-    node.stop()
-    node.start()
-
-
 def _not_back(node: LocalRabbitMQ) -> str:
     """Why a paused node is not serving 2 minutes after its link came back, as its log tells."""
     log = node.log_file.read_text(errors="replace")
@@ -244,11 +236,9 @@ async def _paced_load(
     base: str,
     partitioned: Partitioned,
     victim: LocalRabbitMQ,
-    restarted: list[str],
 ) -> tuple[Load, float]:
     """Callers of all three kinds from BEFORE_SECONDS before the cut until AFTER_SECONDS after
-    the node is back in the cluster; the cut itself; and the seconds until the node rejoined.
-    A node restarted out of the engine's hang is added to `restarted`."""
+    the node is back in the cluster; the cut itself; and the seconds until the node rejoined."""
     inbox, lane, echo = f"{base}/inbox", f"{base}/lane", f"{base}/echo"
     async_answers: list[Answer] = []
     ordered_answers: list[list[Answer]] = []
@@ -305,16 +295,15 @@ async def _paced_load(
             f" (its log; rabbitmqctl saw it paused {paused_seen:.1f} s after)"
         )
         # Back without a restart: the node takes AMQP again, and every node sees all three.
-        # The one exception is the engine's own hang (HANG_SIGNATURE): what an operator does
-        # then, restart the node, is done here, and every check below still holds.
+        # The one exception is the engine's own hang (HANG_SIGNATURE): the test then ends as
+        # an expected failure that names it (an operator restarts the node).
         try:
             await eventually(lambda: _back_or_hung(victim, healed_at), timeout=120, every=0.2)
         except AssertionError as exc:
             raise AssertionError(_not_back(victim)) from exc
         if not await _amqp_answers(victim):
-            print(f"\n{_not_back(victim)}: restarted, as docs/delivery.md tells an operator to")
-            await asyncio.to_thread(_restart, victim)
-            restarted.append(victim.node)
+            # The engine's bug, not hookline's: reported as such (xfail), never as a pass.
+            pytest.xfail(_not_back(victim))
         rejoined = time.monotonic() - healed_at
         for node in [victim, *majority]:
             await eventually(partial(_sees_all, node, partitioned.cluster), timeout=60, every=0.5)
@@ -378,8 +367,7 @@ async def test_a_node_cut_off_for_30_s_pauses_the_majority_serves_and_nothing_ru
         services_before = {name: p.pid for name, p in stack.processes.items()}
         victim_pid = victim.pid
 
-        restarted: list[str] = []
-        load, rejoined = await _paced_load(client, base, partitioned, victim, restarted)
+        load, rejoined = await _paced_load(client, base, partitioned, victim)
 
     what = f"node {victim.node} cut off for {CUT_SECONDS} s ({'leading' if leads else 'leading none of'} the queues)"
     refused, served, refusals = _refused_seconds(load)
@@ -432,8 +420,7 @@ async def test_a_node_cut_off_for_30_s_pauses_the_majority_serves_and_nothing_ru
     )
 
     # Nothing restarted: the node is the same process, and so is every service.
-    # (unless the engine hung it: HANG_SIGNATURE, restarted as an operator would).
-    assert victim.pid == victim_pid or restarted == [victim.node], "the cut node was restarted"
+    assert victim.pid == victim_pid, "the cut node was restarted"
     assert {name: p.pid for name, p in stack.processes.items()} == services_before
     assert all(p.poll() is None for p in stack.processes.values()), "a service died"
     _callers_never_hung(load)
