@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -31,7 +32,7 @@ class Run:
     status: str
     attempts: int
     started_at: float
-    finished_at: float
+    finished_at: float  # inf while it runs (a keyed call's or a tick's claimed run)
     body: Any
     error: str | None
 
@@ -102,7 +103,7 @@ async def runs(db: Connection, workspace: str, trigger: str | None = None) -> li
             r["status"],
             r["attempts"],
             float(r["started"]),
-            float(r["finished"]),
+            float(r["finished"]) if r["finished"] is not None else math.inf,
             r["body"],
             r["error"],
         )
