@@ -123,6 +123,9 @@ def test_a_second_start_reuses_the_recorded_port_or_moves_when_it_is_taken(
     assert LocalPostgres(data).port == first.port
 
     with socket.socket() as squatter:
+        # SO_REUSEADDR as a server sets it: the first run's connections may still sit in
+        # TIME_WAIT on that port, and a plain bind would fail on them, not on a listener.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", first.port))
         squatter.listen()
         moved = LocalPostgres(data, fast=True)
