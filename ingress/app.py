@@ -31,6 +31,7 @@ from shared.db.pool import DB_ERRORS, open_pool
 from shared.db.secrets import cipher_from
 from shared.logs import setup_logging
 from shared.runtime import tracing
+from shared.runtime.heap import freeze_startup_objects
 from shared.runtime.heartbeats import Heartbeat
 from shared.settings import Settings, load_settings
 
@@ -121,6 +122,7 @@ async def opened(app: Litestar) -> AsyncIterator[None]:
         stack.push_async_callback(heartbeat.stop)
         # What the handlers are given (ingress/dependencies.py).
         state.update(pool=pool, registry=registry, publisher=publisher, hooks=hooks)
+        freeze_startup_objects()  # the app and what it opened: kept out of every later collection
         yield
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import time
-from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -34,14 +32,24 @@ FIELDS = (
 _RUN: ContextVar[dict[str, Any] | None] = ContextVar("hookline_run", default=None)
 
 
-@contextlib.contextmanager
-def run_context(**fields: Any) -> Iterator[None]:
-    """Within this block (this task and the tasks it starts), log lines carry `fields`."""
-    token = _RUN.set({**(_RUN.get() or {}), **{k: v for k, v in fields.items() if k in FIELDS}})
-    try:
-        yield
-    finally:
-        _RUN.reset(token)
+class run_context:  # lower case: used like the function it was, `with run_context(...):`
+    """Within this block (this task and the tasks it starts), log lines carry `fields`.
+
+    A class rather than a generator-based context manager: the worker enters one per
+    execution, and a class allocates one object where a generator takes three.
+    """
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, **fields: Any) -> None:
+        self._fields = fields
+
+    def __enter__(self) -> None:
+        fields = self._fields
+        self._token = _RUN.set({**(_RUN.get() or {}), **{k: v for k, v in fields.items() if k in FIELDS}})
+
+    def __exit__(self, *exc: object) -> None:
+        _RUN.reset(self._token)
 
 
 class RunContextFilter(logging.Filter):

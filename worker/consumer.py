@@ -440,7 +440,8 @@ class Runner:
         reply = reply_for(invocation, finished.outcome)
         answered = finished.outcome.answered_at is not None  # early, by `continue: true`: once
         waiting = reply is not None and bool(message.reply_to) and status != "retrying" and not answered
-        handlers = await self._error_handlers(invocation, finished, status)
+        failed = status in ("dead", "failed") and not finished.outcome.ok
+        handlers = await self._error_handlers(invocation) if failed else None
         if handlers is not None:
             # The on_error steps are a run of their own: the watchdog gives them its deadline.
             self._watch(message, lane, invocation, handlers.trigger.workflow_timeout)
@@ -456,12 +457,8 @@ class Runner:
             await self._reporter.record(invocation, finished, status, reply, count=False)
         await settle(message, verdict, lane, delay)
 
-    async def _error_handlers(
-        self, invocation: Invocation, finished: Finished, status: Status
-    ) -> Workflow | None:
-        """The workflow whose `on_error` steps this run calls for: one that ended for good failed."""
-        if status not in ("dead", "failed") or finished.outcome.ok:
-            return None
+    async def _error_handlers(self, invocation: Invocation) -> Workflow | None:
+        """The workflow whose `on_error` steps a run that ended for good failed calls for."""
         try:
             workflow = await self._workflows.get(invocation.workspace, invocation.trigger, invocation.version)
         except NotFound:

@@ -28,13 +28,17 @@ class FairSlots:
     @contextlib.asynccontextmanager
     async def slot(self, queue: str) -> AsyncIterator[None]:
         """Hold a slot for the block (waits for one, in `queue`'s turn)."""
-        await self._acquire(queue)
+        await self.acquire(queue)
         try:
             yield
         finally:
-            self._release()
+            self.release()
 
-    async def _acquire(self, queue: str) -> None:
+    async def acquire(self, queue: str) -> None:
+        """Take a slot (waits for one, in `queue`'s turn); `release()` gives it back.
+
+        The worker's hot path pairs the two itself, without the context manager's cost.
+        """
         if self.busy < self.size and not self._waiting:
             self.busy += 1
             return
@@ -44,7 +48,7 @@ class FairSlots:
             await waiter  # the slot was handed over: `busy` counts it already
         except BaseException:
             if waiter.done() and not waiter.cancelled():
-                self._release()  # handed over just as it was cancelled: pass it on
+                self.release()  # handed over just as it was cancelled: pass it on
             else:
                 self._forget(queue, waiter)
             raise
@@ -58,7 +62,8 @@ class FairSlots:
         if not waiters:
             del self._waiting[queue]
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Give a slot back: to the next queue's waiter in turn, else free."""
         while self._waiting:
             queue, waiters = next(iter(self._waiting.items()))
             waiter = waiters.popleft()

@@ -282,14 +282,24 @@ class Worker:
         self._inflight.add(task)
         try:
             found, key = self._gate.flow_of(message, trigger)
-            async with self._gate.admitted(found, key), self._fair.slot(queue):
-                if self._stop.is_set():
-                    return
-                await self._runner.handle(message, Lane.SHARED, queue)
+            if found is None:  # no flow limits (most triggers): no gate to pass
+                await self._in_turn(message, queue)
+            else:
+                async with self._gate.admitted(found, key):
+                    await self._in_turn(message, queue)
         except Abandoned:
             pass  # stopping while it waited: handed back unsettled when the channel closes
         finally:
             self._inflight.discard(task)
+
+    async def _in_turn(self, message: Delivery, queue: str) -> None:
+        """Run once a slot of the worker's is free, in `queue`'s turn (worker/fairness.py)."""
+        await self._fair.acquire(queue)
+        try:
+            if not self._stop.is_set():
+                await self._runner.handle(message, Lane.SHARED, queue)
+        finally:
+            self._fair.release()
 
     async def _run_ordered(self, message: Delivery, queue: str) -> None:
         await self._runner.handle(message, Lane.ORDERED, queue)

@@ -22,6 +22,7 @@ import uvloop
 from shared.errors import HooklineError
 from shared.logs import setup_logging
 from shared.runtime import tracing
+from shared.runtime.heap import freeze_startup_objects
 from shared.settings import STATE_DIR, Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,9 @@ def run_service(name: str, build: Callable[[Settings], Service], **overrides: ob
     if settings is None:
         return 2
     with traced(name):
-        return uvloop.run(_serve(name, build(settings)))
+        service = build(settings)
+        freeze_startup_objects()  # imported and built: kept out of every later collection
+        return uvloop.run(_serve(name, service))
 
 
 @contextlib.contextmanager
