@@ -243,7 +243,7 @@ class Worker:
             watchdog=self._watchdog,
         )
         self._lanes = LaneSet(connection, self.settings.amqp_prefix, self._run_ordered)
-        self._queues = TriggerQueues(connection, self._run_trigger_queue)
+        self._queues = TriggerQueues(connection, self._run_unordered)
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=queue_share(self.concurrency))
         self._channels = [channel, replies, delays]
@@ -268,20 +268,18 @@ class Worker:
     async def _run_shared(self, message: Delivery) -> None:
         await self._run_unordered(message, topology.work_queue_name(self.settings.amqp_prefix))
 
-    async def _run_trigger_queue(self, message: Delivery, queue: str) -> None:
-        await self._run_unordered(message, queue, self._queue_triggers.get(queue))
+    async def _run_unordered(self, message: Delivery, queue: str) -> None:
+        """Admitted by the trigger's flow limits, then in the queue's turn for a run slot.
 
-    async def _run_unordered(
-        self, message: Delivery, queue: str, trigger: tuple[str, str] | None = None
-    ) -> None:
-        """Admitted by the trigger's flow limits, then in the queue's turn for a run slot."""
+        A trigger queue's name says whose call it is; on the shared work queue the message does.
+        """
         if self._stop.is_set():
             return  # not started: it goes back to the queue when the channel closes
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
         try:
-            found, key = self._gate.flow_of(message, trigger)
+            found, key = self._gate.flow_of(message, self._queue_triggers.get(queue))
             if found is None:  # no flow limits (most triggers): no gate to pass
                 await self._in_turn(message, queue)
             else:
