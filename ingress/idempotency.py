@@ -45,6 +45,19 @@ where workspace = $1 and trigger = $2 and key = $3 and execution_id = $4 and not
     and (unconfirmed or created_at <= now() - make_interval(secs => $5))
 returning execution_id
 """
+# What becomes of one claim (the key's, held by this execution id) once its publish ended.
+_ACCEPT = """
+update idempotency_keys set accepted = true
+where workspace = $1 and trigger = $2 and key = $3 and execution_id = $4
+"""
+_UNCONFIRMED = """
+update idempotency_keys set unconfirmed = true
+where workspace = $1 and trigger = $2 and key = $3 and execution_id = $4 and not accepted
+"""
+_RELEASE = """
+delete from idempotency_keys
+where workspace = $1 and trigger = $2 and key = $3 and execution_id = $4
+"""
 _FIRST = """
 select execution_id, accepted, unconfirmed, fingerprint,
     extract(epoch from now() - created_at)::float8 as age
@@ -137,48 +150,29 @@ class IdempotencyStore:
 
     async def accept(self, workspace: str, trigger: str, key: str, execution_id: str) -> None:
         """Mark a claim's call as confirmed by the broker (repeats may now be answered)."""
-        try:
-            async with self._pool.acquire() as connection:
-                await connection.execute(
-                    "update idempotency_keys set accepted = true where workspace = $1 and trigger = $2"
-                    " and key = $3 and execution_id = $4",
-                    workspace,
-                    trigger,
-                    key,
-                    uuid.UUID(execution_id),
-                )
-        except DB_ERRORS:
-            pass  # repeats take it as accepted once `settle_within` has passed
+        # Should this fail, repeats take it as accepted once `settle_within` has passed.
+        await self._on_claim(_ACCEPT, workspace, trigger, key, execution_id)
 
     async def unconfirmed(self, workspace: str, trigger: str, key: str, execution_id: str) -> None:
         """Keep a claim whose call was sent but not confirmed (maybe enqueued) for its retry."""
-        try:
-            async with self._pool.acquire() as connection:
-                await connection.execute(
-                    "update idempotency_keys set unconfirmed = true where workspace = $1 and trigger = $2"
-                    " and key = $3 and execution_id = $4 and not accepted",
-                    workspace,
-                    trigger,
-                    key,
-                    uuid.UUID(execution_id),
-                )
-        except DB_ERRORS:
-            pass  # a retry takes the pending claim over once `settle_within` has passed
+        # Should this fail, a retry takes the pending claim over once `settle_within` has passed.
+        await self._on_claim(_UNCONFIRMED, workspace, trigger, key, execution_id)
 
     async def release(self, workspace: str, trigger: str, key: str, execution_id: str) -> None:
         """Forget a claim whose call was not accepted (the broker refused it)."""
+        # Should this fail, it expires with its window.
+        await self._on_claim(_RELEASE, workspace, trigger, key, execution_id)
+
+    async def _on_claim(
+        self, statement: str, workspace: str, trigger: str, key: str, execution_id: str
+    ) -> None:
+        """Run `statement` on the claim of `key` held by `execution_id`, best effort: the call
+        is answered already, and each statement says above what covers it when it fails."""
         try:
             async with self._pool.acquire() as connection:
-                await connection.execute(
-                    "delete from idempotency_keys where workspace = $1 and trigger = $2 and key = $3"
-                    " and execution_id = $4",
-                    workspace,
-                    trigger,
-                    key,
-                    uuid.UUID(execution_id),
-                )
+                await connection.execute(statement, workspace, trigger, key, uuid.UUID(execution_id))
         except DB_ERRORS:
-            pass  # it expires with its window
+            pass
 
     async def stored_response(self, execution_id: str, wait: float) -> Reply | None:
         """The first call's recorded answer, waiting up to `wait` seconds for it to exist."""
