@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -432,3 +433,16 @@ def test_a_refused_quiet_call_a_slow_quiet_trigger_or_no_flood_misses_the_target
 
 def test_the_noisy_neighbour_scenario_can_be_chosen_alone() -> None:
     assert "noisy_neighbour" in run.SCENARIOS
+
+
+def test_the_worker_path_harness_runs_every_delivery_through_to_its_ack(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # bench/worker_path.py reaches into the worker's private parts: it must keep up with them.
+    from bench import worker_path
+
+    assert worker_path.main(["--executions", "300", "--no-freeze"]) == 0
+    line = capsys.readouterr().out
+    assert re.fullmatch(
+        r"\d+\.\d us CPU per execution, of which the collector \d+\.\d us \(\d+ collections; .*\)\n", line
+    )
