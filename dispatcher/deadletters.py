@@ -19,6 +19,7 @@ from shared.broker.link import BrokerLink
 from shared.db.pool import DB_ERRORS
 from shared.errors import BrokerUnavailable
 from shared.ops.deadletters import move_dead_letters
+from shared.runtime.cancelling import stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -49,4 +50,5 @@ async def move_forever(broker: BrokerLink, pool: asyncpg.Pool, prefix: str, ever
             if not failing:
                 log.warning("dead letters not moved (%s); trying again", type(exc).__name__)
             failing = True
+        stop_if_cancelled()  # a stop's cancel that came as an outage, or was lost in one
         await asyncio.sleep(every)

@@ -15,6 +15,7 @@ from shared.db.deadletters import letter_counts
 from shared.db.pool import DB_ERRORS
 from shared.errors import BrokerUnavailable
 from shared.ops.queues import queue_depths
+from shared.runtime.cancelling import stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -56,4 +57,5 @@ async def sample_forever(
             await sample(broker, pool, prefix)
         except OUTAGES as exc:
             log.info("queue depths not sampled (%s)", type(exc).__name__)
+        stop_if_cancelled()  # a stop's cancel that came as an outage, or was lost in one
         await asyncio.sleep(every)

@@ -12,6 +12,7 @@ from prometheus_client import Counter, Gauge
 
 from shared.db.pool import DB_ERRORS
 from shared.db.retention import FAMILIES, Sweep, sweep_as_leader
+from shared.runtime.cancelling import stop_if_cancelled
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,4 +50,5 @@ async def sweep_forever(pool: asyncpg.Pool, settings: Settings) -> None:
             await sweep_once(pool, settings)
         except FAILURES as exc:
             log.warning("retention sweep failed (%s); trying again later", type(exc).__name__)
+        stop_if_cancelled()  # a stop's cancel that came as an outage, or was lost in one
         await asyncio.sleep(settings.retention_every)

@@ -29,6 +29,7 @@ import msgspec
 from shared.db import flow
 from shared.db.pool import DB_ERRORS
 from shared.expressions import Expr
+from shared.runtime.cancelling import stop_if_cancelled
 from shared.wire.messages import invocation_decoder
 from shared.wire.ordering import compile_key, ordering_key_value
 from worker.deliveries import Delivery
@@ -214,3 +215,4 @@ class FlowGate:
                     await flow.renew_slots(connection, list(self._held), self._lease)
             except DB_ERRORS as exc:
                 log.warning("flow leases not renewed (%s)", type(exc).__name__)
+            stop_if_cancelled()  # a stop's cancel that came as an outage, or was lost in one

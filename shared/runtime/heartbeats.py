@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from shared.db.pool import DB_ERRORS, Connection
+from shared.runtime.cancelling import stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class Heartbeat:
                 if not failing:
                     log.warning("heartbeat not written (%s)", type(exc).__name__)
                 failing = True
+            stop_if_cancelled()  # a stop's cancel that came as an outage, or was lost in one
             await asyncio.sleep(BEAT_SECONDS)
 
     async def stop(self) -> None:
