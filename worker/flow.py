@@ -128,11 +128,11 @@ class FlowGate:
         return found, ordering_key_value(found.key, decoded.request)
 
     @contextlib.asynccontextmanager
-    async def admitted(self, found: Flow | None, key: str) -> AsyncIterator[None]:
-        """Hold a slot (and a token) of `found` for the block; raises Abandoned when stopping."""
-        if found is None:
-            yield
-            return
+    async def admitted(self, found: Flow, key: str) -> AsyncIterator[None]:
+        """Hold a slot (and a token) of `found` for the block; raises Abandoned when stopping.
+
+        Only for a trigger with flow limits: one without them has no gate to pass.
+        """
         holder = uuid.uuid4()
         if found.limit is not None:
             await self._wait_for_slot(found, key, holder)

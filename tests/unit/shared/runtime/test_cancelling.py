@@ -30,13 +30,19 @@ async def _skip_failures(guarded: bool, looks: list[int], running: asyncio.Event
         await asyncio.sleep(0.01)
 
 
-async def test_a_cancel_that_came_out_as_a_failure_still_ends_the_loop() -> None:
+async def _cancelled_in_a_look(guarded: bool) -> tuple[asyncio.Task[None], list[int], asyncio.Event]:
+    """The loop started, then cancelled while it is inside a look."""
     looks: list[int] = []
     running = asyncio.Event()
     running.set()
-    task = asyncio.create_task(_skip_failures(True, looks, running))
+    task = asyncio.create_task(_skip_failures(guarded, looks, running))
     await asyncio.sleep(0.01)
     task.cancel()
+    return task, looks, running
+
+
+async def test_a_cancel_that_came_out_as_a_failure_still_ends_the_loop() -> None:
+    task, looks, _ = await _cancelled_in_a_look(guarded=True)
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 2)
     assert looks == [1]  # the cancel was taken for an outage once, then the loop stopped
@@ -44,12 +50,7 @@ async def test_a_cancel_that_came_out_as_a_failure_still_ends_the_loop() -> None
 
 async def test_without_the_check_the_same_loop_outlives_its_cancel() -> None:
     # What the check is for: a stop that cancels this loop and waits for it never returns.
-    looks: list[int] = []
-    running = asyncio.Event()
-    running.set()
-    task = asyncio.create_task(_skip_failures(False, looks, running))
-    await asyncio.sleep(0.01)
-    task.cancel()
+    task, looks, running = await _cancelled_in_a_look(guarded=False)
     await asyncio.sleep(0.1)
     assert not task.done()
     assert looks == [1]
